@@ -1,0 +1,69 @@
+"""libero-gym command line: ``python cli.py COMMAND --help``.
+
+Thin by design: each subcommand is a frozen config dataclass defined next to the
+library function that runs it; this file only maps names to (config, function)
+and turns user errors into one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import tyro
+
+from libero_gym.commands import Doctor, Envs, doctor, list_envs
+
+# name -> (config class, function taking that config). Config classes live in
+# light modules (no torch, MuJoCo or LIBERO at import), so `--help` is quick.
+COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "envs": (Envs, list_envs),
+    "doctor": (Doctor, doctor),
+}
+
+
+def _register_optional_commands() -> None:
+    """Add the agents' and data commands (their modules import lazily)."""
+    try:
+        from agents.commands import COMMANDS as AGENT_COMMANDS
+    except ImportError as error:  # pragma: no cover - only while the package is incomplete
+        if "agents.commands" not in str(error):
+            raise
+    else:
+        COMMANDS.update(AGENT_COMMANDS)
+    try:
+        from libero_gym.data.commands import COMMANDS as DATA_COMMANDS
+    except ImportError as error:  # pragma: no cover
+        if "libero_gym.data.commands" not in str(error):
+            raise
+    else:
+        COMMANDS.update(DATA_COMMANDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv``, run the command, return the exit code."""
+    from gymnasium import error as gym_error
+
+    from libero_gym.errors import LiberoGymError
+
+    _register_optional_commands()
+    config = tyro.extras.subcommand_cli_from_dict(
+        {name: config_cls for name, (config_cls, _) in COMMANDS.items()},
+        args=argv,
+        description=__doc__,
+    )
+    function = next(fn for config_cls, fn in COMMANDS.values() if type(config) is config_cls)
+    try:
+        result = function(config)
+    except (LiberoGymError, gym_error.Error) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result) if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

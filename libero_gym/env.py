@@ -1,0 +1,428 @@
+"""LIBERO manipulation tasks as a Gymnasium environment.
+
+The simulator (robosuite 1.4 + MuJoCo, through LIBERO's own ``ControlEnv``) is
+built lazily, at the first ``reset`` and inside the process that steps it, so
+constructing the env, pickling it or sending it to a vector worker never touches
+OpenGL or MuJoCo.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from libero_gym import suites
+from libero_gym.errors import InvalidInputError
+from libero_gym.suites import Task
+
+ObsMode = Literal["state", "pixels", "both"]
+OBS_MODES: tuple[str, ...] = ("state", "pixels", "both")
+RESET_MODES: tuple[str, ...] = ("fast", "hard")
+
+ACTION_DIM = 7
+"""OSC_POSE delta (dx, dy, dz, dax, day, daz) plus gripper, each in [-1, 1]."""
+
+SETTLE_ACTION = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0])
+"""No motion, gripper open: what openvla-oft/openpi send while objects settle."""
+
+DEFAULT_SETTLE_STEPS = 10
+"""Steps of :data:`SETTLE_ACTION` after restoring an init state, so that objects
+placed slightly above their supports come to rest (openvla-oft, openpi use 10).
+Not counted in the episode's step budget."""
+
+CAMERAS: dict[str, str] = {"agentview_image": "agentview", "eye_in_hand_image": "robot0_eye_in_hand"}
+"""Observation key -> robosuite camera name."""
+
+# Proprioception: robosuite observables concatenated in this order (39 values).
+PROPRIO_KEYS: tuple[tuple[str, int], ...] = (
+    ("robot0_joint_pos", 7),
+    ("robot0_joint_pos_cos", 7),
+    ("robot0_joint_pos_sin", 7),
+    ("robot0_joint_vel", 7),
+    ("robot0_eef_pos", 3),
+    ("robot0_eef_quat", 4),
+    ("robot0_gripper_qpos", 2),
+    ("robot0_gripper_qvel", 2),
+)
+PROPRIO_SLICES: dict[str, slice] = {}
+_start = 0
+for _key, _size in PROPRIO_KEYS:
+    PROPRIO_SLICES[_key.removeprefix("robot0_")] = slice(_start, _start + _size)
+    _start += _size
+PROPRIO_DIM = _start
+"""Length of the ``proprio`` observation; :data:`PROPRIO_SLICES` names its parts."""
+
+OBJECT_STATE_PER_OBJECT = 14
+"""Per movable object: position (3), quaternion xyzw (4), position and quaternion
+relative to the end effector (3 + 4), as LIBERO's ``object-state``."""
+MAX_FIXTURE_JOINTS = 8
+"""Articulated-fixture joint positions (drawers, doors, knobs) kept in the object
+observation, zero-padded; the largest LIBERO scene has fewer."""
+OBJECT_DIM = suites.MAX_OBJECTS * OBJECT_STATE_PER_OBJECT + MAX_FIXTURE_JOINTS
+"""Length of the ``object`` observation: objects zero-padded to the most any task
+has, so that every task of every suite shares one observation space."""
+
+
+class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
+    """A LIBERO task (or several) on robosuite 1.4 + MuJoCo, Gymnasium 1.x API.
+
+    ## Action space
+    ``Box(-1, 1, (7,), float32)``, robosuite's ``OSC_POSE`` controller at 20 Hz:
+
+    ====  ===================================================  ==========================
+    idx   meaning                                              scale at 1.0
+    ====  ===================================================  ==========================
+    0-2   end-effector translation delta (x, y, z, base frame)  0.05 m per step
+    3-5   end-effector rotation delta (axis-angle)              0.5 rad per step
+    6     gripper: -1 open, +1 close                            -
+    ====  ===================================================  ==========================
+
+    A wrong shape, NaN or inf raises ``ValueError``. Values outside [-1, 1] are
+    clipped by the controller, as in LIBERO.
+
+    ## Observation space
+    A flat ``Dict`` (Stable-Baselines3 rejects nested ones). Keys by ``obs_mode``:
+
+    =====================  =======================  ======================================  ===============
+    key                    shape, dtype             content                                  modes
+    =====================  =======================  ======================================  ===============
+    ``proprio``            (39,) float32            joint pos/cos/sin/vel (rad, rad/s), EE   all
+                                                    pos (m), EE quat (xyzw), gripper
+                                                    finger pos (m) and vel; see PROPRIO_SLICES
+    ``object``             (OBJECT_DIM,) float32    per object pos (m), quat, pos and quat   state, both
+                                                    relative to the EE, zero-padded to
+                                                    MAX_OBJECTS; then fixture joint
+                                                    positions, zero-padded
+    ``agentview_image``    (S, S, 3) uint8          third-person camera                      pixels, both
+    ``eye_in_hand_image``  (S, S, 3) uint8          wrist camera                             pixels, both
+    ``task_index``         Discrete(n_suite_tasks)  index of the current task in its suite   all
+    =====================  =======================  ======================================  ===============
+
+    Images are rotated 180 degrees (upright, as openvla-oft, openpi and LeRobot feed
+    policies) when ``rotate_images=True`` (the default); LIBERO's own renders and
+    HDF5 datasets are upside down. The language instruction is
+    ``env.unwrapped.language_instruction`` and ``info["language_instruction"]``.
+
+    ## Reward, termination, truncation
+    Sparse: 1.0 on the step the BDDL goal holds, else 0.0. ``terminated`` on
+    success. ``truncated`` after the suite's step limit
+    (:data:`libero_gym.suites.MAX_EPISODE_STEPS`, applied by Gymnasium's
+    ``TimeLimit``; override with ``gym.make(id, max_episode_steps=N)``).
+    ``info["is_success"]`` is the success flag.
+
+    ## Reset
+    ``reset(seed=s)`` picks one of the task's 50 fixed LIBERO init states with the
+    env's seeded RNG (and a task, when the env runs several); ``options`` can name
+    them: ``{"init_state_id": i, "task_id": t}``. Then ``settle_steps`` no-op steps
+    let objects come to rest (not counted in the step budget). ``reset_mode="fast"``
+    restores the init state on the already-built model; ``"hard"`` rebuilds it as
+    LIBERO does by default (same states, tested; ~1 s slower).
+
+    Args:
+        suite: suite key or id name (``libero_goal``, ``Goal``, ``Long``...).
+        task_id: index of the task in the suite, a list of indices (a task is drawn
+            at each reset), or ``"all"``.
+        obs_mode: ``"state"``, ``"pixels"`` or ``"both"``.
+        image_size: height and width of camera images, in pixels.
+        rotate_images: rotate images by 180 degrees (upright).
+        render_mode: ``None`` or ``"rgb_array"`` (the agentview camera).
+        settle_steps: no-op steps after each reset.
+        reset_mode: ``"fast"`` or ``"hard"``.
+        assets_path: LIBERO asset folder; default ``$LIBERO_GYM_ASSETS``.
+
+    ## Version history
+    - v0: initial release.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        suite: str = "libero_goal",
+        task_id: int | Sequence[int] | str = 0,
+        obs_mode: ObsMode = "state",
+        image_size: int = 128,
+        rotate_images: bool = True,
+        render_mode: str | None = None,
+        settle_steps: int = DEFAULT_SETTLE_STEPS,
+        reset_mode: str = "fast",
+        assets_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.suite = suites.resolve_suite(suite)
+        self.task_ids = suites.resolve_task_ids(self.suite, task_id)
+        if obs_mode not in OBS_MODES:
+            raise InvalidInputError(f"obs_mode must be one of {list(OBS_MODES)}, got {obs_mode!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise InvalidInputError(
+                f"render_mode must be one of {[None, *self.metadata['render_modes']]}, got {render_mode!r}"
+            )
+        if reset_mode not in RESET_MODES:
+            raise InvalidInputError(f"reset_mode must be one of {list(RESET_MODES)}, got {reset_mode!r}")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 1024:
+            raise InvalidInputError(f"image_size must be an int in [16, 1024], got {image_size!r}")
+        if isinstance(settle_steps, bool) or not isinstance(settle_steps, int) or settle_steps < 0:
+            raise InvalidInputError(f"settle_steps must be an int >= 0, got {settle_steps!r}")
+        self.obs_mode = obs_mode
+        self.image_size = image_size
+        self.rotate_images = rotate_images
+        self.render_mode = render_mode
+        self.settle_steps = settle_steps
+        self.reset_mode = reset_mode
+        self.assets_path = assets_path
+        if assets_path is not None:
+            # Fail at construction, in the caller's process, not in a worker.
+            from libero_gym.libero_config import resolve_assets_path
+
+            resolve_assets_path(assets_path)
+
+        self.task: Task = suites.get_task(self.suite, self.task_ids[0])
+        self.init_state_id: int | None = None
+
+        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        obs_spaces: dict[str, spaces.Space[Any]] = {
+            "proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
+        }
+        if self.uses_state:
+            obs_spaces["object"] = spaces.Box(-np.inf, np.inf, (OBJECT_DIM,), np.float32)
+        if self.uses_pixels:
+            for key in CAMERAS:
+                obs_spaces[key] = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        obs_spaces["task_index"] = spaces.Discrete(len(suites.get_suite(self.suite)))
+        self.observation_space = spaces.Dict(obs_spaces)
+
+        # Built lazily in the process that steps the env (see _build).
+        self._libero_env: Any = None
+        self._built_task: Task | None = None
+        self._init_states: dict[int, np.ndarray] = {}
+        self._fixture_qpos_addr: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._last_raw_obs: dict[str, np.ndarray] | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def uses_state(self) -> bool:
+        """Whether observations hold object state."""
+        return self.obs_mode in ("state", "both")
+
+    @property
+    def uses_pixels(self) -> bool:
+        """Whether observations hold camera images."""
+        return self.obs_mode in ("pixels", "both")
+
+    @property
+    def language_instruction(self) -> str:
+        """The current task's language instruction."""
+        return self.task.language
+
+    @property
+    def libero_env(self) -> Any:
+        """LIBERO's ``ControlEnv`` of the current task (built on first use)."""
+        if self._libero_env is None or self._built_task != self.task:
+            self._build(self.task)
+        return self._libero_env
+
+    @property
+    def sim(self) -> Any:
+        """robosuite's ``MjSim`` of the current task (built on first use)."""
+        return self.libero_env.sim
+
+    # ------------------------------------------------------------------ simulator
+    def _build(self, task: Task) -> None:
+        """Build LIBERO's env for ``task``, closing the previous one."""
+        from libero_gym.libero_config import import_libero
+
+        libero_pkg = import_libero(self.assets_path)
+        from libero.libero.envs import OffScreenRenderEnv
+        from libero.libero.envs.env_wrapper import ControlEnv
+
+        self._close_simulator()
+        bddl = os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+        needs_renderer = self.uses_pixels or self.render_mode == "rgb_array"
+        env_cls = OffScreenRenderEnv if needs_renderer else ControlEnv
+        self._libero_env = env_cls(
+            bddl_file_name=bddl,
+            use_camera_obs=self.uses_pixels,
+            has_offscreen_renderer=needs_renderer,
+            camera_heights=self.image_size,
+            camera_widths=self.image_size,
+            # The episode budget is Gymnasium's TimeLimit; robosuite must never end it.
+            ignore_done=True,
+            # The model was just built by the constructor; a hard reset would build it
+            # again. reset() below decides per call.
+            hard_reset=False,
+        )
+        self._built_task = task
+        self._fixture_qpos_addr = _fixture_joint_addresses(self._libero_env.sim)
+
+    def _load_init_states(self, task: Task) -> np.ndarray:
+        if task.index not in self._init_states:
+            import torch
+
+            from libero_gym.libero_config import import_libero
+
+            libero_pkg = import_libero(self.assets_path)
+            path = os.path.join(libero_pkg.get_libero_path("init_states"), task.problem_folder, task.init_states_file)
+            # LIBERO saved these with torch.save; they hold a numpy array, hence
+            # weights_only=False (torch >= 2.6 defaults to True).
+            states = np.asarray(torch.load(path, weights_only=False))
+            self._init_states[task.index] = states
+        return self._init_states[task.index]
+
+    def init_states(self, task_id: int | None = None) -> np.ndarray:
+        """The 50 fixed init states (flattened MuJoCo states) of a task, (50, S) float64."""
+        task = self.task if task_id is None else suites.get_task(self.suite, task_id)
+        return self._load_init_states(task)
+
+    def _close_simulator(self) -> None:
+        if self._libero_env is not None:
+            self._libero_env.close()
+            self._libero_env = None
+            self._built_task = None
+
+    # ------------------------------------------------------------------ gym API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"task_id", "init_state_id"}
+        if unknown:
+            raise InvalidInputError(f"reset options must be among ['task_id', 'init_state_id'], got {sorted(unknown)}")
+
+        task_id = options.get("task_id")
+        if task_id is None:
+            task_id = self.task_ids[0] if len(self.task_ids) == 1 else int(self.np_random.choice(self.task_ids))
+        elif task_id not in self.task_ids:
+            raise InvalidInputError(f"options['task_id'] must be one of {list(self.task_ids)}, got {task_id!r}")
+        self.task = suites.get_task(self.suite, int(task_id))
+
+        init_state_id = options.get("init_state_id")
+        if init_state_id is None:
+            init_state_id = int(self.np_random.integers(suites.NUM_INIT_STATES))
+        elif isinstance(init_state_id, bool) or not isinstance(init_state_id, (int, np.integer)) or not (
+            0 <= init_state_id < suites.NUM_INIT_STATES
+        ):
+            raise InvalidInputError(
+                f"options['init_state_id'] must be an int in [0, {suites.NUM_INIT_STATES - 1}], got {init_state_id!r}"
+            )
+        self.init_state_id = int(init_state_id)
+
+        fresh = self._libero_env is None or self._built_task != self.task
+        libero_env = self.libero_env  # builds on first use or task change
+        if not fresh:
+            libero_env.env.hard_reset = self.reset_mode == "hard"
+            libero_env.reset()
+            # A hard reset rebuilds the robot models; a soft one keeps them, and with
+            # them the gripper's smoothed command (robosuite's PandaGripper integrates
+            # the sign of the action into `current_action`). Zero it, as a rebuild does,
+            # or the first gripper actions of the episode differ from LIBERO's.
+            for robot in libero_env.env.robots:
+                robot.gripper.current_action = np.zeros(robot.gripper.dof)
+        raw_obs = libero_env.set_init_state(self._load_init_states(self.task)[self.init_state_id])
+        for _ in range(self.settle_steps):
+            raw_obs, _, _, _ = libero_env.step(SETTLE_ACTION)
+        self._last_raw_obs = raw_obs
+        return self._observation(raw_obs), self._info(success=False)
+
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._libero_env is None:
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        action = self._check_action(action)
+        raw_obs, _, success, _ = self._libero_env.step(action)
+        self._last_raw_obs = raw_obs
+        success = bool(success)  # LIBERO's step returns the BDDL goal check as `done`
+        return self._observation(raw_obs), float(success), success, False, self._info(success)
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode is None:
+            gym.logger.warn("render() called without render_mode; make the env with render_mode='rgb_array'.")
+            return None
+        if self._libero_env is None:
+            raise gym.error.ResetNeeded("Call reset() before render().")
+        if self._last_raw_obs is not None and "agentview_image" in self._last_raw_obs:
+            image = self._last_raw_obs["agentview_image"]
+        else:
+            image = self.sim.render(camera_name="agentview", width=self.image_size, height=self.image_size)
+        return self._orient(image)
+
+    def close(self) -> None:
+        self._close_simulator()
+        super().close()
+
+    # ------------------------------------------------------------------ helpers
+    def _check_action(self, action: Any) -> np.ndarray:
+        array = np.asarray(action, dtype=np.float64)
+        if array.shape != (ACTION_DIM,):
+            raise InvalidInputError(f"action must have shape ({ACTION_DIM},), got {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise InvalidInputError(f"action must be finite, got {array.tolist()} (NaN or inf)")
+        return array
+
+    def _orient(self, image: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(image[::-1, ::-1]) if self.rotate_images else image
+
+    def _observation(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        obs: dict[str, Any] = {
+            "proprio": np.concatenate([raw[key] for key, _ in PROPRIO_KEYS]).astype(np.float32)
+        }
+        if self.uses_state:
+            obj = np.zeros(OBJECT_DIM, dtype=np.float32)
+            object_state = raw["object-state"]
+            obj[: object_state.shape[0]] = object_state
+            fixtures = self.sim.data.qpos[self._fixture_qpos_addr]
+            start = suites.MAX_OBJECTS * OBJECT_STATE_PER_OBJECT
+            obj[start : start + fixtures.shape[0]] = fixtures
+            obs["object"] = obj
+        if self.uses_pixels:
+            for key, camera in CAMERAS.items():
+                obs[key] = self._orient(raw[f"{camera}_image"])
+        obs["task_index"] = self.task.index
+        return obs
+
+    def _info(self, success: bool) -> dict[str, Any]:
+        return {
+            "is_success": success,
+            "task_id": self.task.index,
+            "init_state_id": self.init_state_id,
+            "language_instruction": self.task.language,
+        }
+
+    def get_sim_state(self) -> np.ndarray:
+        """The flattened MuJoCo state (time, qpos, qvel), as LIBERO stores ``states``."""
+        return np.asarray(self.libero_env.get_sim_state(), dtype=np.float64).copy()
+
+    def set_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Restore a flattened MuJoCo state and return the observation there."""
+        raw = self.libero_env.regenerate_obs_from_state(np.asarray(state, dtype=np.float64))
+        self._last_raw_obs = raw
+        return self._observation(raw)
+
+    def check_success(self) -> bool:
+        """Whether the current task's BDDL goal holds now."""
+        return bool(self.libero_env.check_success())
+
+
+def _fixture_joint_addresses(sim: Any) -> np.ndarray:
+    """qpos addresses of the hinge and slide joints of articulated fixtures.
+
+    These are the joints that belong neither to the robot (``robot0_``,
+    ``gripper0_`` prefixes) nor to a movable object (free joints): drawers, doors,
+    stove knobs. Their positions are what the Open/Close/Turnon/Turnoff goals test.
+    """
+    import mujoco
+
+    model = sim.model._model
+    addresses = []
+    for joint_id in range(model.njnt):
+        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint_id) or ""
+        if name.startswith(("robot0_", "gripper0_", "mount0_")):
+            continue
+        if model.jnt_type[joint_id] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
+            addresses.append(model.jnt_qposadr[joint_id])
+    if len(addresses) > MAX_FIXTURE_JOINTS:
+        raise RuntimeError(f"scene has {len(addresses)} fixture joints, more than MAX_FIXTURE_JOINTS={MAX_FIXTURE_JOINTS}")
+    return np.asarray(addresses, dtype=np.int64)

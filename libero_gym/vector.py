@@ -1,0 +1,100 @@
+"""Vectorized LIBERO envs: one simulator per worker process, built inside it.
+
+``gym.make_vec("LIBERO-Goal-v0", num_envs=8)`` (no ``vectorization_mode``) comes
+here through the registered ``vector_entry_point``; :func:`make_vec` is the same
+with an env id. Async workers start with ``forkserver`` by default: a worker never
+inherits the parent's threads (torch), GL contexts or simulators. Observations
+travel through shared memory (Gymnasium's ``AsyncVectorEnv(shared_memory=True)``).
+
+``gym.make_vec(..., vectorization_mode="async")`` uses Gymnasium's own
+``AsyncVectorEnv`` with the platform's default start method; that is safe too,
+because a libero-gym env builds its simulator lazily, in the worker.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+from libero_gym import suites
+from libero_gym.errors import InvalidInputError
+from libero_gym.registration import suite_env_ids, task_env_ids
+
+VECTORIZATION_MODES = ("async", "sync")
+START_METHODS = ("forkserver", "spawn", "fork")
+
+
+def _make_one(env_id: str, kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """Build one env in a worker; module-level so workers unpickle it by reference."""
+    import libero_gym  # noqa: F401  (registers the ids in a fresh worker)
+
+    return gym.make(env_id, **kwargs)
+
+
+def make_vector_env(
+    num_envs: int = 1,
+    *,
+    suite: str = "libero_goal",
+    task_id: int | Sequence[int] | str = 0,
+    task_per_worker: bool = False,
+    vectorization_mode: str = "async",
+    context: str = "forkserver",
+    shared_memory: bool = True,
+    autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
+    env_id: str | None = None,
+    **env_kwargs: Any,
+) -> VectorEnv:
+    """Make ``num_envs`` copies of a libero-gym env as one vector env.
+
+    Args:
+        num_envs: number of sub-envs (one worker process each in async mode).
+        suite: suite key or id name.
+        task_id: task index, list of indices or ``"all"``, as for ``LiberoEnv``.
+        task_per_worker: give worker ``i`` the single task ``task_ids[i % n]``
+            instead of letting every worker draw among all of them at each reset.
+        vectorization_mode: ``"async"`` (processes) or ``"sync"`` (in-process).
+        context: multiprocessing start method for async workers.
+        shared_memory: pass observations through shared memory (async).
+        autoreset_mode: Gymnasium's autoreset mode.
+        env_id: the registered id to make (default: the suite's id).
+        **env_kwargs: further ``LiberoEnv`` arguments and ``max_episode_steps``.
+    """
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise InvalidInputError(f"num_envs must be an int >= 1, got {num_envs!r}")
+    if vectorization_mode not in VECTORIZATION_MODES:
+        raise InvalidInputError(
+            f"vectorization_mode must be one of {list(VECTORIZATION_MODES)}, got {vectorization_mode!r}"
+        )
+    if context not in START_METHODS:
+        raise InvalidInputError(f"context must be one of {list(START_METHODS)}, got {context!r}")
+    suite = suites.resolve_suite(suite)
+    task_ids = suites.resolve_task_ids(suite, task_id)
+    if env_id is None:
+        env_id = f"LIBERO-{suites.SUITE_ID_NAMES[suite]}-v0"
+    per_env_tasks: list[int | Sequence[int]] = (
+        [task_ids[i % len(task_ids)] for i in range(num_envs)] if task_per_worker else [task_ids] * num_envs
+    )
+    env_fns = [
+        functools.partial(_make_one, env_id, {**env_kwargs, "suite": suite, "task_id": tasks})
+        for tasks in per_env_tasks
+    ]
+    if vectorization_mode == "sync":
+        return SyncVectorEnv(env_fns, autoreset_mode=autoreset_mode)
+    return AsyncVectorEnv(env_fns, shared_memory=shared_memory, context=context, autoreset_mode=autoreset_mode)
+
+
+def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> VectorEnv:
+    """Like ``gym.make_vec`` for a libero-gym id, with the options of :func:`make_vector_env`."""
+    if env_id in suite_env_ids():
+        return make_vector_env(num_envs, suite=suite_env_ids()[env_id], env_id=env_id, **kwargs)
+    tasks = task_env_ids()
+    if env_id in tasks:
+        if "task_id" in kwargs:
+            raise InvalidInputError(f"{env_id} is a single-task id; use its suite id to choose task_id")
+        task = tasks[env_id]
+        return make_vector_env(num_envs, suite=task.suite, task_id=task.index, env_id=env_id, **kwargs)
+    raise InvalidInputError(f"env_id must be a libero-gym id (see `python cli.py envs`), got {env_id!r}")
