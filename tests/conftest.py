@@ -1,0 +1,28 @@
+"""Shared test set-up: LIBERO asset folder, GL backend, the `slow` marker."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# Tests and CI use the asset tree that sits beside the checkout (README, Assets).
+os.environ.setdefault("LIBERO_GYM_ASSETS", str((REPO.parent / "shared" / "libero_assets").resolve()))
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+os.environ.setdefault("LIBERO_GYM_HOME", str(REPO / ".cache" / "libero_gym"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow") or os.environ.get("LIBERO_GYM_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow or LIBERO_GYM_SLOW=1 (make test-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
