@@ -1,0 +1,301 @@
+"""A diffusion policy over action chunks, with the per-step likelihoods DPPO needs.
+
+The policy denoises an action chunk ``x`` [B, Ta, Da] from Gaussian noise in S DDIM
+steps taken on a K-step DDPM cosine schedule, each step conditioned on the encoded
+observation. With ``eta = 1`` every denoising step is a Gaussian whose mean comes
+from the noise-prediction network: the chain is a small MDP inside each environment
+step, and DPPO (Ren et al. 2024, arXiv:2409.00588) runs PPO on it. ``eta = 1`` with
+S = K is exactly DDPM ancestral sampling; ``eta = 0`` is the deterministic DDIM used
+for evaluation.
+
+Only the last K' steps are fine-tuned: they run a trainable copy of the network
+(``actor_ft``); the earlier, noisier steps run the behaviour-cloned network
+(``actor``), which RL leaves untouched (DPPO, section 4.3).
+
+Actions are already normalised: libero-gym's action space is [-1, 1]^7. Targets are
+clamped to it, so are the predicted clean chunks (``denoised_clip``) and the executed
+actions.
+
+Shape legend:
+    B: batch size
+    K: DDPM denoising steps of the training schedule
+    S: DDIM sampling steps (S = K: DDPM), i indexes them from the noisiest (0) to the last (S-1)
+    K': fine-tuned denoising steps (the last K' of the S)
+    Ta: action chunk length (``horizon_steps``), Da: action dimension (7)
+    F: observation feature size
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from agents.encoders import EncoderConfig, make_encoder, mlp
+
+ACTION_DIM = 7
+"""libero-gym's action: OSC delta pose (6) + gripper (1), in [-1, 1]."""
+COSINE_S = 0.008
+"""Offset of the cosine schedule (Nichol & Dhariwal 2021, also DPPO's)."""
+MAX_BETA = 0.999
+"""Clip on the cosine schedule's betas, which blow up at t = K (Nichol & Dhariwal 2021)."""
+
+
+@dataclass(frozen=True)
+class DiffusionPolicyConfig:
+    """The diffusion policy: chunking, denoising schedule, exploration noise, network sizes.
+
+    Defaults are DPPO's state-based robomimic settings (cfg/robomimic/finetune/*/
+    ft_ppo_diffusion_mlp.yaml): Ta = 4, K = 20 DDPM steps, the last 10 fine-tuned.
+    """
+
+    horizon_steps: int = 4
+    """Ta, actions per chunk; all of them are executed before re-planning (DPPO: 4)."""
+    denoising_steps: int = 20
+    """K, steps of the DDPM cosine schedule used for training (DPPO: 20)."""
+    ddim_steps: int = 20
+    """S, DDIM sampling steps over the K-step schedule; must divide K. S = K is DDPM (DPPO state: DDPM 20; pixels: DDIM 5)."""
+    ft_denoising_steps: int = 10
+    """K', the last denoising steps run by the fine-tuned copy and trained by RL (DPPO: 10 of 20)."""
+    min_sampling_std: float = 0.1
+    """Floor on each denoising step's std while exploring (DPPO: min_sampling_denoising_std 0.1)."""
+    min_logprob_std: float = 0.1
+    """Floor on the std used in log-probabilities, for stable ratios (DPPO: min_logprob_denoising_std 0.1)."""
+    randn_clip: float = 3.0
+    """Exploration noise is clipped to this many standard deviations (DPPO: randn_clip_value 3)."""
+    denoised_clip: float = 1.0
+    """Predicted clean chunks are clamped to [-c, c], the action range (DPPO: denoised_clip_value 1)."""
+    logprob_min: float = -5.0
+    """Lower clamp on per-dimension log-probabilities (DPPO's PPODiffusion.loss: -5)."""
+    logprob_max: float = 2.0
+    """Upper clamp on per-dimension log-probabilities (DPPO's PPODiffusion.loss: 2)."""
+    time_dim: int = 16
+    """Size of the sinusoidal denoising-step embedding (DPPO's DiffusionMLP: 16)."""
+    mlp_dims: tuple[int, ...] = (256, 256, 256)
+    """Hidden sizes of the noise-prediction MLP (DPPO: 512 x 3; halved for CPU)."""
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Observation encoder of the noise-prediction network (state MLP or FiLM-ResNet)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, dict):  # rebuilt from JSON
+            object.__setattr__(self, "encoder", EncoderConfig(**self.encoder))
+        object.__setattr__(self, "mlp_dims", tuple(self.mlp_dims))  # JSON gives lists
+        if self.horizon_steps < 1 or self.denoising_steps < 1:
+            raise ValueError(f"horizon_steps and denoising_steps must be >= 1, got {self.horizon_steps}, {self.denoising_steps}")
+        if not 1 <= self.ddim_steps <= self.denoising_steps or self.denoising_steps % self.ddim_steps:
+            raise ValueError(f"ddim_steps must divide denoising_steps={self.denoising_steps}, got {self.ddim_steps}")
+        if not 1 <= self.ft_denoising_steps <= self.ddim_steps:
+            raise ValueError(f"ft_denoising_steps must be in [1, ddim_steps={self.ddim_steps}], got {self.ft_denoising_steps}")
+        if self.min_sampling_std <= 0 or self.min_logprob_std <= 0 or self.randn_clip <= 0:
+            raise ValueError("min_sampling_std, min_logprob_std and randn_clip must be > 0")
+
+
+def cosine_alphas_cumprod(denoising_steps: int) -> torch.Tensor:
+    """alpha_bar_t of the cosine schedule for t = 0..K-1, as float64 [K]."""
+    steps = torch.arange(denoising_steps + 1, dtype=torch.float64) / denoising_steps
+    f = torch.cos((steps + COSINE_S) / (1 + COSINE_S) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(0.0, MAX_BETA)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+class SinusoidalEmbedding(nn.Module):
+    """Transformer-style embedding of the integer denoising step: [N] -> [N, dim]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        half = dim // 2
+        self.register_buffer("freqs", torch.exp(-math.log(10000.0) * torch.arange(half) / (half - 1)), persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = t.float()[:, None] * self.freqs[None]
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class NoisePredictionNet(nn.Module):
+    """epsilon_theta(x_t, t, obs): observation encoder + step embedding + residual MLP (DPPO's DiffusionMLP)."""
+
+    def __init__(self, observation_space: spaces.Dict, config: DiffusionPolicyConfig) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, config.encoder)
+        self.time_embedding = nn.Sequential(
+            SinusoidalEmbedding(config.time_dim), nn.Linear(config.time_dim, 2 * config.time_dim), nn.Mish(),
+            nn.Linear(2 * config.time_dim, config.time_dim),
+        )  # fmt: skip
+        chunk_dim = config.horizon_steps * ACTION_DIM
+        width = config.mlp_dims[0]
+        self.input = mlp(chunk_dim + config.time_dim + self.encoder.output_dim, (width,))
+        self.blocks = nn.ModuleList(mlp(width, (dim, width)) for dim in config.mlp_dims[1:])
+        self.output = nn.Linear(width, chunk_dim)
+
+    def encode(self, observation: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Observation features [B, F], computed once per chunk and reused by every denoising step."""
+        return self.encoder(observation)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """Predicted noise [N, Ta, Da] for noisy chunks x [N, Ta, Da] at DDPM steps t [N] given features [N, F]."""
+        h = self.input(torch.cat([x.flatten(1), self.time_embedding(t), features], dim=-1))
+        for block in self.blocks:
+            h = h + block(h)
+        return self.output(h).view_as(x)
+
+
+class DiffusionPolicy(nn.Module):
+    """Diffusion policy over action chunks with a frozen pre-trained and a fine-tuned noise network.
+
+    Attributes:
+        actor: the behaviour-cloned network; trained by :meth:`bc_loss`, runs the first S - K' steps.
+        actor_ft: the copy PPO trains; runs the last K' steps. :meth:`sync_finetuned` resets it to ``actor``.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, config: DiffusionPolicyConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.actor = NoisePredictionNet(observation_space, config)
+        self.actor_ft = copy.deepcopy(self.actor)
+        # DDIM sub-schedule, noisiest first: DDPM steps t_i and alpha_bar at t_i and at the next step.
+        alphas_cumprod = cosine_alphas_cumprod(config.denoising_steps)
+        ddim_t = torch.arange(config.ddim_steps - 1, -1, -1) * (config.denoising_steps // config.ddim_steps)
+        alpha = alphas_cumprod[ddim_t]
+        alpha_prev = torch.cat([alphas_cumprod[ddim_t[1:]], torch.ones(1, dtype=torch.float64)])
+        # Std of the eta = 1 step, which equals DDPM's posterior std (DDIM paper, eq. 16).
+        sigma = ((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)).sqrt()
+        for name, value in [("alphas_cumprod", alphas_cumprod), ("ddim_t", ddim_t), ("alpha", alpha), ("alpha_prev", alpha_prev), ("sigma", sigma)]:
+            self.register_buffer(name, value if name == "ddim_t" else value.float(), persistent=False)
+
+    @property
+    def chunk_shape(self) -> tuple[int, int]:
+        """(Ta, Da)."""
+        return self.config.horizon_steps, ACTION_DIM
+
+    @property
+    def first_ft_step(self) -> int:
+        """Index i of the first fine-tuned DDIM step, S - K'."""
+        return self.config.ddim_steps - self.config.ft_denoising_steps
+
+    def sync_finetuned(self) -> None:
+        """Copy the pre-trained network into the fine-tuned one (after behaviour cloning)."""
+        self.actor_ft.load_state_dict(self.actor.state_dict())
+
+    # ---------- behaviour cloning ----------
+
+    def bc_loss(self, observation: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+        """Denoising loss of ``actor`` on demonstrated chunks (DDPM's simple loss).
+
+        Args:
+            observation: a batch of B observations (tensors).
+            actions: demonstrated chunks [B, Ta, Da], clamped to [-1, 1].
+
+        Returns:
+            Scalar mean squared error between the true and predicted noise.
+        """
+        x0 = actions.float().clamp(-1.0, 1.0)
+        t = torch.randint(0, self.config.denoising_steps, (x0.shape[0],), device=x0.device)
+        noise = torch.randn_like(x0)
+        alpha_bar = self.alphas_cumprod[t][:, None, None]
+        x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
+        return (self.actor(x_t, t, self.actor.encode(observation)) - noise).pow(2).mean()
+
+    # ---------- one denoising step ----------
+
+    def _step_mean_std(
+        self, net: NoisePredictionNet, x: torch.Tensor, i: torch.Tensor, features: torch.Tensor, eta: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean [N, Ta, Da] and std [N, 1, 1] of p(x_{i+1} | x_i) for DDIM steps i [N] (before any floor)."""
+        alpha, alpha_prev = self.alpha[i][:, None, None], self.alpha_prev[i][:, None, None]
+        eps = net(x, self.ddim_t[i], features)
+        x0 = ((x - (1 - alpha).sqrt() * eps) / alpha.sqrt()).clamp(-self.config.denoised_clip, self.config.denoised_clip)
+        eps = (x - alpha.sqrt() * x0) / (1 - alpha).sqrt()  # consistent with the clamped x0
+        std = eta * self.sigma[i][:, None, None]
+        mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - std**2).clamp(min=0).sqrt() * eps
+        return mean, std
+
+    # ---------- sampling ----------
+
+    @torch.no_grad()
+    def sample(self, observation: dict[str, torch.Tensor], deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoise one action chunk per observation.
+
+        Stochastic (``deterministic=False``): x_S ~ N(0, I), eta = 1, each step's std
+        floored at ``min_sampling_std`` and its noise clipped at ``randn_clip`` std.
+        Deterministic: x_S = 0 (the prior's mode) and eta = 0, so the chunk is a
+        function of the observation alone (evaluation, save/load checks).
+
+        Args:
+            observation: a batch of B observations (tensors).
+            deterministic: evaluation mode (see above).
+
+        Returns:
+            actions [B, Ta, Da] clamped to [-1, 1], and the chain [B, K'+1, Ta, Da]:
+            the chunk entering the first fine-tuned step, then each step's output (unclamped).
+        """
+        batch = observation["proprio"].shape[0]
+        device = self.alpha.device
+        x = torch.zeros if deterministic else torch.randn
+        x = x((batch, *self.chunk_shape), device=device)
+        eta = 0.0 if deterministic else 1.0
+        features = {"base": self.actor.encode(observation) if self.first_ft_step > 0 else None, "ft": self.actor_ft.encode(observation)}
+        chain = []
+        for i in range(self.config.ddim_steps):
+            finetuned = i >= self.first_ft_step
+            if i == self.first_ft_step:
+                chain.append(x)
+            net = self.actor_ft if finetuned else self.actor
+            index = torch.full((batch,), i, device=device, dtype=torch.long)
+            mean, std = self._step_mean_std(net, x, index, features["ft" if finetuned else "base"], eta)
+            if deterministic:
+                x = mean
+            else:
+                noise = torch.randn_like(x).clamp(-self.config.randn_clip, self.config.randn_clip)
+                x = mean + std.clamp(min=self.config.min_sampling_std) * noise
+            if finetuned:
+                chain.append(x)
+        return x.clamp(-1.0, 1.0), torch.stack(chain, dim=1)
+
+    # ---------- likelihoods of the fine-tuned steps ----------
+
+    def chain_distribution(self, observation: dict[str, torch.Tensor], chain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std [B, K', Ta, Da] of each fine-tuned transition, under ``actor_ft`` with eta = 1.
+
+        The std is floored at ``min_logprob_std``. Gradients flow into ``actor_ft``.
+
+        Args:
+            observation: the B observations the chains were sampled for.
+            chain: [B, K'+1, Ta, Da] from :meth:`sample`.
+        """
+        batch, n_ft = chain.shape[0], self.config.ft_denoising_steps
+        features = self.actor_ft.encode(observation).repeat_interleave(n_ft, dim=0)  # [B*K', F]
+        index = torch.arange(self.first_ft_step, self.config.ddim_steps, device=chain.device).repeat(batch)  # [B*K']
+        x_prev = chain[:, :-1].reshape(batch * n_ft, *self.chunk_shape)
+        mean, std = self._step_mean_std(self.actor_ft, x_prev, index, features, eta=1.0)
+        std = std.clamp(min=self.config.min_logprob_std).expand_as(mean)
+        shape = (batch, n_ft, *self.chunk_shape)
+        return mean.reshape(shape), std.reshape(shape)
+
+    def log_prob_chain(self, observation: dict[str, torch.Tensor], chain: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each fine-tuned denoising transition, per action dimension.
+
+        The exact Gaussian log-density of x_{i+1} given x_i, per element, clamped to
+        [logprob_min, logprob_max] and averaged over the Ta x Da elements, as DPPO
+        does: the PPO ratio is then a per-dimension geometric mean, so one clip range
+        fits chunks of any size.
+
+        Args:
+            observation: the B observations the chains were sampled for.
+            chain: [B, K'+1, Ta, Da] from :meth:`sample`.
+
+        Returns:
+            [B, K'] log-probabilities, in chain order (noisiest fine-tuned step first).
+        """
+        mean, std = self.chain_distribution(observation, chain)
+        z = (chain[:, 1:] - mean) / std
+        log_prob = -0.5 * z.pow(2) - std.log() - 0.5 * math.log(2 * math.pi)
+        return log_prob.clamp(self.config.logprob_min, self.config.logprob_max).mean(dim=(-2, -1))
+
+    def extra_repr(self) -> str:
+        c: Any = self.config
+        return f"Ta={c.horizon_steps}, K={c.denoising_steps}, S={c.ddim_steps}, K'={c.ft_denoising_steps}"

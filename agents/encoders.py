@@ -1,0 +1,212 @@
+"""Observation encoders: an MLP for state observations, a FiLM-ResNet per camera for pixels.
+
+Every libero-gym observation is a flat ``Dict`` (see ``libero_gym.env.LiberoEnv``):
+``proprio`` always, ``object`` in ``state``/``both`` mode, one image per camera in
+``pixels``/``both`` mode, and ``task_index``. :func:`make_encoder` picks the encoder
+from the observation space; both map a batch of observations to one feature vector.
+
+The pixel encoder follows the policy of Zhang et al. 2025 ("Beyond Human
+Demonstrations", arXiv:2509.19752): a ResNet backbone per camera whose residual
+blocks are FiLM-conditioned (Perez et al. 2018) on proprioception and the task.
+It is written here in plain torch (there is no CPU torchvision) and kept small
+enough to run on CPU: three stages of one basic block each, GroupNorm instead of
+BatchNorm (RL batches are small and correlated; Chi et al. 2023 do the same), and a
+spatial softmax (Levine et al. 2016, robomimic) that keeps *where* things are.
+
+Shape legend:
+    B: batch size
+    C: image channels (3 in, ``channels[i]`` inside)
+    H, W: image height and width
+    Dp: proprioception size (39), Do: object-state size (120), N: number of tasks
+    F: output feature size (``encoder.output_dim``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from libero_gym.env import CAMERAS
+from libero_gym.errors import InvalidInputError
+
+LOW_DIM_KEYS = ("proprio", "object")
+"""Vector observations, concatenated in this order (``object`` only when present)."""
+TASK_KEY = "task_index"
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Sizes of the observation encoders."""
+
+    state_dims: tuple[int, ...] = (256, 256)
+    """Hidden sizes of the state MLP; its last entry is the feature size F in state mode."""
+    image_channels: tuple[int, ...] = (16, 32, 64)
+    """Channels of the ResNet stages (each halves H and W); small enough for CPU at 128x128."""
+    image_feature_dim: int = 64
+    """Features per camera after the spatial softmax and a linear layer."""
+    groups: int = 8
+    """GroupNorm groups in the residual blocks (Wu & He 2018's default is 32; our stages are narrow)."""
+
+    def __post_init__(self) -> None:
+        for name in ("state_dims", "image_channels"):  # JSON gives lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not self.state_dims or min(self.state_dims) < 1:
+            raise ValueError(f"state_dims must be non-empty positive sizes, got {self.state_dims}")
+        if not self.image_channels or any(c % self.groups for c in self.image_channels):
+            raise ValueError(f"image_channels must be multiples of groups={self.groups}, got {self.image_channels}")
+
+
+def obs_as_tensor(observation: Mapping[str, Any], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """A batch of numpy observations as tensors on ``device`` (dtypes kept; images stay uint8)."""
+    return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in observation.items()}
+
+
+def low_dim_input(observation: Mapping[str, torch.Tensor], n_tasks: int) -> torch.Tensor:
+    """Proprioception, object state (if any) and the one-hot task as one float vector.
+
+    Args:
+        observation: tensors ``proprio`` [B, Dp], optionally ``object`` [B, Do], and
+            ``task_index`` [B] or [B, 1] (integers).
+        n_tasks: size of the ``task_index`` space N.
+
+    Returns:
+        [B, Dp (+ Do) + N] float32.
+    """
+    parts = [observation[key].float() for key in LOW_DIM_KEYS if key in observation]
+    task = observation[TASK_KEY].reshape(-1).long()
+    parts.append(F.one_hot(task, n_tasks).float())
+    return torch.cat(parts, dim=-1)
+
+
+def mlp(in_dim: int, dims: tuple[int, ...], activation: type[nn.Module] = nn.Mish) -> nn.Sequential:
+    """``Linear -> activation`` for each size in ``dims`` (Mish as in DPPO's networks)."""
+    layers: list[nn.Module] = []
+    for dim in dims:
+        layers += [nn.Linear(in_dim, dim), activation()]
+        in_dim = dim
+    return nn.Sequential(*layers)
+
+
+class StateEncoder(nn.Module):
+    """MLP over ``concat(proprio, object, one_hot(task_index))``."""
+
+    def __init__(self, observation_space: spaces.Dict, config: EncoderConfig) -> None:
+        super().__init__()
+        self.n_tasks = int(observation_space[TASK_KEY].n)
+        in_dim = sum(int(observation_space[key].shape[0]) for key in LOW_DIM_KEYS if key in observation_space.spaces)
+        self.net = mlp(in_dim + self.n_tasks, config.state_dims)
+        self.output_dim = config.state_dims[-1]
+
+    def forward(self, observation: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Features [B, F] of a batch of observations."""
+        return self.net(low_dim_input(observation, self.n_tasks))
+
+
+class FiLMBlock(nn.Module):
+    """Basic residual block (two 3x3 convs, stride 2) modulated by FiLM: ``h * (1 + gamma) + beta``."""
+
+    def __init__(self, in_channels: int, out_channels: int, cond_dim: int, groups: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=2, padding=1, bias=False)
+        self.norm1 = nn.GroupNorm(groups, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm2 = nn.GroupNorm(groups, out_channels)
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=2, bias=False)
+        self.film = nn.Linear(cond_dim, 2 * out_channels)
+        # Zero-initialised FiLM starts as the identity modulation (gamma = beta = 0).
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """[B, C_in, H, W], cond [B, D] -> [B, C_out, H/2, W/2]."""
+        h = F.relu(self.norm1(self.conv1(x)))
+        h = self.norm2(self.conv2(h))
+        gamma, beta = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        return F.relu(h * (1 + gamma) + beta + self.shortcut(x))
+
+
+class SpatialSoftmax(nn.Module):
+    """Expected image coordinates of each channel's softmax: [B, C, H, W] -> [B, 2C] in [-1, 1]."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        attention = x.flatten(2).softmax(dim=-1).view(b, c, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device)
+        expected_y = (attention.sum(dim=3) * ys).sum(dim=-1)
+        expected_x = (attention.sum(dim=2) * xs).sum(dim=-1)
+        return torch.cat([expected_x, expected_y], dim=-1)
+
+
+class FiLMResNet(nn.Module):
+    """One camera: conv stem, FiLM residual stages, spatial softmax, linear to ``image_feature_dim``."""
+
+    def __init__(self, cond_dim: int, config: EncoderConfig) -> None:
+        super().__init__()
+        channels = config.image_channels
+        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1, bias=False), nn.GroupNorm(config.groups, channels[0]), nn.ReLU())
+        self.blocks = nn.ModuleList(
+            FiLMBlock(c_in, c_out, cond_dim, config.groups) for c_in, c_out in zip(channels, channels[1:] + channels[-1:])
+        )
+        self.pool = SpatialSoftmax()
+        self.head = nn.Linear(2 * channels[-1], config.image_feature_dim)
+
+    def forward(self, image: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """image [B, 3, H, W] float in [0, 1], cond [B, D] -> [B, image_feature_dim]."""
+        h = self.stem(image)
+        for block in self.blocks:
+            h = block(h, cond)
+        return self.head(self.pool(h))
+
+
+class PixelEncoder(nn.Module):
+    """A :class:`FiLMResNet` per camera, conditioned on proprio (+ object) + task; features concatenated.
+
+    Output: ``concat(camera features..., low-dim input)``, so the policy also sees the
+    proprioception and task directly, not only through the FiLM modulation.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, config: EncoderConfig) -> None:
+        super().__init__()
+        self.n_tasks = int(observation_space[TASK_KEY].n)
+        self.cameras = [key for key in CAMERAS if key in observation_space.spaces]
+        cond_dim = self.n_tasks + sum(
+            int(observation_space[key].shape[0]) for key in LOW_DIM_KEYS if key in observation_space.spaces
+        )
+        self.backbones = nn.ModuleDict({key: FiLMResNet(cond_dim, config) for key in self.cameras})
+        self.output_dim = len(self.cameras) * config.image_feature_dim + cond_dim
+
+    def forward(self, observation: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Features [B, F]; images may be [B, H, W, 3] (gymnasium) or [B, 3, H, W] (SB3's VecTransposeImage)."""
+        cond = low_dim_input(observation, self.n_tasks)
+        features = [self.backbones[key](_as_chw_float(observation[key]), cond) for key in self.cameras]
+        return torch.cat([*features, cond], dim=-1)
+
+
+def _as_chw_float(image: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] or [B, 3, H, W] -> float [B, 3, H, W] in [0, 1]."""
+    if image.shape[-1] == 3 and image.shape[-3] != 3:
+        image = image.permute(0, 3, 1, 2)
+    return image.float() / 255.0
+
+
+def make_encoder(observation_space: spaces.Space[Any], config: EncoderConfig) -> StateEncoder | PixelEncoder:
+    """The pixel encoder when the space has camera images, else the state MLP.
+
+    Raises:
+        InvalidInputError: the space is not a libero-gym observation ``Dict``.
+    """
+    if not isinstance(observation_space, spaces.Dict) or not {"proprio", TASK_KEY} <= set(observation_space.spaces):
+        raise InvalidInputError(
+            f"observation space must be a libero-gym Dict with 'proprio' and 'task_index', got {observation_space}"
+        )
+    if any(key in observation_space.spaces for key in CAMERAS):
+        return PixelEncoder(observation_space, config)
+    return StateEncoder(observation_space, config)
