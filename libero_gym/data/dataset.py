@@ -44,7 +44,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -269,7 +269,7 @@ def problem_info_for(task: Task) -> dict[str, str]:
 # ---------------------------------------------------------------------- writer
 def write_dataset(
     path: str | os.PathLike[str],
-    episodes: Sequence[Episode],
+    episodes: Iterable[Episode],
     task: Task,
     *,
     provenance: Mapping[str, Any] | None = None,
@@ -280,7 +280,8 @@ def write_dataset(
 
     Args:
         path: output file (LIBERO names it ``<task name>_demo.hdf5``).
-        episodes: the demos, written as ``demo_0``, ``demo_1``, ... in this order.
+        episodes: the demos, written as ``demo_0``, ``demo_1``, ... in this order;
+            any iterable (a generator streams large datasets through memory).
         task: the task they belong to (fills ``problem_info``, BDDL attributes).
         provenance: how the data was made (agent, checkpoint, seeds, versions);
             stored as JSON in the ``libero_gym`` attribute of ``data``.
@@ -293,16 +294,12 @@ def write_dataset(
     """
     import h5py
 
-    if not episodes:
-        raise DatasetError(f"refusing to write {path}: no episodes")
-    image_size = next((int(e.obs["agentview_rgb"].shape[1]) for e in episodes if e.has_images), 0)
     bddl = bddl_path(task)
     target = Path(path)
     with atomic_path(target) as tmp:
         with h5py.File(tmp, "w") as file:
             data = file.create_group("data")
             data.attrs["env_name"] = task.problem_name
-            data.attrs["env_args"] = json.dumps(dict(env_args) if env_args else env_args_for(task, image_size))
             data.attrs["problem_info"] = json.dumps(problem_info_for(task))
             data.attrs["bddl_file_name"] = str(bddl)
             data.attrs["bddl_file_content"] = bddl.read_text() if bddl.exists() else ""
@@ -310,7 +307,7 @@ def write_dataset(
             data.attrs["tag"] = LIBERO_TAG
             prov = {"suite": task.suite, "task_id": task.index, "task_name": task.name, **dict(provenance or {})}
             data.attrs[PROVENANCE_ATTR] = json.dumps(prov, sort_keys=True, default=_json_default)
-            total = 0
+            total, count, image_size = 0, 0, 0
             for i, episode in enumerate(episodes):
                 _check_episode(episode, f"episode {i}")
                 group = data.create_group(f"demo_{i}")
@@ -326,8 +323,14 @@ def write_dataset(
                 for key, value in episode.attrs.items():
                     group.attrs[key] = value
                 total += episode.num_samples
+                count += 1
+                if episode.has_images:
+                    image_size = int(episode.obs["agentview_rgb"].shape[1])
+            if count == 0:
+                raise DatasetError(f"refusing to write {path}: no episodes")
+            data.attrs["env_args"] = json.dumps(dict(env_args) if env_args else env_args_for(task, image_size))
             data.attrs["total"] = total
-            data.attrs["num_demos"] = len(episodes)
+            data.attrs["num_demos"] = count
     return target
 
 
@@ -474,28 +477,7 @@ def read_dataset(path: str | os.PathLike[str], *, images: bool = True, validate:
         try:
             data = file["data"]
             attrs = {key: _attr(value) for key, value in data.attrs.items()}
-            episodes = []
-            for name in demo_keys(data):
-                group = data[name]
-                obs = {
-                    key: group["obs"][key][()]
-                    for key in OBS_ARRAYS
-                    if key in group["obs"] and (images or key not in IMAGE_KEYS)
-                }
-                extra = {key: _attr(value) for key, value in group.attrs.items() if key not in DEMO_ATTRS}
-                episodes.append(
-                    Episode(
-                        actions=group["actions"][()],
-                        states=group["states"][()],
-                        robot_states=group["robot_states"][()],
-                        rewards=group["rewards"][()],
-                        dones=group["dones"][()],
-                        obs=obs,
-                        init_state=np.asarray(group.attrs["init_state"], dtype=np.float64),
-                        model_file=str(_attr(group.attrs["model_file"])),
-                        attrs=extra,
-                    )
-                )
+            episodes = [_read_episode(data[name], images) for name in demo_keys(data)]
         except (OSError, KeyError) as error:
             raise DatasetError(f"{path}: unreadable HDF5 content (truncated or corrupt): {error}") from None
     provenance = json.loads(attrs[PROVENANCE_ATTR]) if PROVENANCE_ATTR in attrs else {}
@@ -509,6 +491,37 @@ def read_dataset(path: str | os.PathLike[str], *, images: bool = True, validate:
         provenance=provenance,
         task=resolve_task(provenance, str(attrs.get("bddl_file_name", ""))),
     )
+
+
+def _read_episode(group: Any, images: bool) -> Episode:
+    obs = {
+        key: group["obs"][key][()]
+        for key in OBS_ARRAYS
+        if key in group["obs"] and (images or key not in IMAGE_KEYS)
+    }
+    extra = {key: _attr(value) for key, value in group.attrs.items() if key not in DEMO_ATTRS}
+    return Episode(
+        actions=group["actions"][()],
+        states=group["states"][()],
+        robot_states=group["robot_states"][()],
+        rewards=group["rewards"][()],
+        dones=group["dones"][()],
+        obs=obs,
+        init_state=np.asarray(group.attrs["init_state"], dtype=np.float64),
+        model_file=str(_attr(group.attrs["model_file"])),
+        attrs=extra,
+    )
+
+
+def iter_episodes(path: str | os.PathLike[str], *, images: bool = True) -> Iterator[Episode]:
+    """Yield the demos of a LIBERO-layout file one at a time (no validation, low memory)."""
+    with _open(path) as file:
+        try:
+            data = file["data"]
+            for name in demo_keys(data):
+                yield _read_episode(data[name], images)
+        except (OSError, KeyError) as error:
+            raise DatasetError(f"{path}: unreadable HDF5 content (truncated or corrupt): {error}") from None
 
 
 def resolve_task(provenance: Mapping[str, Any], bddl_file_name: str) -> Task | None:

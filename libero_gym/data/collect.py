@@ -1,0 +1,550 @@
+"""Run a policy on LIBERO tasks in parallel workers and record LIBERO-layout episodes.
+
+Layout of a collection folder::
+
+    OUT/
+      collection.json              the plan, counts and provenance (rewritten as it goes)
+      episodes/ep_000007.hdf5      one finished, kept episode: a one-demo LIBERO file
+      episodes/ep_000007.json      summary of every finished episode (kept or not)
+      <task name>_demo.hdf5        export (see libero_gym.data.export), one per task
+
+Episode ``i`` is reset with seed ``seed + i`` (which picks its init state) and
+the policy is re-seeded with it, so an episode index always plays the same
+episode. Each worker writes its episodes itself, atomically; the summary JSON is
+written after the shard and marks the index as done. A killed collection
+therefore resumes (``resume=True``) from the finished indices, and because
+indices are consumed in order and the result is cut at the first index prefix
+that meets the goal, it ends with exactly the requested number of episodes
+whatever the number of workers or interruptions.
+
+Workers are plain processes (``forkserver`` start, so they inherit no threads, GL
+contexts or simulators) fed one index at a time. A worker that dies (killed,
+segfault) or raises is replaced; its episode is dropped, counted, and retried
+(at most :data:`MAX_ATTEMPTS` times, then skipped). Nothing of a dropped episode
+is ever recorded half-way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import multiprocessing as mp
+import queue
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from libero_gym.data import dataset as ds
+from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
+from libero_gym.errors import InvalidInputError
+
+MAX_ATTEMPTS = 2
+"""Times an episode index is tried before it is skipped (a crash that repeats on
+the same seed is the simulator's, not bad luck)."""
+POLL_SECONDS = 0.2
+"""How often the parent checks results and worker liveness."""
+START_METHOD = "forkserver"
+"""Workers never inherit the parent's threads (torch), GL contexts or simulators."""
+EPISODES_DIR = "episodes"
+MANIFEST_NAME = "collection.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectPlan:
+    """Everything a worker needs (picklable)."""
+
+    env_id: str
+    task_ids: tuple[int, ...]
+    out_dir: str
+    policy: PolicySpec
+    episodes: int
+    until_successes: bool
+    keep: str
+    image_size: int
+    images: bool
+    max_episode_steps: int | None
+    seed: int
+    max_episodes: int
+    provenance: dict[str, Any]
+
+
+@dataclasses.dataclass
+class CollectResult:
+    """What a collection produced."""
+
+    out_dir: Path
+    kept: list[int]
+    """Episode indices written as shards, in order."""
+    successes: int
+    """Successes among the finished episodes of the final prefix."""
+    finished: int
+    """Episodes finished in the final prefix (kept or not)."""
+    dropped: int
+    """Episodes lost to dead or failing workers (retried or skipped)."""
+    skipped: list[int]
+    """Indices given up after MAX_ATTEMPTS failures."""
+    seconds: float
+    steps: int
+    """Env steps of the episodes run in this call."""
+
+
+# ---------------------------------------------------------------------- paths
+def shard_path(out_dir: str | Path, index: int) -> Path:
+    """The one-demo LIBERO file of episode ``index``."""
+    return Path(out_dir) / EPISODES_DIR / f"ep_{index:06d}.hdf5"
+
+
+def summary_path(out_dir: str | Path, index: int) -> Path:
+    """The summary JSON of episode ``index`` (its presence marks the index done)."""
+    return Path(out_dir) / EPISODES_DIR / f"ep_{index:06d}.json"
+
+
+def finished_summaries(out_dir: str | Path) -> dict[int, dict[str, Any]]:
+    """Summaries of the finished episodes of a collection folder, by index.
+
+    A summary whose kept shard is missing or invalid is ignored (the episode is
+    run again).
+    """
+    folder = Path(out_dir) / EPISODES_DIR
+    found: dict[int, dict[str, Any]] = {}
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.glob("ep_*.json")):
+        try:
+            summary = json.loads(path.read_text())
+            index = int(summary["index"])
+        except (ValueError, KeyError, OSError):
+            continue
+        if summary.get("kept"):
+            try:
+                ds.validate_dataset(shard_path(out_dir, index), require_images=bool(summary.get("images")))
+            except Exception:  # noqa: BLE001 - any defect means: run it again
+                continue
+        found[index] = summary
+    return found
+
+
+# ---------------------------------------------------------------------- worker side
+def _quat2axisangle(quat: np.ndarray) -> np.ndarray:
+    """robosuite's ``quat2axisangle`` for (..., 4) xyzw quaternions -> (..., 3)."""
+    quat = np.asarray(quat, dtype=np.float64)
+    w = np.clip(quat[..., 3], -1.0, 1.0)
+    den = np.sqrt(1.0 - w * w)
+    angle = 2.0 * np.arccos(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(np.isclose(den, 0.0), 0.0, angle / np.where(den == 0, 1.0, den))
+    return quat[..., :3] * scale[..., None]
+
+
+def _robot_fields(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """LIBERO's per-step robot fields from robosuite's raw observation (float64)."""
+    gripper = np.asarray(raw["robot0_gripper_qpos"], dtype=np.float64)
+    pos = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
+    quat = np.asarray(raw["robot0_eef_quat"], dtype=np.float64)
+    joints = np.asarray(raw["robot0_joint_pos"], dtype=np.float64)
+    return {"gripper": gripper, "pos": pos, "quat": quat, "joints": joints}
+
+
+def _raw_from_proprio(proprio: np.ndarray) -> dict[str, np.ndarray]:
+    """Fallback: robot fields from the float32 ``proprio`` observation."""
+    from libero_gym.env import PROPRIO_SLICES
+
+    return {f"robot0_{key}": np.asarray(proprio[s], dtype=np.float64) for key, s in PROPRIO_SLICES.items()}
+
+
+class _Worker:
+    """State of one collection worker: its envs and policy, built lazily."""
+
+    def __init__(self, plan: CollectPlan) -> None:
+        self.plan = plan
+        self.policy: Any = None
+        self.env: Any = None
+        self.render_env: Any = None
+        self.model_xml: dict[int, str] = {}
+
+    def _setup(self) -> None:
+        import gymnasium as gym
+
+        import libero_gym  # noqa: F401  (registers ids in a fresh process)
+
+        self.policy = make_policy(self.plan.policy)
+        obs_mode = policy_obs_mode(self.policy)
+        size = int(getattr(self.policy, "image_size", None) or self.plan.image_size)
+        kwargs: dict[str, Any] = {"obs_mode": obs_mode, "image_size": size}
+        if self.plan.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = self.plan.max_episode_steps
+        self.env = _make_env(self.plan, self.plan.task_ids, **kwargs)
+        self.images_in_loop = obs_mode != "state" and size == self.plan.image_size
+        del gym
+
+    def _renderer(self) -> Any:
+        if self.render_env is None:
+            self.render_env = _make_env(
+                self.plan, self.plan.task_ids, obs_mode="pixels", image_size=self.plan.image_size, rotate_images=False
+            ).unwrapped
+        return self.render_env
+
+    def run(self, index: int) -> dict[str, Any]:
+        """Play episode ``index``, write it if kept, return its summary."""
+        if self.policy is None:
+            self._setup()
+        plan = self.plan
+        seed = plan.seed + index
+        task_id = plan.task_ids[index % len(plan.task_ids)]
+        if hasattr(self.policy, "seed"):
+            self.policy.seed(seed)
+        env, unwrapped = self.env, self.env.unwrapped
+        obs, info = env.reset(seed=seed, options={"task_id": task_id})
+        self.policy.reset(unwrapped)
+        task = unwrapped.task
+        actions, states, robot, images, rewards = [], [], [], {k: [] for k in ds.IMAGE_KEYS}, []
+        success, done = False, False
+        while not done:
+            raw = getattr(unwrapped, "_last_raw_obs", None) or _raw_from_proprio(obs["proprio"])
+            states.append(unwrapped.get_sim_state())
+            robot.append(_robot_fields(raw))
+            if self.images_in_loop and plan.images:
+                for key, obs_key in zip(ds.IMAGE_KEYS, ("agentview_image", "eye_in_hand_image")):
+                    image = obs[obs_key]
+                    images[key].append(image[::-1, ::-1] if unwrapped.rotate_images else image)
+            # Clipped to the action space and rounded to its float32, so that the stored
+            # float64 actions replay exactly whichever dtype a replayer sends.
+            action = np.clip(np.asarray(self.policy.act(obs), dtype=np.float64).reshape(7), -1.0, 1.0)
+            action = action.astype(np.float32).astype(np.float64)
+            actions.append(action)
+            obs, reward, terminated, truncated, info = env.step(action.astype(np.float32))
+            rewards.append(reward)
+            success = success or bool(info.get("is_success", False))
+            done = terminated or truncated
+        steps = len(actions)
+        kept = plan.keep == "all" or success
+        summary = {
+            "index": index,
+            "seed": seed,
+            "task_id": task.index,
+            "suite": task.suite,
+            "init_state_id": unwrapped.init_state_id,
+            "success": success,
+            "length": steps,
+            "kept": kept,
+            "images": plan.images,
+        }
+        if kept:
+            if plan.images and not self.images_in_loop:
+                images = self._render(task.index, states)
+            if task.index not in self.model_xml:
+                self.model_xml[task.index] = unwrapped.sim.model.get_xml()
+            episode = _make_episode(actions, states, robot, images if plan.images else {}, rewards, success)
+            episode.model_file = self.model_xml[task.index]
+            episode.attrs.update(
+                success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index
+            )
+            ds.write_dataset(shard_path(plan.out_dir, index), [episode], task, provenance=plan.provenance)
+        ds.write_json_atomic(summary_path(plan.out_dir, index), summary)
+        return summary
+
+    def _render(self, task_id: int, states: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Images of stored states, rendered in a pixels-mode env (as LIBERO stores them)."""
+        renderer = self._renderer()
+        if renderer.task.index != task_id or renderer._libero_env is None:
+            renderer.reset(options={"task_id": task_id, "init_state_id": 0})
+        images: dict[str, list[np.ndarray]] = {key: [] for key in ds.IMAGE_KEYS}
+        for state in states:
+            obs = renderer.set_sim_state(state)
+            images["agentview_rgb"].append(obs["agentview_image"])
+            images["eye_in_hand_rgb"].append(obs["eye_in_hand_image"])
+        return images
+
+    def close(self) -> None:
+        for env in (self.env, self.render_env):
+            if env is not None:
+                env.close()
+
+
+def _make_env(plan: CollectPlan, task_ids: tuple[int, ...], **kwargs: Any) -> Any:
+    import gymnasium as gym
+
+    from libero_gym.registration import task_env_ids
+
+    if plan.env_id in task_env_ids():
+        return gym.make(plan.env_id, **kwargs)
+    return gym.make(plan.env_id, task_id=list(task_ids), **kwargs)
+
+
+def _make_episode(
+    actions: list[np.ndarray],
+    states: list[np.ndarray],
+    robot: list[dict[str, np.ndarray]],
+    images: dict[str, list[np.ndarray]],
+    rewards: list[float],
+    success: bool,
+) -> ds.Episode:
+    """Stack per-step records into a LIBERO-layout episode."""
+    steps = len(actions)
+    gripper = np.stack([r["gripper"] for r in robot])
+    pos = np.stack([r["pos"] for r in robot])
+    quat = np.stack([r["quat"] for r in robot])
+    ori = _quat2axisangle(quat)
+    dones = np.zeros(steps, dtype=np.uint8)
+    dones[-1] = 1
+    obs = {
+        "gripper_states": gripper,
+        "joint_states": np.stack([r["joints"] for r in robot]),
+        "ee_states": np.concatenate([pos, ori], axis=1),
+        "ee_pos": pos,
+        "ee_ori": ori,
+    }
+    for key, frames in images.items():
+        if frames:
+            obs[key] = np.stack(frames).astype(np.uint8)
+    states_array = np.stack(states)
+    return ds.Episode(
+        actions=np.stack(actions),
+        states=states_array,
+        robot_states=np.concatenate([gripper, pos, quat], axis=1),
+        rewards=np.asarray(rewards, dtype=np.float64).round().astype(np.uint8),
+        dones=dones,
+        obs=obs,
+        init_state=states_array[0].copy(),
+    )
+
+
+def _worker_main(plan: CollectPlan, tasks: Any, results: Any) -> None:
+    """Worker process: play the episode indices it is sent until it gets ``None``."""
+    worker = _Worker(plan)
+    try:
+        while True:
+            index = tasks.get()
+            if index is None:
+                break
+            try:
+                results.put(("done", index, worker.run(index)))
+            except Exception:  # noqa: BLE001 - reported to the parent, which drops the episode
+                results.put(("error", index, traceback.format_exc()))
+                break  # the env may be broken: let the parent start a fresh worker
+    finally:
+        worker.close()
+
+
+# ---------------------------------------------------------------------- parent side
+def _prefix(summaries: dict[int, dict[str, Any]], skipped: set[int], plan: CollectPlan) -> tuple[int | None, int, int]:
+    """Walk indices 0, 1, ... while finished; return (cut index or None, finished, successes).
+
+    The cut is the first index after which the goal holds on the contiguous prefix.
+    """
+    finished = successes = 0
+    index = 0
+    while index in summaries or index in skipped:
+        if index in summaries:
+            finished += 1
+            successes += bool(summaries[index]["success"])
+        goal = successes if plan.until_successes else finished
+        if goal >= plan.episodes:
+            return index, finished, successes
+        index += 1
+    return None, finished, successes
+
+
+def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = False, progress: bool = True,
+                   on_result: Callable[[dict[str, Any]], None] | None = None) -> CollectResult:
+    """Collect episodes as ``plan`` says, in ``num_workers`` processes.
+
+    Args:
+        plan: what to collect.
+        num_workers: worker processes (each builds its own simulator).
+        resume: continue a collection in ``plan.out_dir`` (else the folder must
+            hold no episodes).
+        progress: show a rich progress bar.
+        on_result: called in the parent with every finished episode's summary.
+
+    Returns:
+        The collection's counts; shards lie in ``OUT/episodes``.
+    """
+    out = Path(plan.out_dir)
+    episodes_dir = out / EPISODES_DIR
+    episodes_dir.mkdir(parents=True, exist_ok=True)
+    ds.remove_stale_temporaries(episodes_dir)
+    summaries = finished_summaries(out)
+    if summaries and not resume:
+        raise InvalidInputError(f"{out} already holds {len(summaries)} episodes; pass --resume to continue it")
+    skipped: set[int] = set()
+    attempts: dict[int, int] = {}
+    dropped = 0
+    steps = 0
+    start = time.monotonic()
+    _write_manifest(plan, summaries, dropped, skipped, finished=False)
+
+    ctx = mp.get_context(START_METHOD)
+    results: Any = ctx.Queue()
+    workers: list[dict[str, Any]] = []
+
+    def start_worker() -> dict[str, Any]:
+        tasks = ctx.Queue()
+        proc = ctx.Process(target=_worker_main, args=(plan, tasks, results), daemon=True)
+        proc.start()
+        return {"proc": proc, "tasks": tasks, "index": None}
+
+    pending: list[int] = []  # indices to retry first
+    next_index = 0
+
+    def take_index() -> int | None:
+        nonlocal next_index
+        if pending:
+            return pending.pop(0)
+        while next_index in summaries or next_index in skipped:
+            next_index += 1
+        if next_index >= plan.max_episodes:
+            return None
+        next_index += 1
+        return next_index - 1
+
+    def drop(index: int, why: str) -> None:
+        nonlocal dropped
+        dropped += 1
+        attempts[index] = attempts.get(index, 0) + 1
+        if attempts[index] >= MAX_ATTEMPTS:
+            skipped.add(index)
+            _log(f"episode {index} skipped after {attempts[index]} failures: {why}")
+        else:
+            pending.append(index)
+            _log(f"episode {index} dropped (will retry): {why}")
+
+    def handle(kind: str, index: int, payload: Any) -> None:
+        nonlocal steps
+        owner = next((w for w in workers if w["index"] == index), None)
+        if owner is not None:
+            owner["index"] = None
+        if kind == "done":
+            summaries[index] = payload
+            steps += int(payload["length"])
+            if on_result is not None:
+                on_result(payload)
+        else:
+            drop(index, payload.strip().splitlines()[-1])
+            if owner is not None:  # it exits after an error; start a fresh one
+                owner["proc"].join(timeout=10)
+                workers.remove(owner)
+        bar.update(summaries, dropped)
+        _write_manifest(plan, summaries, dropped, skipped, finished=False)
+
+    bar = _Progress(plan, enabled=progress)
+    bar.update(summaries, dropped)
+    try:
+        while True:
+            cut, _, _ = _prefix(summaries, skipped, plan)
+            if cut is not None:
+                break
+            # Hand work to idle workers, (re)starting them as needed.
+            while len(workers) < num_workers:
+                workers.append(start_worker())
+            for worker in workers:
+                if worker["index"] is None:
+                    index = take_index()
+                    if index is not None:
+                        worker["index"] = index
+                        worker["tasks"].put(index)
+            if all(worker["index"] is None for worker in workers):
+                break  # max_episodes reached without meeting the goal
+            try:
+                handle(*results.get(timeout=POLL_SECONDS))
+            except queue.Empty:
+                pass
+            # Dead workers: their episode is lost; replace them.
+            for worker in list(workers):
+                if not worker["proc"].is_alive():
+                    with contextlib.suppress(queue.Empty):  # a result it sent before dying
+                        while True:
+                            handle(*results.get(timeout=POLL_SECONDS))
+                    if worker in workers:
+                        if worker["index"] is not None:
+                            drop(worker["index"], f"worker died (exit code {worker['proc'].exitcode})")
+                        workers.remove(worker)
+                    bar.update(summaries, dropped)
+    finally:
+        for worker in workers:
+            if worker["proc"].is_alive():
+                if worker["index"] is None:
+                    worker["tasks"].put(None)
+                    worker["proc"].join(timeout=30)
+                if worker["proc"].is_alive():
+                    worker["proc"].terminate()  # mid-episode: nothing is half-written (atomic writes)
+                    worker["proc"].join(timeout=10)
+        bar.close()
+
+    cut, finished, successes = _prefix(summaries, skipped, plan)
+    last = cut if cut is not None else max(summaries, default=-1)
+    for index in [i for i in summaries if i > last]:  # overshoot of parallel workers
+        for path in (shard_path(out, index), summary_path(out, index)):
+            path.unlink(missing_ok=True)
+        del summaries[index]
+    ds.remove_stale_temporaries(episodes_dir)
+    kept = sorted(i for i, s in summaries.items() if s.get("kept"))
+    _write_manifest(plan, summaries, dropped, skipped, finished=cut is not None)
+    if cut is None:
+        what = "successes" if plan.until_successes else "episodes"
+        _log(f"stopped at max_episodes={plan.max_episodes} with {successes if plan.until_successes else finished} "
+             f"of {plan.episodes} {what}")
+    return CollectResult(out, kept, successes, finished, dropped, sorted(skipped), time.monotonic() - start, steps)
+
+
+def _write_manifest(plan: CollectPlan, summaries: dict[int, dict[str, Any]], dropped: int, skipped: set[int],
+                    finished: bool) -> None:
+    ds.write_json_atomic(
+        Path(plan.out_dir) / MANIFEST_NAME,
+        {
+            "plan": dataclasses.asdict(plan),
+            "finished": finished,
+            "episodes_finished": len(summaries),
+            "episodes_kept": sum(bool(s.get("kept")) for s in summaries.values()),
+            "successes": sum(bool(s.get("success")) for s in summaries.values()),
+            "dropped": dropped,
+            "skipped": sorted(skipped),
+        },
+    )
+
+
+def _log(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]collect:[/] {message}")
+
+
+class _Progress:
+    """A rich progress bar: episodes, successes, success rate, dropped."""
+
+    def __init__(self, plan: CollectPlan, enabled: bool) -> None:
+        self.plan = plan
+        self.progress: Any = None
+        if not enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]collect[/]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+        )
+        goal = "successes" if plan.until_successes else "episodes"
+        self.task = self.progress.add_task(goal, total=plan.episodes, stats="")
+        self.progress.start()
+
+    def update(self, summaries: dict[int, dict[str, Any]], dropped: int) -> None:
+        if self.progress is None:
+            return
+        done = len(summaries)
+        wins = sum(bool(s["success"]) for s in summaries.values())
+        rate = wins / done if done else 0.0
+        completed = min(wins if self.plan.until_successes else done, self.plan.episodes)
+        stats = f"episodes {done}  successes {wins}  rate {rate:.0%}  dropped {dropped}"
+        self.progress.update(self.task, completed=completed, stats=stats)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
