@@ -56,28 +56,40 @@ class EnvInfo:
     """What a checkpoint records about the env it was trained on.
 
     Attributes:
-        env_id: the libero-gym id (``LIBERO-Goal-v0``) or another id/name.
+        env_id: the libero-gym id (``LIBERO-Goal-v0``).
         task_ids: task indices within the suite.
         obs_mode: ``state``, ``pixels`` or ``both``.
-        make_kwargs: further ``gym.make`` arguments (image_size, max_episode_steps...).
+        image_size: camera image size (pixels/both), ``None`` for the env default.
+        max_episode_steps: episode limit, ``None`` for the suite's.
     """
 
     env_id: str
     task_ids: tuple[int, ...] = ()
     obs_mode: str = "state"
-    make_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    image_size: int | None = None
+    max_episode_steps: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "env_id": self.env_id,
-            "task_ids": list(self.task_ids),
-            "obs_mode": self.obs_mode,
-            "make_kwargs": dict(self.make_kwargs),
-        }
+        return {**dataclasses.asdict(self), "task_ids": list(self.task_ids)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EnvInfo:
-        return cls(data["env_id"], tuple(data.get("task_ids", ())), data.get("obs_mode", "state"), dict(data.get("make_kwargs", {})))
+        return cls(
+            str(data["env_id"]),
+            tuple(int(t) for t in data.get("task_ids", ())),
+            str(data.get("obs_mode", "state")),
+            data.get("image_size"),
+            data.get("max_episode_steps"),
+        )
+
+    def make_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``gym.make``/``make_vec`` (besides the id)."""
+        kwargs: dict[str, Any] = {"obs_mode": self.obs_mode}
+        if self.image_size is not None:
+            kwargs["image_size"] = self.image_size
+        if self.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = self.max_episode_steps
+        return kwargs
 
 
 def describe_space(space: spaces.Space[Any]) -> dict[str, Any]:
@@ -96,6 +108,20 @@ def describe_space(space: spaces.Space[Any]) -> dict[str, Any]:
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n)}
     return {"type": type(space).__name__, "repr": repr(space)}
+
+
+def space_from_description(desc: Mapping[str, Any]) -> spaces.Space[Any]:
+    """Rebuild a space from :func:`describe_space`'s output (per-element bounds become +-inf)."""
+    kind = desc.get("type")
+    if kind == "Dict":
+        return spaces.Dict({key: space_from_description(sub) for key, sub in desc["spaces"].items()})
+    if kind == "Box":
+        low = desc["low"] if desc["low"] != "varies" else -np.inf
+        high = desc["high"] if desc["high"] != "varies" else np.inf
+        return spaces.Box(low, high, tuple(desc["shape"]), np.dtype(desc["dtype"]))
+    if kind == "Discrete":
+        return spaces.Discrete(int(desc["n"]))
+    raise CheckpointError(f"cannot rebuild a space from {desc}")
 
 
 def _versions() -> dict[str, str]:
@@ -191,7 +217,7 @@ def save_checkpoint(
         "class_path": spec.class_path,
         "config": agent_config_json(model),
         "env": env.to_json(),
-        "observation_space": describe_space(model.observation_space),
+        "observation_space": describe_space(_env_observation_space(model)),
         "action_space": describe_space(model.action_space),
         "num_timesteps": int(model.num_timesteps),
         "counters": {"n_updates": int(getattr(model, "_n_updates", 0)), "episode_num": int(getattr(model, "_episode_num", 0))},
@@ -236,7 +262,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return _read_files(resolve_checkpoint(path), params=False)[0]
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(agent.json, params.pt contents)`` of a checkpoint, verified.
 
     Raises:
@@ -374,7 +400,7 @@ def build_agent(
 
 def load_agent(
     path: str | os.PathLike[str],
-    env: Any,
+    env: Any = None,
     *,
     agent: str | None = None,
     env_id: str | None = None,
@@ -387,7 +413,8 @@ def load_agent(
 
     Args:
         path: checkpoint folder/zip, or a run folder (its newest valid checkpoint).
-        env: an SB3 VecEnv with the checkpoint's spaces.
+        env: an SB3 VecEnv with the checkpoint's spaces; ``None`` builds the agent
+            on a spaces-only env rebuilt from ``agent.json`` (enough for ``predict``).
         agent: expected agent name; a checkpoint of another agent is an error.
         env_id: expected env id; a checkpoint of another env is an error.
         device: torch device.
@@ -401,7 +428,15 @@ def load_agent(
     Raises:
         CheckpointError: unreadable, or for another agent/env/space.
     """
-    meta, data = load_checkpoint(path)
+    meta, data = read_checkpoint(path)
+    if env is None:
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        from agents.registry import SpacesOnlyEnv
+
+        obs_space = space_from_description(meta["observation_space"])
+        act_space = space_from_description(meta["action_space"])
+        env = DummyVecEnv([lambda: SpacesOnlyEnv(obs_space, act_space)])
     check_compatible(
         meta, agent=agent, env_id=env_id, observation_space=env.observation_space, action_space=env.action_space
     )
@@ -422,7 +457,7 @@ def load_params_into(model: Any, data: Mapping[str, Any], *, strict: bool = True
 
     Args:
         model: the agent.
-        data: what :func:`load_checkpoint` returned as the second item.
+        data: what :func:`read_checkpoint` returned as the second item.
         strict: require every state dict the model saves (optimizers included).
         only: load only these top-level names (e.g. ``("policy",)`` for a warm start).
 
@@ -442,6 +477,14 @@ def load_params_into(model: Any, data: Mapping[str, Any], *, strict: bool = True
             if target is not None:
                 with torch.no_grad():
                     target.data.copy_(value.to(target.device))
+
+
+def _env_observation_space(model: Any) -> spaces.Space[Any]:
+    """The env's observation space (SB3 stores image spaces transposed to channel-first)."""
+    env = model.get_env()
+    while env is not None and hasattr(env, "venv"):
+        env = env.venv
+    return env.observation_space if env is not None else model.observation_space
 
 
 def _getattr_path(obj: Any, dotted: str) -> Any:

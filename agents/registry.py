@@ -165,7 +165,7 @@ def check_spaces(spec: AgentSpec, observation_space: Any, action_space: Any) -> 
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     cls = spec.load_class()
-    probe = DummyVecEnv([lambda: _SpacesOnlyEnv(observation_space, action_space)])
+    probe = DummyVecEnv([lambda: SpacesOnlyEnv(observation_space, action_space)])
     try:
         cls(SB3_POLICY, probe, _init_setup_model=False)
     except AssertionError as error:
@@ -204,7 +204,7 @@ def _as_path(obj: str | type) -> str:
     return obj if isinstance(obj, str) else f"{obj.__module__}:{obj.__qualname__}"
 
 
-class _SpacesOnlyEnv(gym.Env[Any, Any]):
+class SpacesOnlyEnv(gym.Env[Any, Any]):
     """The smallest env SB3's constructors accept: the spaces, nothing behind them."""
 
     def __init__(self, observation_space: Any, action_space: Any) -> None:

@@ -1,0 +1,343 @@
+"""``train``: one agent, libero-gym vector envs, one run folder.
+
+Run folder layout::
+
+    RUN_DIR/config.json          the resolved run config (+ the agent's full config)
+    RUN_DIR/logs/                TensorBoard events and progress*.csv (SB3 logger)
+    RUN_DIR/checkpoints/step_N/  agent.json + params.pt (agents.checkpoint), newest `keep`
+    RUN_DIR/summary.json         what print_summary shows, written at the end
+
+Metrics (SB3's logger, same names for every agent): ``rollout/success_rate``,
+``rollout/ep_len_mean``, ``rollout/ep_rew_mean``, ``time/fps``, ``train/*`` (losses,
+``approx_kl``, ``clip_fraction``, ``explained_variance``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat, HumanOutputFormat
+
+from agents.checkpoint import CheckpointManager, EnvInfo, build_agent, check_compatible, load_agent, load_params_into, read_checkpoint
+from agents.commands import Train, parse_agent_config
+from agents.registry import PROTOCOL_SB3, check_spaces, resolve_agent
+from agents.vec_env import SB3VecEnv
+from libero_gym.errors import InvalidInputError
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+OFF_POLICY_BUFFER_CAP = 1_000_000
+"""SB3's default replay size; a run never needs more than its total_timesteps."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports."""
+
+    run_dir: Path
+    agent: str
+    env_id: str
+    obs_mode: str
+    num_timesteps: int
+    steps_this_run: int
+    wall_time_s: float
+    episodes: int
+    success_rate: float | None
+    ep_len_mean: float | None
+    checkpoint: Path
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps_this_run / max(self.wall_time_s, 1e-9)
+
+
+# ---------------------------------------------------------------------- env
+def env_info_for(config: Train) -> EnvInfo:
+    """The env a run trains on, as checkpoints record it."""
+    from libero_gym.registration import task_env_ids
+
+    tasks = task_env_ids()
+    task_ids = (tasks[config.env].index,) if config.env in tasks else tuple(config.task_id)
+    return EnvInfo(
+        env_id=config.env,
+        task_ids=task_ids,
+        obs_mode=config.obs_mode,
+        image_size=config.image_size if config.obs_mode != "state" else None,
+        max_episode_steps=config.max_episode_steps,
+    )
+
+
+def make_env(env: EnvInfo, num_envs: int, vectorization: str = "async") -> SB3VecEnv:
+    """libero-gym vector env (``make_vec``) behind the SB3 adapter."""
+    from libero_gym.registration import task_env_ids
+    from libero_gym.vector import make_vec
+
+    kwargs: dict[str, Any] = dict(env.make_kwargs())
+    if env.env_id not in task_env_ids():
+        kwargs["task_id"] = list(env.task_ids) if len(env.task_ids) > 1 else env.task_ids[0]
+    return SB3VecEnv(make_vec(env.env_id, num_envs, vectorization_mode=vectorization, **kwargs))
+
+
+def env_spaces(env: EnvInfo) -> tuple[Any, Any]:
+    """Observation and action spaces of ``env`` without building a simulator (it is lazy)."""
+    import gymnasium as gym
+
+    from libero_gym.registration import task_env_ids
+
+    kwargs: dict[str, Any] = dict(env.make_kwargs())
+    if env.env_id not in task_env_ids():
+        kwargs["task_id"] = list(env.task_ids) if len(env.task_ids) > 1 else env.task_ids[0]
+    probe = gym.make(env.env_id, **kwargs)
+    try:
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+
+
+# ---------------------------------------------------------------------- callbacks
+class CheckpointCallback(BaseCallback):
+    """Save every ``every`` env steps through a :class:`CheckpointManager`."""
+
+    def __init__(self, manager: CheckpointManager, every: int, agent: str, env: EnvInfo, extra: dict[str, Any]) -> None:
+        super().__init__()
+        self.manager, self.every, self.agent, self.env, self.extra = manager, every, agent, env, extra
+        self.next_save = 0
+
+    def _on_training_start(self) -> None:
+        self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_save:
+            self.manager.save(self.model, agent=self.agent, env=self.env, extra=self.extra)
+            self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
+        return True
+
+
+class RichProgressCallback(BaseCallback):
+    """A rich progress bar: steps, speed, recent success rate and episode length."""
+
+    def __init__(self, total: int, description: str) -> None:
+        super().__init__()
+        self.total, self.description = total, description
+        self.progress: Any = None
+        self.task: Any = None
+
+    def _on_training_start(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(self.description, total=self.total, completed=self.model.num_timesteps, stats="")
+
+    def _on_step(self) -> bool:
+        if self.n_calls % 16 == 0 or self.model.num_timesteps >= self.total:
+            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model))
+        return True
+
+    def _on_training_end(self) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model))
+            self.progress.stop()
+
+
+def _stats_text(model: Any) -> str:
+    success, ep_len = _recent_stats(model)
+    parts = []
+    if success is not None:
+        parts.append(f"success {100 * success:.0f}%")
+    if ep_len is not None:
+        parts.append(f"ep_len {ep_len:.0f}")
+    return " ".join(parts)
+
+
+def _recent_stats(model: Any) -> tuple[float | None, float | None]:
+    successes = list(getattr(model, "ep_success_buffer", None) or [])
+    episodes = list(getattr(model, "ep_info_buffer", None) or [])
+    success = float(np.mean(successes)) if successes else None
+    ep_len = float(np.mean([ep["l"] for ep in episodes])) if episodes else None
+    return success, ep_len
+
+
+def _make_logger(log_dir: Path, resumed_at: int | None, verbose: int) -> Logger:
+    """TensorBoard + CSV (+ stdout if verbose). A resumed run writes a new CSV beside the old one."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    csv_name = "progress.csv" if resumed_at is None else f"progress-resumed-{resumed_at:012d}.csv"
+    formats: list[Any] = [TensorBoardOutputFormat(str(log_dir)), CSVOutputFormat(str(log_dir / csv_name))]
+    if verbose:
+        formats.append(HumanOutputFormat(__import__("sys").stdout))
+    return Logger(str(log_dir), formats)
+
+
+# ---------------------------------------------------------------------- train
+def resolve_run_dir(config: Train) -> Path:
+    """``--run-dir`` or ``runs/<agent>-<env>-<UTC time>``."""
+    if config.run_dir is not None:
+        return Path(config.run_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    return Path("runs") / f"{config.agent.replace(':', '.')}-{config.env}-{stamp}"
+
+
+def train(config: Train) -> TrainResult:
+    """Train ``config.agent`` on ``config.env``; see the module docstring for the outputs.
+
+    Raises:
+        InvalidInputError: bad agent/env/config values, or a run folder that already
+            holds a run (without ``--resume``) or none (with it).
+        CheckpointError: ``--init-from``/``--resume`` checkpoint of another agent or env.
+    """
+    config.validate()
+    spec = resolve_agent(config.agent)
+    run_dir = resolve_run_dir(config)
+    checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
+
+    # -- the run folder: new, or the one being resumed
+    if config.resume:
+        if not (run_dir / CONFIG_FILE).exists() or not checkpoints.paths():
+            raise InvalidInputError(f"--resume: {str(run_dir)!r} holds no run with checkpoints to resume")
+        previous = json.loads((run_dir / CONFIG_FILE).read_text())
+        for key in ("agent", "env", "task_id", "obs_mode"):
+            old, new = previous["train"][key], _jsonable(getattr(config, key))
+            if old != new:
+                raise InvalidInputError(f"--resume: the run in {str(run_dir)!r} has {key}={old!r}, not {new!r}")
+    elif checkpoints.paths():
+        raise InvalidInputError(f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --run-dir")
+
+    env_info = env_info_for(config)
+    overrides = parse_agent_config(config.agent_config)
+    check_spaces(spec, *env_spaces(env_info))  # before any worker starts
+    vec_env = make_env(env_info, config.num_envs, config.vectorization)
+    try:
+        vec_env.seed(config.seed)
+
+        # -- the agent: resumed, warm-started, or fresh
+        resumed_at: int | None = None
+        log_dir = run_dir / "logs"
+        if config.resume:
+            model, _ = load_agent(
+                checkpoints.latest_valid(), vec_env, agent=spec.name, env_id=env_info.env_id, device=config.device,
+                restore_rng=True, tensorboard_log=str(log_dir), verbose=config.verbose,
+            )  # fmt: skip
+            resumed_at = int(model.num_timesteps)
+            vec_env.seed(config.seed + resumed_at)  # fresh, reproducible episodes after a resume
+        else:
+            agent_config: Any
+            init_params = None
+            if config.init_from is not None:
+                meta, init_params = read_checkpoint(config.init_from)
+                check_compatible(
+                    meta, agent=spec.name, env_id=None, observation_space=vec_env.observation_space,
+                    action_space=vec_env.action_space, where=f"--init-from {config.init_from}",
+                )  # fmt: skip
+                base = dict(meta["config"])
+                base.update(overrides)
+                overrides = base
+            agent_config = spec.make_config(overrides) if spec.protocol != PROTOCOL_SB3 else _sb3_kwargs(spec, overrides, config)
+            model = build_agent(
+                spec, vec_env, agent_config, seed=config.seed, device=config.device,
+                tensorboard_log=str(log_dir), verbose=config.verbose,
+            )  # fmt: skip
+            if init_params is not None:
+                load_params_into(model, init_params, strict=False, only=("policy",))
+        model.set_logger(_make_logger(log_dir, resumed_at, config.verbose))
+
+        resolved = {
+            "train": {k: _jsonable(v) for k, v in dataclasses.asdict(config).items()},
+            "agent": {"name": spec.name, "class_path": spec.class_path, "config": _agent_config(model)},
+            "env": env_info.to_json(),
+            "run_dir": str(run_dir),
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not config.resume:
+            _write_json(run_dir / CONFIG_FILE, resolved)
+
+        # -- learn
+        extra = {"run": {"run_dir": str(run_dir), "seed": config.seed}}
+        callbacks: list[BaseCallback] = [CheckpointCallback(checkpoints, config.checkpoint_every, spec.name, env_info, extra)]
+        if config.progress:
+            callbacks.append(RichProgressCallback(config.total_timesteps, f"{spec.name} {config.env}"))
+        start_steps = int(model.num_timesteps)
+        remaining = config.total_timesteps - start_steps
+        start = time.perf_counter()
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+        wall = time.perf_counter() - start
+        final = checkpoints.save(model, agent=spec.name, env=env_info, extra=extra)
+    finally:
+        vec_env.close()
+
+    success, ep_len = _recent_stats(model)
+    result = TrainResult(
+        run_dir=run_dir,
+        agent=spec.name,
+        env_id=config.env,
+        obs_mode=config.obs_mode,
+        num_timesteps=int(model.num_timesteps),
+        steps_this_run=int(model.num_timesteps) - start_steps,
+        wall_time_s=wall,
+        episodes=len(getattr(model, "ep_info_buffer", None) or []),
+        success_rate=success,
+        ep_len_mean=ep_len,
+        checkpoint=final,
+    )
+    _write_json(run_dir / SUMMARY_FILE, {k: _jsonable(v) for k, v in dataclasses.asdict(result).items()})
+    return result
+
+
+def print_summary(result: TrainResult) -> None:
+    """A few lines: what ran, how fast, how well, where the checkpoint is."""
+    success = "n/a" if result.success_rate is None else f"{100 * result.success_rate:.1f}%"
+    ep_len = "n/a" if result.ep_len_mean is None else f"{result.ep_len_mean:.1f}"
+    print(
+        f"trained {result.agent} on {result.env_id} ({result.obs_mode}): {result.num_timesteps} env steps "
+        f"({result.steps_this_run} this run) in {result.wall_time_s:.1f}s, {result.steps_per_s:.1f} steps/s\n"
+        f"recent episodes: {result.episodes}, success rate {success}, mean length {ep_len}\n"
+        f"checkpoint: {result.checkpoint}\nrun folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'logs'})"
+    )
+
+
+def _sb3_kwargs(spec: Any, overrides: dict[str, Any], config: Train) -> dict[str, Any]:
+    """A plain SB3 class's kwargs; off-policy replay buffers sized to the run (capped)."""
+    from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+
+    kwargs = dict(overrides)
+    if issubclass(spec.load_class(), OffPolicyAlgorithm) and "buffer_size" not in kwargs:
+        kwargs["buffer_size"] = int(min(OFF_POLICY_BUFFER_CAP, max(config.total_timesteps, 1000)))
+    return kwargs
+
+
+def _agent_config(model: Any) -> dict[str, Any]:
+    from agents.checkpoint import agent_config_json
+
+    return {k: _jsonable(v) for k, v in agent_config_json(model).items()}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".tmp-{path.name}")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
