@@ -112,12 +112,11 @@ def load_checkpoint(path: str) -> tuple[Any, dict[str, Any]]:
         raise CheckpointError(
             f"cannot load {path}: the agents package has no checkpoint loader (agents.checkpoint: {error})"
         ) from None
-    loader = next(
-        (getattr(module, name) for name in ("load_checkpoint", "load_agent", "load") if hasattr(module, name)), None
-    )
+    loader = getattr(module, "load_agent", None)
     if loader is None:
-        raise CheckpointError(f"cannot load {path}: agents.checkpoint has no load_checkpoint/load_agent/load function")
-    loaded = loader(path)
+        raise CheckpointError(f"cannot load {path}: agents.checkpoint has no load_agent function")
+    # CPU: one env per collection worker, and a worker must not grab a GPU per process.
+    loaded = loader(path, device="cpu")
     model, env_config = _unpack_loaded(loaded)
     if not hasattr(model, "predict"):
         raise CheckpointError(f"{path}: the loaded object {type(model).__name__} has no predict(obs, deterministic)")

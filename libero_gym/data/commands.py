@@ -1,0 +1,197 @@
+"""Configs and functions behind ``cli.py collect``, ``cli.py export`` and ``cli.py stats``.
+
+Light at import (no torch, MuJoCo, LIBERO or h5py): the work happens in
+:mod:`libero_gym.data.collect`, :mod:`libero_gym.data.export` and
+:mod:`libero_gym.data.stats`, imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+from tyro.conf import Positional
+
+KEEP_CHOICES = ("all", "success")
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    """Run a policy on LIBERO tasks in parallel workers and write LIBERO-layout episodes.
+
+    Episodes go to OUT/episodes as they finish (an interrupted run continues with
+    --resume); at the end they are exported to one OUT/<task name>_demo.hdf5 per task.
+    """
+
+    out: str
+    """Output folder."""
+    policy: Literal["random", "scripted", "checkpoint"] = "scripted"
+    """What acts: uniform random actions, the scripted privileged expert, or a trained agent."""
+    checkpoint: str | None = None
+    """Checkpoint folder (or run folder) of a trained agent, for --policy checkpoint."""
+    env: str = "LIBERO-Goal-v0"
+    """libero-gym env id (suite id or single-task id)."""
+    task_id: tuple[int, ...] = (0,)
+    """Task index(es) in the suite; episode i plays task_id[i % len(task_id)]."""
+    episodes: int = 10
+    """Episodes to collect (or successes, with --until-successes)."""
+    until_successes: bool = False
+    """Run until --episodes successes instead of --episodes episodes."""
+    max_episodes: int | None = None
+    """Give up after this many episodes (default: 20 x --episodes with --until-successes)."""
+    keep: Literal["all", "success"] = "success"
+    """Keep every episode (each flagged with its success) or successes only."""
+    num_workers: int = 1
+    """Worker processes, one simulator each."""
+    image_size: int = 128
+    """Height and width of the stored agentview and wrist images (LIBERO's are 128)."""
+    images: bool = True
+    """Store camera images (rendered from stored states for state-based policies)."""
+    max_episode_steps: int | None = None
+    """Episode step limit (default: the suite's, libero_gym.suites.MAX_EPISODE_STEPS)."""
+    seed: int = 0
+    """Episode i is reset with seed + i."""
+    resume: bool = False
+    """Continue an interrupted collection in --out."""
+    export: bool = True
+    """Export the LIBERO files at the end."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def collect(config: CollectConfig) -> int:
+    """Run the collection (and the export); returns the exit code."""
+    from rich.console import Console
+
+    from libero_gym.data.collect import CollectPlan, run_collection
+    from libero_gym.data.export import export_collection
+    from libero_gym.data.policies import PolicySpec, check_policy_name
+    from libero_gym.data.provenance import provenance
+    from libero_gym.errors import InvalidInputError
+    from libero_gym.registration import suite_env_ids, task_env_ids
+
+    check_policy_name(config.policy)
+    if config.env not in suite_env_ids() and config.env not in task_env_ids():
+        raise InvalidInputError(f"env must be a libero-gym id (see `python cli.py envs`), got {config.env!r}")
+    if config.episodes < 1:
+        raise InvalidInputError(f"episodes must be >= 1, got {config.episodes}")
+    if config.num_workers < 1:
+        raise InvalidInputError(f"num_workers must be >= 1, got {config.num_workers}")
+    if config.policy == "checkpoint" and not config.checkpoint:
+        raise InvalidInputError("--policy checkpoint needs --checkpoint DIR")
+    if config.max_episode_steps is not None and config.max_episode_steps < 1:
+        raise InvalidInputError(f"max_episode_steps must be >= 1, got {config.max_episode_steps}")
+    if not 16 <= config.image_size <= 1024:
+        raise InvalidInputError(f"image_size must be in [16, 1024], got {config.image_size}")
+    task_ids = _task_ids(config.env, config.task_id)
+    max_episodes = config.max_episodes or (20 * config.episodes if config.until_successes else config.episodes)
+    if max_episodes < config.episodes:
+        raise InvalidInputError(f"max_episodes must be >= episodes ({config.episodes}), got {max_episodes}")
+    plan = CollectPlan(
+        env_id=config.env,
+        task_ids=task_ids,
+        out_dir=config.out,
+        policy=PolicySpec(config.policy, config.checkpoint, seed=config.seed),
+        episodes=config.episodes,
+        until_successes=config.until_successes,
+        keep=config.keep,
+        image_size=config.image_size,
+        images=config.images,
+        max_episode_steps=config.max_episode_steps,
+        seed=config.seed,
+        max_episodes=max_episodes,
+        provenance=provenance(
+            agent=config.policy, checkpoint=config.checkpoint, env_id=config.env, task_ids=task_ids,
+            seed=config.seed, image_size=config.image_size, max_episode_steps=config.max_episode_steps,
+            keep=config.keep,
+        ),
+    )
+    result = run_collection(plan, num_workers=config.num_workers, resume=config.resume, progress=config.progress)
+    console = Console()
+    console.print(
+        f"collected {result.finished} episodes ({result.successes} successes, {len(result.kept)} kept, "
+        f"{result.dropped} dropped) in {result.seconds:.0f} s -> {result.out_dir}"
+    )
+    if config.export and result.kept:
+        exported = export_collection(result.out_dir)
+        for path in exported.files:
+            console.print(f"wrote {path}")
+    goal = result.successes if config.until_successes else result.finished
+    return 0 if goal >= config.episodes else 1
+
+
+def _task_ids(env_id: str, task_id: tuple[int, ...]) -> tuple[int, ...]:
+    from libero_gym import suites
+    from libero_gym.errors import InvalidInputError
+    from libero_gym.registration import suite_env_ids, task_env_ids
+
+    if env_id in task_env_ids():
+        task = task_env_ids()[env_id]
+        if tuple(task_id) not in ((0,), (task.index,)):
+            raise InvalidInputError(f"{env_id} is a single-task id; use its suite id to choose --task-id")
+        return (task.index,)
+    if not task_id:
+        raise InvalidInputError("task_id needs at least one index")
+    suite = suite_env_ids()[env_id]
+    return tuple(suites.get_task(suite, int(t)).index for t in task_id)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """Export a collection folder as LIBERO files, one <task name>_demo.hdf5 per task, plus manifest.json."""
+
+    collection: Positional[str]
+    """Folder that `collect` wrote."""
+    out: str | None = None
+    """Output folder (default: the collection folder)."""
+    compression: Literal["none", "gzip", "lzf"] = "none"
+    """HDF5 compression of the arrays (LIBERO's own files are uncompressed)."""
+    only_success: bool = False
+    """Export only successful episodes."""
+
+
+def export(config: ExportConfig) -> int:
+    """Run the export; returns the exit code."""
+    from rich.console import Console
+
+    from libero_gym.data.export import export_collection
+
+    result = export_collection(
+        config.collection, config.out,
+        compression=None if config.compression == "none" else config.compression,
+        only_success=config.only_success,
+    )
+    console = Console()
+    for path in result.files:
+        console.print(f"wrote {path}")
+    console.print(f"{result.episodes} demos, {result.frames} steps; manifest {result.manifest}")
+    return 0
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsConfig:
+    """Compare LIBERO-layout datasets: episodes, success, length, smoothness, consistency, path length."""
+
+    paths: Positional[tuple[str, ...]]
+    """LIBERO HDF5 files (ours or LIBERO's own), compared side by side."""
+    plots: str | None = "stats_plots"
+    """Folder for PNG plots (action traces, per-metric bars); empty string for none."""
+    json_out: str | None = None
+    """Also write the metrics as JSON here."""
+
+
+def stats(config: StatsConfig) -> int:
+    """Print the comparison table and write plots; returns the exit code."""
+    from libero_gym.data.stats import run_stats
+
+    run_stats(list(config.paths), plots_dir=config.plots or None, json_out=config.json_out)
+    return 0
+
+
+COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "collect": (CollectConfig, collect),
+    "export": (ExportConfig, export),
+    "stats": (StatsConfig, stats),
+}
+"""Subcommands ``cli.py`` adds: name -> (config class, function)."""
