@@ -251,7 +251,10 @@ def train(config: Train) -> TrainResult:
                 tensorboard_log=str(log_dir), verbose=config.verbose,
             )  # fmt: skip
             if init_params is not None:
-                load_params_into(model, init_params, strict=False, only=("policy",))
+                if hasattr(model, "load_pretrained_policy"):  # DiffusionPPO: also syncs the fine-tuned copy
+                    model.load_pretrained_policy(init_params["params"]["policy"])
+                else:
+                    load_params_into(model, init_params, strict=False, only=("policy",))
         model.set_logger(_make_logger(log_dir, resumed_at, config.verbose))
 
         resolved = {
