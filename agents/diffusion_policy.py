@@ -62,6 +62,8 @@ class DiffusionPolicyConfig:
     """S, DDIM sampling steps over the K-step schedule; must divide K. S = K is DDPM (DPPO state: DDPM 20; pixels: DDIM 5)."""
     ft_denoising_steps: int = 10
     """K', the last denoising steps run by the fine-tuned copy and trained by RL (DPPO: 10 of 20)."""
+    predict_epsilon: bool = True
+    """The network predicts the noise (DDPM; DPPO's default) or, if False, the clean chunk x0 directly."""
     min_sampling_std: float = 0.1
     """Floor on each denoising step's std while exploring (DPPO: min_sampling_denoising_std 0.1)."""
     min_logprob_std: float = 0.1
@@ -191,14 +193,15 @@ class DiffusionPolicy(nn.Module):
             actions: demonstrated chunks [B, Ta, Da], clamped to [-1, 1].
 
         Returns:
-            Scalar mean squared error between the true and predicted noise.
+            Scalar mean squared error between the true and predicted noise (or clean chunk).
         """
         x0 = actions.float().clamp(-1.0, 1.0)
         t = torch.randint(0, self.config.denoising_steps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         alpha_bar = self.alphas_cumprod[t][:, None, None]
         x_t = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * noise
-        return (self.actor(x_t, t, self.actor.encode(observation)) - noise).pow(2).mean()
+        target = noise if self.config.predict_epsilon else x0
+        return (self.actor(x_t, t, self.actor.encode(observation)) - target).pow(2).mean()
 
     # ---------- one denoising step ----------
 
@@ -207,8 +210,9 @@ class DiffusionPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean [N, Ta, Da] and std [N, 1, 1] of p(x_{i+1} | x_i) for DDIM steps i [N] (before any floor)."""
         alpha, alpha_prev = self.alpha[i][:, None, None], self.alpha_prev[i][:, None, None]
-        eps = net(x, self.ddim_t[i], features)
-        x0 = ((x - (1 - alpha).sqrt() * eps) / alpha.sqrt()).clamp(-self.config.denoised_clip, self.config.denoised_clip)
+        prediction = net(x, self.ddim_t[i], features)
+        x0 = (x - (1 - alpha).sqrt() * prediction) / alpha.sqrt() if self.config.predict_epsilon else prediction
+        x0 = x0.clamp(-self.config.denoised_clip, self.config.denoised_clip)
         eps = (x - alpha.sqrt() * x0) / (1 - alpha).sqrt()  # consistent with the clamped x0
         std = eta * self.sigma[i][:, None, None]
         mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - std**2).clamp(min=0).sqrt() * eps

@@ -1,0 +1,469 @@
+"""DPPO: PPO over the denoising chain of a chunked diffusion policy, on SB3's ``BaseAlgorithm``.
+
+Diffusion Policy Policy Optimization (Ren et al. 2024, arXiv:2409.00588; reference
+code github.com/irom-lab/dppo). Two nested MDPs: the environment, stepped one action
+chunk (Ta steps) at a time, and inside each chunk the K' fine-tuned denoising steps,
+each a Gaussian with a closed-form log-probability. PPO's ratio is taken per
+denoising step; the chunk's GAE advantage is shared by its denoising steps,
+discounted by ``gamma_denoising ** (K'-1-j)``; the clip range grows from
+``clip_range_base`` at the noisiest step to ``clip_range`` at the last. A value
+network on the observation alone is the critic; it trains alone for the first
+``n_critic_warmup_iterations``. Read it as a diff of SB3's ``ppo.py`` (and
+:mod:`agents.gaussian_ppo`): same ``learn``/``predict``/callbacks/logger, chunked
+rollouts, a chain instead of an action.
+
+Rollouts execute each chunk step by step in the ``VecEnv``. When an env's episode
+ends inside a chunk, its remaining actions are dropped: the env receives
+:data:`HOLD_ACTION` for the rest of the chunk (its new episode thus starts with up to
+Ta-1 hold steps, counted in its step budget), and the chunk is stored as the
+episode's last, with the value of SB3's ``terminal_observation`` bootstrapped into
+its reward if the episode was truncated.
+
+Shape legend:
+    E: number of envs, B: minibatch of chunks
+    K': fine-tuned denoising steps, Ta: chunk length, Da: action dimension (7)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.utils import explained_variance, safe_mean
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from agents.buffers import ChunkRolloutBuffer, denoising_discount
+from agents.diffusion_policy import ACTION_DIM, DiffusionPolicy, DiffusionPolicyConfig
+from agents.encoders import EncoderConfig, make_encoder, mlp, obs_as_tensor
+from libero_gym.env import SETTLE_ACTION
+from libero_gym.errors import InvalidInputError
+
+HOLD_ACTION = SETTLE_ACTION.astype(np.float32)
+"""Sent to an env for the rest of a chunk after its episode ended inside it: no motion, gripper open."""
+
+SelfDiffusionPPO = TypeVar("SelfDiffusionPPO", bound="DiffusionPPO")
+
+
+@dataclass(frozen=True)
+class DiffusionPPOConfig:
+    """DPPO hyper-parameters.
+
+    Defaults are DPPO's state-based robomimic fine-tuning config
+    (cfg/robomimic/finetune/can/ft_ppo_diffusion_mlp.yaml) unless a field says otherwise.
+    """
+
+    policy: DiffusionPolicyConfig = field(default_factory=DiffusionPolicyConfig)
+    """The diffusion policy (chunk length, denoising steps, exploration noise, network)."""
+    n_chunks: int = 100
+    """Action chunks per env per rollout: one LIBERO episode (220-520 steps) per env at Ta = 4.
+    DPPO: 300 chunks x 50 envs."""
+    batch_size: int = 7500
+    """Chunks per minibatch (DPPO: 7500, half of its 15000-chunk rollout)."""
+    n_epochs: int = 10
+    """Passes over each rollout (DPPO: update_epochs 10)."""
+    gamma: float = 0.999
+    """Discount per env step; a chunk of Ta steps is discounted by gamma ** Ta (DPPO: 0.999 per chunk)."""
+    gae_lambda: float = 0.95
+    """GAE lambda over chunks (DPPO: 0.95)."""
+    gamma_denoising: float = 0.99
+    """Discount along the denoising chain: step j of K' gets gamma_denoising ** (K'-1-j) (DPPO: 0.99)."""
+    clip_range: float = 0.01
+    """PPO clip at the last (cleanest) denoising step (DPPO: clip_ploss_coef 0.01)."""
+    clip_range_base: float = 1e-3
+    """PPO clip at the noisiest fine-tuned step (DPPO: clip_ploss_coef_base 1e-3)."""
+    clip_range_rate: float = 3.0
+    """Exponential rate of the clip schedule from base to clip_range (DPPO: clip_ploss_coef_rate 3)."""
+    clip_range_vf: float | None = None
+    """Value clip around the rollout values; None: unclipped (DPPO: clip_vloss_coef None)."""
+    actor_lr: float = 1e-4
+    """Adam learning rate of the fine-tuned denoiser. DPPO uses 1e-5 to fine-tune a BC policy
+    (pass that with --init-from); 1e-4 (DPPO's gym fine-tuning) so that training from scratch moves."""
+    critic_lr: float = 1e-3
+    """Adam learning rate of the value network (DPPO: 1e-3)."""
+    target_kl: float | None = 1.0
+    """Stop the epochs of an iteration once a minibatch's approx-KL exceeds this (DPPO: target_kl 1)."""
+    n_critic_warmup_iterations: int = 2
+    """Iterations at the start that train only the critic, so that the first advantages are sensible (DPPO: 2)."""
+    max_grad_norm: float | None = 1.0
+    """Gradient-norm clip of both networks; None: off (DPPO: off; on here for from-scratch stability)."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch (DPPO: norm_adv True)."""
+    critic_dims: tuple[int, ...] = (256, 256, 256)
+    """Hidden sizes of the value MLP (DPPO's CriticObs: 256 x 3, Mish)."""
+    critic_encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Observation encoder of the value network (its own weights, same kind as the policy's)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.policy, dict):  # rebuilt from JSON (agent.json)
+            object.__setattr__(self, "policy", DiffusionPolicyConfig(**self.policy))
+        if isinstance(self.critic_encoder, dict):
+            object.__setattr__(self, "critic_encoder", EncoderConfig(**self.critic_encoder))
+        object.__setattr__(self, "critic_dims", tuple(self.critic_dims))
+        if min(self.n_chunks, self.batch_size, self.n_epochs) < 1:
+            raise ValueError(f"n_chunks, batch_size and n_epochs must be >= 1, got {self.n_chunks}, {self.batch_size}, {self.n_epochs}")
+        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1 or not 0 < self.gamma_denoising <= 1:
+            raise ValueError(f"gamma and gamma_denoising must be in (0, 1], gae_lambda in [0, 1]; got {self.gamma}, {self.gamma_denoising}, {self.gae_lambda}")
+        if not 0 < self.clip_range_base <= self.clip_range:
+            raise ValueError(f"clip ranges must satisfy 0 < clip_range_base <= clip_range, got {self.clip_range_base}, {self.clip_range}")
+        if self.n_critic_warmup_iterations < 0:
+            raise ValueError(f"n_critic_warmup_iterations must be >= 0, got {self.n_critic_warmup_iterations}")
+
+    @property
+    def chunk_gamma(self) -> float:
+        """Discount of one full chunk, gamma ** Ta."""
+        return self.gamma**self.policy.horizon_steps
+
+
+def clip_range_schedule(n_steps: int, base: float, final: float, rate: float) -> torch.Tensor:
+    """PPO clip per fine-tuned denoising step [K'], exponential from ``base`` (noisiest) to ``final`` (DPPO)."""
+    if n_steps == 1:
+        return torch.tensor([final])
+    t = torch.linspace(0.0, 1.0, n_steps)
+    return base + (final - base) * (torch.exp(rate * t) - 1) / (np.exp(rate) - 1)
+
+
+class ValueNetwork(nn.Module):
+    """V(obs): encoder + Mish MLP + linear head."""
+
+    def __init__(self, observation_space: spaces.Dict, encoder: EncoderConfig, dims: tuple[int, ...]) -> None:
+        super().__init__()
+        self.encoder = make_encoder(observation_space, encoder)
+        self.net = nn.Sequential(mlp(self.encoder.output_dim, dims), nn.Linear(dims[-1], 1))
+
+    def forward(self, observation: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Values [B]."""
+        return self.net(self.encoder(observation)).squeeze(-1)
+
+
+class DiffusionPPO(BaseAlgorithm):
+    """Diffusion Policy Policy Optimization on SB3's ``BaseAlgorithm``.
+
+    Args:
+        env: an SB3 ``VecEnv`` (e.g. :class:`agents.vec_env.SB3VecEnv`) or a gymnasium
+            env (SB3 wraps it in ``Monitor`` + ``DummyVecEnv``); libero-gym spaces.
+        config: hyper-parameters (defaults: :class:`DiffusionPPOConfig`).
+        seed: seeds python, numpy, torch and the env (SB3's ``seed``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        tensorboard_log: TensorBoard log folder, or ``None``.
+        verbose: SB3 verbosity (0 silent, 1 info).
+        _init_setup_model: build the networks now.
+
+    Attributes:
+        policy: the :class:`DiffusionPolicy` (``policy.actor`` frozen by RL, ``policy.actor_ft`` fine-tuned).
+        critic: the :class:`ValueNetwork`.
+
+    Raises:
+        InvalidInputError: the action space is not ``Box(-1, 1, (7,))``.
+    """
+
+    policy: DiffusionPolicy  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        env: VecEnv | Any,
+        config: DiffusionPPOConfig | None = None,
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        _init_setup_model: bool = True,
+    ) -> None:
+        action_space = env.action_space
+        if not (
+            isinstance(action_space, spaces.Box)
+            and action_space.shape == (ACTION_DIM,)
+            and np.all(action_space.low == -1.0)
+            and np.all(action_space.high == 1.0)
+        ):
+            raise InvalidInputError(f"DiffusionPPO needs the action space Box(-1, 1, ({ACTION_DIM},)), got {action_space}")
+        self.config = config if config is not None else DiffusionPPOConfig()
+        super().__init__(
+            DiffusionPolicy,  # type: ignore[arg-type]  # SB3 records it as policy_class
+            env,
+            learning_rate=self.config.actor_lr,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            support_multi_env=True,
+            seed=seed,
+        )
+        self._action_queue: np.ndarray | None = None  # predict(): current chunk per env [E, Ta, Da]
+        self._queue_pos: np.ndarray | None = None  # predict(): next action index per env [E]
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ set-up
+
+    def _setup_model(self) -> None:
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
+        c = self.config
+        self.policy = DiffusionPolicy(self.observation_space, c.policy).to(self.device)  # type: ignore[arg-type]
+        self.critic = ValueNetwork(self.observation_space, c.critic_encoder, c.critic_dims).to(self.device)  # type: ignore[arg-type]
+        self.actor_optimizer = torch.optim.Adam(self.policy.actor_ft.parameters(), lr=c.actor_lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.critic_lr)
+        n_ft = c.policy.ft_denoising_steps
+        self.rollout_buffer = ChunkRolloutBuffer(
+            c.n_chunks, self.n_envs, self.observation_space, (n_ft + 1, *self.policy.chunk_shape), self.device  # type: ignore[arg-type]
+        )
+        self._clip_ranges = clip_range_schedule(n_ft, c.clip_range_base, c.clip_range, c.clip_range_rate).to(self.device)
+        self._denoising_discount = denoising_discount(n_ft, c.gamma_denoising).to(self.device)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "critic", "actor_optimizer", "critic_optimizer"], []
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "critic", "actor_optimizer", "critic_optimizer", "_action_queue", "_queue_pos"]
+
+    def config_dict(self) -> dict[str, Any]:
+        """The config as a JSON-able dict (for ``agent.json``); :meth:`from_config_dict` inverts it."""
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls: type[SelfDiffusionPPO], env: VecEnv | Any, config: dict[str, Any], **kwargs: Any) -> SelfDiffusionPPO:
+        """Rebuild an agent from :meth:`config_dict`'s output (``kwargs`` go to the constructor)."""
+        return cls(env, DiffusionPPOConfig(**config), **kwargs)
+
+    def load_pretrained_policy(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Start fine-tuning from a behaviour-cloned policy.
+
+        Loads a :class:`DiffusionPolicy` state dict (from ``pretrain``), copies its
+        ``actor`` into ``actor_ft`` and resets the actor's optimizer.
+        """
+        self.policy.load_state_dict(state_dict)
+        self.policy.sync_finetuned()
+        self.actor_optimizer = torch.optim.Adam(self.policy.actor_ft.parameters(), lr=self.config.actor_lr)
+
+    # ------------------------------------------------------------------ rollouts
+
+    def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: ChunkRolloutBuffer) -> bool:
+        """Fill ``rollout_buffer`` with ``n_chunks`` chunks per env; False if a callback stopped training."""
+        assert self._last_obs is not None and self._last_episode_starts is not None
+        n_envs, horizon = env.num_envs, self.config.policy.horizon_steps
+        rollout_buffer.reset()
+        callback.on_rollout_start()
+        self.policy.train(False)
+        while not rollout_buffer.full:
+            # Plan one chunk per env, with its chain, log-probs [E, K'] and value [E].
+            plan_obs = self._last_obs
+            with torch.no_grad():
+                obs_tensor = obs_as_tensor(plan_obs, self.device)  # type: ignore[arg-type]
+                actions, chain = self.policy.sample(obs_tensor, deterministic=False)
+                log_probs = self.policy.log_prob_chain(obs_tensor, chain)
+                values = self.critic(obs_tensor)
+            actions_np = actions.cpu().numpy()  # [E, Ta, Da]
+
+            # Execute it step by step; an env whose episode ends stops using its chunk.
+            chunk_rewards = np.zeros(n_envs, dtype=np.float32)
+            chunk_dones = np.zeros(n_envs, dtype=bool)
+            for k in range(horizon):
+                step_actions = np.where(chunk_dones[:, None], HOLD_ACTION, actions_np[:, k])
+                new_obs, rewards, dones, infos = env.step(step_actions)
+                self.num_timesteps += n_envs
+                callback.update_locals(locals())
+                if not callback.on_step():
+                    return False
+                self._update_info_buffer(infos, dones & ~chunk_dones)
+                ended = dones & ~chunk_dones
+                chunk_rewards += np.where(chunk_dones, 0.0, rewards).astype(np.float32)
+                # Truncated: bootstrap V(final obs), discounted from the chunk's start (SB3's PPO does this per step).
+                truncated = [i for i in np.flatnonzero(ended) if infos[i].get("TimeLimit.truncated", False)]
+                if truncated:
+                    final_obs = {key: np.stack([infos[i]["terminal_observation"][key] for i in truncated]) for key in new_obs}  # type: ignore[index]
+                    with torch.no_grad():
+                        final_values = self.critic(obs_as_tensor(final_obs, self.device)).cpu().numpy()
+                    chunk_rewards[truncated] += self.config.gamma ** (k + 1) * final_values
+                chunk_dones |= ended
+                self._last_obs = new_obs  # type: ignore[assignment]
+
+            # Store the chunk; the next one starts an episode where this one ended.
+            rollout_buffer.add(
+                plan_obs, chain.cpu().numpy(), chunk_rewards, self._last_episode_starts,  # type: ignore[arg-type]
+                values.cpu().numpy(), log_probs.cpu().numpy(),
+            )  # fmt: skip
+            self._last_episode_starts = chunk_dones
+
+        with torch.no_grad():
+            last_values = self.critic(obs_as_tensor(self._last_obs, self.device)).cpu().numpy()  # type: ignore[arg-type]
+        rollout_buffer.compute_returns_and_advantage(last_values, self._last_episode_starts, self.config.chunk_gamma, self.config.gae_lambda)
+        callback.update_locals(locals())
+        callback.on_rollout_end()
+        return True
+
+    # ------------------------------------------------------------------ training
+
+    def train(self) -> None:
+        """PPO over the denoising chain on the current rollout (critic only during warm-up)."""
+        c = self.config
+        update_actor = self._n_updates >= c.n_critic_warmup_iterations
+        self.policy.train(True)
+        self.critic.train(True)
+        policy_losses, value_losses, approx_kls, clip_fractions, ratios = [], [], [], [], []
+        continue_training = True
+        for epoch in range(c.n_epochs):
+            for batch in self.rollout_buffer.get(c.batch_size):
+                # Critic: regress the GAE returns (optionally clipped around the rollout values, as SB3).
+                values = self.critic(batch.observations)  # [B]
+                if c.clip_range_vf is not None:
+                    values = batch.old_values + (values - batch.old_values).clamp(-c.clip_range_vf, c.clip_range_vf)
+                value_loss = 0.5 * F.mse_loss(values, batch.returns)
+                self.critic_optimizer.zero_grad()
+                value_loss.backward()
+                self._clip_grad(self.critic)
+                self.critic_optimizer.step()
+                value_losses.append(value_loss.item())
+                if not update_actor:
+                    continue
+
+                # Actor: one PPO ratio per fine-tuned denoising step [B, K'].
+                log_probs = self.policy.log_prob_chain(batch.observations, batch.chains)
+                log_ratio = log_probs - batch.old_log_probs
+                ratio = log_ratio.exp()
+                advantages = batch.advantages
+                if c.normalize_advantage and len(advantages) > 1:
+                    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                # The chunk's advantage, discounted along the chain: noisier steps count less.
+                advantages = advantages[:, None] * self._denoising_discount  # [B, K']
+                clip = self._clip_ranges  # [K'], tight at the noisiest step, clip_range at the last
+                policy_loss = torch.max(-advantages * ratio, -advantages * torch.clamp(ratio, 1 - clip, 1 + clip)).mean()
+
+                # Early stop before a step that would move the policy too far (SB3; DPPO's target_kl).
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean().item()  # k3 estimator (Schulman's blog)
+                    clip_fractions.append(((ratio - 1).abs() > clip).float().mean().item())
+                    ratios.append(ratio.mean().item())
+                approx_kls.append(approx_kl)
+                if c.target_kl is not None and approx_kl > c.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at epoch {epoch} with approx_kl {approx_kl:.3f}")
+                    break
+                self.actor_optimizer.zero_grad()
+                policy_loss.backward()
+                self._clip_grad(self.policy.actor_ft)
+                self.actor_optimizer.step()
+                policy_losses.append(policy_loss.item())
+            if not continue_training:
+                break
+
+        # Logs (SB3's names; train/ratio_mean is exactly 1 on the first actor minibatch).
+        self._n_updates += 1
+        buffer = self.rollout_buffer
+        self.logger.record("train/value_loss", float(np.mean(value_losses)))
+        self.logger.record("train/explained_variance", float(explained_variance(buffer.values.flatten(), buffer.returns.flatten())))
+        self.logger.record("train/actor_updated", float(update_actor))
+        if ratios:
+            self.logger.record("train/policy_loss", float(np.mean(policy_losses)) if policy_losses else float("nan"))
+            self.logger.record("train/approx_kl", float(np.mean(approx_kls)))
+            self.logger.record("train/clipfrac", float(np.mean(clip_fractions)))
+            self.logger.record("train/ratio_mean", float(np.mean(ratios)))
+        self.logger.record("train/actor_lr", self.config.actor_lr)
+        self.logger.record("train/critic_lr", self.config.critic_lr)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _clip_grad(self, module: nn.Module) -> None:
+        if self.config.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm)
+
+    def learn(
+        self: SelfDiffusionPPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "DiffusionPPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDiffusionPPO:
+        """Train for at least ``total_timesteps`` env steps (whole rollouts), as SB3's on-policy ``learn``."""
+        iteration = 0
+        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        callback.on_training_start(locals(), globals())
+        assert self.env is not None
+        while self.num_timesteps < total_timesteps:
+            if not self.collect_rollouts(self.env, callback, self.rollout_buffer):
+                break
+            iteration += 1
+            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
+            self.train()
+            if log_interval is not None and iteration % log_interval == 0:
+                self.dump_logs(iteration)
+        callback.on_training_end()
+        return self
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        """Record the rollout/ and time/ metrics and write everything (SB3's ``OnPolicyAlgorithm.dump_logs``)."""
+        assert self.ep_info_buffer is not None and self.ep_success_buffer is not None
+        time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
+        fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
+        self.logger.record("time/iterations", iteration, exclude="tensorboard")
+        if len(self.ep_info_buffer) > 0:
+            self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
+            self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
+        if len(self.ep_success_buffer) > 0:
+            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
+        self.logger.record("time/fps", fps)
+        self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(step=self.num_timesteps)
+
+    # ------------------------------------------------------------------ acting
+
+    def predict_chunk(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
+        """One action chunk per observation: [E, Ta, Da] in [-1, 1] (``deterministic``: DDIM eta = 0 from x = 0)."""
+        self.policy.train(False)
+        with torch.no_grad():
+            actions, _ = self.policy.sample(obs_as_tensor(observation, self.device), deterministic=deterministic)
+        return actions.cpu().numpy()
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """SB3's ``predict``: one action per env, from a per-env queue of the current chunk.
+
+        An env re-plans when its chunk is used up (every Ta calls) or when
+        ``episode_start`` is True for it; a batch of another size starts afresh.
+        Pass ``episode_start`` as SB3's ``evaluate_policy`` does, or call with
+        one env's observations only between episode starts.
+
+        Args:
+            observation: a Dict observation, batched [E, ...] or a single one.
+            state: unused (no recurrent state; returned as ``None``).
+            episode_start: [E] bools, True where an episode just began.
+            deterministic: evaluation sampling (see :meth:`DiffusionPolicy.sample`).
+
+        Returns:
+            (actions [E, Da] or [Da] for a single observation, None).
+        """
+        assert isinstance(observation, dict), "libero-gym observations are dicts"
+        single = np.asarray(observation["proprio"]).ndim == 1
+        batch_obs = {key: np.asarray(value)[None] if single else np.asarray(value) for key, value in observation.items()}
+        n_envs = len(batch_obs["proprio"])
+        if self._action_queue is None or len(self._action_queue) != n_envs:
+            self._action_queue = np.zeros((n_envs, *self.policy.chunk_shape), dtype=np.float32)
+            self._queue_pos = np.full(n_envs, self.config.policy.horizon_steps)
+        assert self._queue_pos is not None
+        replan = self._queue_pos >= self.config.policy.horizon_steps
+        if episode_start is not None:
+            replan |= np.asarray(episode_start, dtype=bool).reshape(n_envs)
+        if replan.any():
+            self._action_queue[replan] = self.predict_chunk({k: v[replan] for k, v in batch_obs.items()}, deterministic)
+            self._queue_pos[replan] = 0
+        actions = self._action_queue[np.arange(n_envs), self._queue_pos]
+        self._queue_pos += 1
+        return (actions[0] if single else actions), None
