@@ -1,0 +1,47 @@
+"""Helpers for the agents tests: FakeLiberoEnv vector envs behind the SB3 adapter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from agents.vec_env import SB3VecEnv
+from libero_gym.testing import FakeLiberoEnv
+
+SMALL_DIFFUSION = {
+    "n_chunks": 8,
+    "batch_size": 16,
+    "n_epochs": 1,
+    "n_critic_warmup_iterations": 0,
+    "critic_dims": [32, 32],
+    "critic_encoder": {"state_dims": [32, 32], "image_channels": [8, 8], "image_feature_dim": 16},
+    "policy": {
+        "denoising_steps": 10,
+        "ddim_steps": 5,
+        "ft_denoising_steps": 3,
+        "mlp_dims": [64, 64],
+        "encoder": {"state_dims": [32, 32], "image_channels": [8, 8], "image_feature_dim": 16},
+    },
+}
+"""A DiffusionPPO config small enough for CPU tests (shapes as the defaults, sizes cut)."""
+
+SMALL_GAUSSIAN = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "net_arch": [32, 32]}
+"""A GaussianPPO config small enough for CPU tests."""
+
+
+def fake_vec(
+    n: int = 2, autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP, **kwargs: Any
+) -> SB3VecEnv:
+    """``n`` FakeLiberoEnvs in a SyncVectorEnv behind the adapter."""
+    fns: list[Callable[[], FakeLiberoEnv]] = [lambda: FakeLiberoEnv(**kwargs) for _ in range(n)]
+    return SB3VecEnv(SyncVectorEnv(fns, autoreset_mode=autoreset_mode))
+
+
+@pytest.fixture
+def diffusion_available() -> bool:
+    """Skip when A1's DiffusionPPO is not importable yet."""
+    pytest.importorskip("agents.diffusion_ppo")
+    return True

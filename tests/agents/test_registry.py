@@ -1,0 +1,98 @@
+"""The agent registry: names, module:Class paths, action-space checks, the CLI listing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import cli
+from agents.registry import available_agents, check_spaces, register_agent, resolve_agent
+from libero_gym.errors import InvalidInputError
+from libero_gym.testing import FakeLiberoEnv
+
+
+@pytest.fixture
+def spaces_():
+    env = FakeLiberoEnv()
+    return env.observation_space, env.action_space
+
+
+def test_builtins_registered() -> None:
+    agents = available_agents()
+    assert {"gaussian-ppo", "diffusion-ppo"} <= set(agents)
+    assert agents["gaussian-ppo"].class_path == "agents.gaussian_ppo:GaussianPPO"
+
+
+def test_unknown_name_lists_available() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        resolve_agent("nope-ppo")
+    message = str(info.value)
+    assert "gaussian-ppo" in message and "diffusion-ppo" in message and "nope-ppo" in message
+
+
+@pytest.mark.parametrize("path", ["stable_baselines3:SAC", "stable_baselines3:TD3", "stable_baselines3:PPO"])
+def test_sb3_class_by_path(path: str, spaces_) -> None:
+    spec = resolve_agent(path)
+    assert spec.protocol == "sb3" and spec.load_class().__name__ == path.split(":")[1]
+    check_spaces(spec, *spaces_)  # Box actions: fine
+
+
+def test_dqn_rejected_for_box_actions(spaces_) -> None:
+    with pytest.raises(InvalidInputError, match="DQN.*action space"):
+        check_spaces(resolve_agent("stable_baselines3:DQN"), *spaces_)
+
+
+@pytest.mark.parametrize("path", ["no_such_module_xyz:Foo", "stable_baselines3:NoSuchClass", "json:dumps", "a:"])
+def test_bad_paths(path: str) -> None:
+    with pytest.raises(InvalidInputError):
+        resolve_agent(path)
+
+
+def test_register_agent_from_python(spaces_) -> None:
+    spec = register_agent("test-a2c", "stable_baselines3:A2C", description="A2C for a test", overwrite=True)
+    assert resolve_agent("test-a2c") == spec and spec.protocol == "sb3"
+    check_spaces(spec, *spaces_)
+    with pytest.raises(InvalidInputError, match="already registered"):
+        register_agent("test-a2c", "stable_baselines3:A2C")
+
+
+def test_config_overrides_validated() -> None:
+    spec = resolve_agent("gaussian-ppo")
+    assert spec.make_config({"n_steps": 8}).n_steps == 8
+    with pytest.raises(InvalidInputError, match="n_stepz"):
+        spec.make_config({"n_stepz": 8})
+    with pytest.raises(InvalidInputError):
+        spec.make_config({"n_steps": 0})
+
+
+def test_cli_lists_agents(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["agents"]) == 0
+    out = capsys.readouterr().out
+    assert "gaussian-ppo" in out and "diffusion-ppo" in out
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["train", "--agent", "nope"], "gaussian-ppo"),
+        (["train", "--agent", "stable_baselines3:DQN", "--run-dir", "{tmp}/x"], "DQN"),
+        (["train", "--agent-config", "[1]", "--run-dir", "{tmp}/x"], "JSON object"),
+        (["train", "--agent-config", '{"n_stepz": 3}', "--run-dir", "{tmp}/x"], "n_stepz"),
+        (["train", "--resume"], "--run-dir"),
+        (["train", "--num-envs", "0"], "num_envs"),
+        (["eval", "--checkpoint", "{tmp}/missing"], "does not exist"),
+    ],
+)
+def test_cli_user_errors_are_one_line(argv: list[str], match: str, tmp_path, capsys) -> None:
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and match in err and "\n" not in err
+    assert not (tmp_path / "x").exists()  # nothing written
+
+
+def test_commands_module_is_light() -> None:
+    code = "import sys, agents.commands; bad = [m for m in ('torch', 'mujoco', 'robosuite', 'stable_baselines3') if m in sys.modules]; print(bad); sys.exit(bool(bad))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

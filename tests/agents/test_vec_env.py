@@ -1,0 +1,137 @@
+"""The gymnasium.vector -> SB3 VecEnv adapter, on FakeLiberoEnv and once on real LIBERO workers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode
+
+from agents.vec_env import SB3VecEnv
+from libero_gym.env import PROPRIO_SLICES
+from libero_gym.testing import FakeLiberoEnv
+from tests.agents.conftest import fake_vec
+
+EEF = PROPRIO_SLICES["eef_pos"]
+MODES = [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP]
+
+
+def _actions(n_steps: int, n_envs: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1, 1, (n_steps, n_envs, 7)).astype(np.float32)
+
+
+def _reference(seed: int, actions: np.ndarray, max_steps: int) -> list[tuple]:
+    """One FakeLiberoEnv stepped by hand with the same seed and actions: (eef, reward, done, truncated)."""
+    env = FakeLiberoEnv(max_episode_steps=max_steps)
+    obs, _ = env.reset(seed=seed)
+    trace = []
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        done = terminated or truncated
+        terminal = obs["proprio"][EEF].copy()
+        if done:
+            obs, _ = env.reset()
+        trace.append((obs["proprio"][EEF].copy(), reward, done, truncated and not terminated, terminal, obs["object"][:3].copy()))
+    return trace
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_matches_single_env_across_autoresets(mode: AutoresetMode) -> None:
+    """Every action reaches an env (none swallowed by an autoreset); terminal obs and flags as SB3 wants."""
+    n, steps, max_steps = 2, 13, 5
+    env = fake_vec(n, mode, max_episode_steps=max_steps)
+    env.seed(7)
+    obs = env.reset()
+    actions = _actions(steps, n)
+    refs = [_reference(7 + i, actions[:, i], max_steps) for i in range(n)]
+    n_done = 0
+    for t in range(steps):
+        obs, rewards, dones, infos = env.step(actions[t])
+        for i in range(n):
+            eef, reward, done, truncated, terminal, goal = refs[i][t]
+            np.testing.assert_allclose(obs["proprio"][i][EEF], eef, atol=1e-6)
+            np.testing.assert_allclose(obs["object"][i][:3], goal, atol=1e-6)  # same goal: same reset RNG stream
+            assert rewards[i] == reward and dones[i] == done
+            if done:
+                n_done += 1
+                assert infos[i]["TimeLimit.truncated"] == truncated
+                np.testing.assert_allclose(infos[i]["terminal_observation"]["proprio"][EEF], terminal, atol=1e-6)
+                assert set(infos[i]["terminal_observation"]) == set(obs)
+                assert infos[i]["episode"]["l"] == max_steps and "is_success" in infos[i]
+            else:
+                assert "terminal_observation" not in infos[i] and "episode" not in infos[i]
+    assert n_done == 2 * n  # steps 5 and 10 ended episodes in both envs
+    env.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_success_terminates_with_stats(mode: AutoresetMode) -> None:
+    env = fake_vec(2, mode, success_radius=10.0)  # any position succeeds: done at step 1
+    env.seed(0)
+    env.reset()
+    _, rewards, dones, infos = env.step(np.zeros((2, 7), np.float32))
+    assert dones.all() and (rewards == 1.0).all()
+    for info in infos:
+        assert info["is_success"] is True and info["TimeLimit.truncated"] is False
+        assert info["episode"]["r"] == 1.0 and info["episode"]["l"] == 1
+    env.close()
+
+
+def test_seeding_is_reproducible() -> None:
+    env = fake_vec(3)
+    env.seed(5)
+    first = env.reset()["object"][:, :3].copy()
+    env.seed(5)
+    again = env.reset()["object"][:, :3].copy()
+    env.seed(6)
+    other = env.reset()["object"][:, :3].copy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    assert not np.allclose(first[0], first[1])  # sub-envs get different seeds
+    env.close()
+
+
+def test_sb3_attribute_api() -> None:
+    env = fake_vec(2)
+    assert env.get_attr("max_episode_steps") == [40, 40]
+    env.set_attr("max_episode_steps", 3, indices=[1])
+    assert env.get_attr("max_episode_steps") == [40, 3]
+    assert env.env_method("render", indices=0) == [None]
+    from stable_baselines3.common.monitor import Monitor
+
+    assert env.env_is_wrapped(Monitor) == [True, True]  # the adapter records episode stats itself
+    env.close()
+
+
+def test_rejects_disabled_autoreset() -> None:
+    from libero_gym.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="autoreset_mode"):
+        fake_vec(1, AutoresetMode.DISABLED)
+
+
+def test_real_libero_async_two_workers() -> None:
+    """Two real LIBERO workers (forkserver, shared memory): truncation, terminal obs, reset obs."""
+    from libero_gym.vector import make_vec
+
+    steps = 4
+    env = SB3VecEnv(make_vec("LIBERO-Goal-v0", 2, task_id=0, max_episode_steps=steps))
+    try:
+        env.seed(3)
+        obs = env.reset()
+        assert obs["proprio"].shape == (2, 39) and obs["object"].shape == (2, 120)
+        start = obs["proprio"].copy()
+        action = np.zeros((2, 7), np.float32)
+        action[:, 0] = 1.0  # move in +x: the end effector visibly leaves its start
+        for t in range(steps):
+            obs, rewards, dones, infos = env.step(action)
+            assert dones.all() == (t == steps - 1)
+        for i in range(2):
+            assert infos[i]["TimeLimit.truncated"] is True and infos[i]["is_success"] is False
+            assert infos[i]["episode"]["l"] == steps
+            terminal = infos[i]["terminal_observation"]["proprio"]
+            assert terminal[EEF][0] > start[i][EEF][0] + 0.01  # the terminal obs is the moved one
+            assert abs(obs["proprio"][i][EEF][0] - terminal[EEF][0]) > 0.01  # obs is a fresh reset
+        obs, _, dones, _ = env.step(action)  # the first step of the new episodes is a real step
+        assert not dones.any()
+    finally:
+        env.close()
