@@ -117,6 +117,11 @@ def pointing(approach: np.ndarray, closing: np.ndarray) -> np.ndarray:
     return np.stack([x, y, z], axis=1)
 
 
+def nearest(current: np.ndarray, candidates: list[np.ndarray]) -> np.ndarray:
+    """The candidate orientation reached from ``current`` by the smallest rotation."""
+    return min(candidates, key=lambda r: float(np.linalg.norm(mat_to_axis_angle(r @ current.T))))
+
+
 class Controller:
     """Turns pose targets into saturated, jerk-limited OSC actions.
 
@@ -414,34 +419,38 @@ def drawer_handle(scene: Scene, joint: JointInfo, pull: np.ndarray) -> np.ndarra
     return pts[int(np.argmax(pts @ pull))].copy()
 
 
-def slide(ctl: Controller, joint: JointInfo, q_goal: float) -> Primitive:
-    """Open (pull by the handle) or close (push the front) a drawer to ``q_goal``."""
+def slide(ctl: Controller, joint: JointInfo, q_goal: float, outward: np.ndarray) -> Primitive:
+    """Open (pull by the handle) or close (push the front) a drawer to ``q_goal``.
+
+    Args:
+        outward: horizontal unit vector along which the drawer comes out of its
+            cabinet (see :func:`drawer_outward`).
+    """
     s = ctl.scene
     _, axis = s.joint_axis(joint)
     q = s.qpos(joint)
-    direction = axis * np.sign(q_goal - q)  # world direction the drawer front moves
-    handle = drawer_handle(s, joint, np.sign(axis @ direction) * axis if False else _outward(s, joint))
-    outward = _outward(s, joint)
+    moving = axis * np.sign(q_goal - q)  # world direction the drawer front moves
+    handle = drawer_handle(s, joint, outward)
     travel = abs(q_goal - q) + 0.02
-    if np.dot(direction, outward) > 0:
+    if np.dot(moving, outward) > 0:
         return (yield from _pull_handle(ctl, joint, handle, outward, travel, q_goal))
     return (yield from _push_front(ctl, joint, handle, outward, travel, q_goal))
 
 
-def _outward(scene: Scene, joint: JointInfo) -> np.ndarray:
-    """Horizontal unit vector from the cabinet out through the drawer front."""
+def drawer_outward(scene: Scene, joint: JointInfo, fixture: object) -> np.ndarray:
+    """Horizontal unit vector from the cabinet out through the drawer front.
+
+    The fixture's own ``is_open`` test tells which end of the joint range is open.
+    """
     _, axis = scene.joint_axis(joint)
-    geoms = scene.collision_geoms([joint.body])
-    pts = np.array([scene.data.geom_xpos[g] for g in geoms])
-    center = pts.mean(axis=0)
     a = axis.copy()
     a[2] = 0.0
     a /= np.linalg.norm(a) + 1e-9
-    # The handle sticks out of the front: the extreme geom along +-axis that is
-    # furthest from the centre is on the front side.
-    ext_pos = np.max(pts @ a) - center @ a
-    ext_neg = center @ a - np.min(pts @ a)
-    return a if ext_pos >= ext_neg else -a
+    open_at_lo = bool(fixture.is_open(joint.lo))  # type: ignore[attr-defined]
+    open_at_hi = bool(fixture.is_open(joint.hi))  # type: ignore[attr-defined]
+    if open_at_lo and not open_at_hi:
+        return -a
+    return a
 
 
 def _reached(s: Scene, joint: JointInfo, q_goal: float, q_start: float) -> bool:
@@ -455,7 +464,7 @@ def _pull_handle(
     """Grasp a drawer handle from the front (fingers vertical) and pull it out."""
     s = ctl.scene
     q_start = s.qpos(joint)
-    rot = pointing(-outward, np.array([0.0, 0.0, 1.0]))
+    rot = nearest(s.eef_mat, [pointing(-outward, np.array([0.0, 0.0, z])) for z in (1.0, -1.0)])
     pre = handle + outward * 0.10
     yield from actuate_gripper(ctl, OPEN, steps=GRIPPER_STEPS if s.finger_opening < 0.06 else 0)
     yield from move_to(ctl, pre + np.array([0, 0, 0.05]), rot, OPEN, tol=0.02, max_steps=70)
@@ -487,7 +496,7 @@ def _push_front(
     yield from move_above(ctl, start, rot, start[2] + 0.10, CLOSE)
     end = start - outward * (travel + 0.03)
     for _ in range(80):
-        if _reached(s, joint, q_goal, q_start) and s.qpos(joint) * 0 == 0 and _settled(s, joint, q_goal):
+        if _reached(s, joint, q_goal, q_start):
             break
         yield ctl.servo(end, rot, CLOSE, speed=0.4)
     yield from move_to(ctl, s.eef_pos + outward * 0.05, rot, CLOSE, tol=0.015, max_steps=20)
@@ -495,53 +504,150 @@ def _push_front(
     return _reached(s, joint, q_goal, q_start)
 
 
-def _settled(s: Scene, joint: JointInfo, q_goal: float) -> bool:
-    return True
+def knob_handle(scene: Scene, joint: JointInfo) -> tuple[np.ndarray, float, float]:
+    """Where to push a knob: (radial unit vector, radius, height).
+
+    A LIBERO stove knob is a disc with a bar across it; the bar is what sticks up.
+    Pushing the bar's end sideways turns the knob. The bar is the set of the knob's
+    collision geoms that rise above the rest; its farther end gives the direction.
+    """
+    anchor, axis = scene.joint_axis(joint)
+    geoms = scene.collision_geoms(scene.subtree(joint.body))
+    corners = [scene._geom_corners(g) for g in geoms]
+    tops = np.array([c[:, 2].max() for c in corners])
+    base_top = float(np.min(tops))
+    handle = [c for c, t in zip(corners, tops) if t > base_top + 0.01] or corners
+    pts = np.concatenate(handle)
+    rel = pts - anchor
+    radial = rel - np.outer(rel @ axis, axis)
+    dist = np.linalg.norm(radial, axis=1)
+    k = int(np.argmax(dist))
+    ref = radial[k] / (dist[k] + 1e-9)
+    radius = float(min(0.8 * dist[k], dist[k] - 0.008))
+    height = base_top + 0.012
+    return ref, radius, height
 
 
-def push_hinge(ctl: Controller, joint: JointInfo, q_goal: float, height: float | None = None) -> Primitive:
-    """Turn a hinge (stove knob, door) to ``q_goal`` by pushing its part along the arc.
+def push_hinge(
+    ctl: Controller,
+    joint: JointInfo,
+    q_goal: float,
+    ref: np.ndarray,
+    radius: float,
+    height: float,
+    lead: float = 0.7,
+) -> Primitive:
+    """Turn a hinge (stove knob) to ``q_goal`` by pushing its part along the arc.
 
-    The closed fingers go down next to the part at the radius of its outermost
-    collision geom, a little behind it in the turning direction, then travel along
-    the arc about the joint axis.
+    The closed fingers come down at ``radius`` from the joint axis, ``lead`` rad
+    behind the part (direction ``ref``) in the turning direction, at ``height``,
+    then travel along the arc about the axis until the joint reaches ``q_goal``.
     """
     s = ctl.scene
     anchor, axis = s.joint_axis(joint)
     q0 = s.qpos(joint)
     sign = float(np.sign(q_goal - q0)) or 1.0
-    geoms = s.collision_geoms(s.subtree(joint.body))
-    pts = np.array([s.data.geom_xpos[g] for g in geoms])
-    rel = pts - anchor
-    radial = rel - np.outer(rel @ axis, axis)
-    dist = np.linalg.norm(radial, axis=1)
-    # Push at the outermost part, at its height.
-    k = int(np.argmax(dist))
-    radius = float(dist[k]) * 0.9
-    ref = radial[k] / (dist[k] + 1e-9)
-    z = float(pts[k][2]) if height is None else height
-    total = abs(q_goal - q0) + 0.15
+    total = abs(q_goal - q0) + 0.25
 
     def arc_point(theta: float) -> np.ndarray:
-        r = _rotate(ref, axis, theta) * radius
-        p = anchor + r
-        p[2] = z
+        p = anchor + _rotate(ref, axis, theta) * radius
+        p[2] = height
         return p
 
-    # Start 0.35 rad behind the part so the fingers come down in free space.
-    start = arc_point(-sign * 0.35)
-    rot = top_down(yaw_for_closing_axis(np.cross(axis, ref), s.eef_mat))
+    start = arc_point(-sign * lead)
+    rot = top_down(yaw_for_closing_axis(ref, s.eef_mat))
     yield from actuate_gripper(ctl, CLOSE, steps=GRIPPER_STEPS if s.finger_opening > 0.02 else 0)
-    yield from move_above(ctl, start, rot, z + 0.10, CLOSE)
-    n = 40
+    yield from move_above(ctl, start, rot, height + 0.08, CLOSE)
+    n = 30
     for i in range(1, n + 1):
         if _reached(s, joint, q_goal, q0):
             break
-        want = arc_point(sign * (-0.35 + (total + 0.35) * i / n))
+        want = arc_point(sign * (-lead + (total + lead) * i / n))
         for _ in range(2):
             yield ctl.servo(want, rot, CLOSE, speed=0.4)
     yield from move_to(ctl, s.eef_pos + np.array([0, 0, 0.08]), rot, CLOSE, tol=0.02, max_steps=25)
     return _reached(s, joint, q_goal, q0)
+
+
+def twist_knob(ctl: Controller, joint: JointInfo, q_goal: float, bar: np.ndarray, height: float) -> Primitive:
+    """Turn a knob to ``q_goal``: grasp its bar on the joint axis and turn the wrist.
+
+    Args:
+        bar: horizontal unit vector along the knob's bar (the fingers close across it).
+        height: grip-site height for the grasp (between the knob's disc and the bar top).
+    """
+    s = ctl.scene
+    anchor, axis = s.joint_axis(joint)
+    q0 = s.qpos(joint)
+    sign = float(np.sign(q_goal - q0)) or 1.0
+    across = np.cross(axis, bar)
+    rot = top_down(yaw_for_closing_axis(across, s.eef_mat))
+    center = np.array([anchor[0], anchor[1], height])
+    if s.finger_opening < 0.06:
+        yield from actuate_gripper(ctl, OPEN)
+    yield from move_above(ctl, center, rot, height + 0.10, OPEN)
+    yield from actuate_gripper(ctl, CLOSE)
+    total = abs(q_goal - q0) + 0.15
+    n = 24
+    for i in range(1, n + 1):
+        if _reached(s, joint, q_goal, q0):
+            break
+        want = _axis_rotation(axis, sign * total * i / n) @ rot
+        for _ in range(2):
+            yield ctl.servo(center, want, CLOSE, speed=0.5)
+    yield from actuate_gripper(ctl, OPEN)
+    yield from move_to(ctl, s.eef_pos + np.array([0, 0, 0.08]), None, OPEN, tol=0.02, max_steps=25)
+    return _reached(s, joint, q_goal, q0)
+
+
+def door_handle(scene: Scene, joint: JointInfo) -> np.ndarray:
+    """(3,) grasp point on a hinged door's handle.
+
+    The handle is the door's collision geom furthest from the hinge axis; of the
+    parts at that distance (bar and stand-offs), the tallest one (the bar).
+    """
+    anchor, axis = scene.joint_axis(joint)
+    geoms = scene.collision_geoms(scene.subtree(joint.body))
+    pts = np.array([scene.data.geom_xpos[g] for g in geoms])
+    rel = pts - anchor
+    radial = np.linalg.norm(rel - np.outer(rel @ axis, axis), axis=1)
+    near = [i for i in range(len(geoms)) if radial[i] > radial.max() - 0.01]
+    heights = [float(np.ptp([c[2] for c in scene._geom_corners(geoms[i])])) for i in near]
+    return pts[near[int(np.argmax(heights))]].copy()
+
+
+def swing_door(ctl: Controller, joint: JointInfo, q_goal: float) -> Primitive:
+    """Open or close a hinged door (microwave) to ``q_goal``: grasp the handle from
+    above, then carry it along the arc about the hinge, turning the wrist with it."""
+    s = ctl.scene
+    anchor, axis = s.joint_axis(joint)
+    q0 = s.qpos(joint)
+    sign = float(np.sign(q_goal - q0)) or 1.0
+    handle = door_handle(s, joint)
+    radial = handle - anchor
+    radial -= (radial @ axis) * axis
+    rot = top_down(yaw_for_closing_axis(radial / np.linalg.norm(radial), s.eef_mat))
+    if s.finger_opening < 0.06:
+        yield from actuate_gripper(ctl, OPEN)
+    yield from move_above(ctl, handle, rot, handle[2] + 0.12, OPEN)
+    yield from actuate_gripper(ctl, CLOSE)
+    total = abs(q_goal - q0) + 0.1
+    n = max(10, int(total / 0.06))
+    for i in range(1, n + 1):
+        if _reached(s, joint, q_goal, q0):
+            break
+        turn = _axis_rotation(axis, sign * total * i / n)
+        want = anchor + turn @ (handle - anchor)
+        for _ in range(2):
+            yield ctl.servo(want, turn @ rot, CLOSE, speed=0.5)
+    yield from actuate_gripper(ctl, OPEN)
+    yield from move_to(ctl, s.eef_pos + np.array([0, 0, 0.08]), None, OPEN, tol=0.02, max_steps=25)
+    return _reached(s, joint, q_goal, q0)
+
+
+def _axis_rotation(axis: np.ndarray, theta: float) -> np.ndarray:
+    """(3, 3) rotation by ``theta`` about unit ``axis``."""
+    return np.stack([_rotate(e, axis, theta) for e in np.eye(3)], axis=1)
 
 
 def _rotate(vec: np.ndarray, axis: np.ndarray, theta: float) -> np.ndarray:

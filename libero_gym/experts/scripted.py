@@ -170,5 +170,9 @@ class ScriptedExpert:
         joint = joints[0]
         q_goal = P.target_qpos(scene, joint, kind, scene.parent_object(name))
         if joint.kind == "slide":
-            return (yield from P.slide(ctl, joint, q_goal))
-        return (yield from P.push_hinge(ctl, joint, q_goal))
+            outward = P.drawer_outward(scene, joint, scene.parent_object(name))
+            return (yield from P.slide(ctl, joint, q_goal, outward))
+        if kind in ("turnon", "turnoff"):
+            bar, _, height = P.knob_handle(scene, joint)
+            return (yield from P.twist_knob(ctl, joint, q_goal, bar, height))
+        return (yield from P.swing_door(ctl, joint, q_goal))
