@@ -41,6 +41,7 @@ import numpy as np
 
 from libero_gym.data import dataset as ds
 from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
+from libero_gym.data.replay import body_poses
 from libero_gym.errors import InvalidInputError
 
 MAX_ATTEMPTS = 2
@@ -50,6 +51,8 @@ POLL_SECONDS = 0.2
 """How often the parent checks results and worker liveness."""
 START_METHOD = "forkserver"
 """Workers never inherit the parent's threads (torch), GL contexts or simulators."""
+RENDER_CAMERAS = ("agentview", "robot0_eye_in_hand")
+"""robosuite cameras of LIBERO's ``agentview_rgb`` and ``eye_in_hand_rgb``."""
 EPISODES_DIR = "episodes"
 MANIFEST_NAME = "collection.json"
 
@@ -164,8 +167,6 @@ class _Worker:
         self.plan = plan
         self.policy: Any = None
         self.env: Any = None
-        self.render_env: Any = None
-        self.model_xml: dict[int, str] = {}
 
     def _setup(self) -> None:
         import gymnasium as gym
@@ -175,19 +176,16 @@ class _Worker:
         self.policy = make_policy(self.plan.policy)
         obs_mode = policy_obs_mode(self.policy)
         size = int(getattr(self.policy, "image_size", None) or self.plan.image_size)
+        self.images_in_loop = obs_mode != "state" and size == self.plan.image_size
         kwargs: dict[str, Any] = {"obs_mode": obs_mode, "image_size": size}
+        if self.plan.images and not self.images_in_loop:
+            # An offscreen renderer without camera observations: stepping costs the
+            # same as in state mode, and kept episodes are rendered from their states.
+            kwargs["render_mode"] = "rgb_array"
         if self.plan.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.plan.max_episode_steps
         self.env = _make_env(self.plan, self.plan.task_ids, **kwargs)
-        self.images_in_loop = obs_mode != "state" and size == self.plan.image_size
         del gym
-
-    def _renderer(self) -> Any:
-        if self.render_env is None:
-            self.render_env = _make_env(
-                self.plan, self.plan.task_ids, obs_mode="pixels", image_size=self.plan.image_size, rotate_images=False
-            ).unwrapped
-        return self.render_env
 
     def run(self, index: int) -> dict[str, Any]:
         """Play episode ``index``, write it if kept, return its summary."""
@@ -202,6 +200,10 @@ class _Worker:
         obs, info = env.reset(seed=seed, options={"task_id": task_id})
         self.policy.reset(unwrapped)
         task = unwrapped.task
+        # robosuite re-places fixtures at every reset (model body poses, not in the
+        # MuJoCo state): record the scene as it is for this episode.
+        model_file = unwrapped.sim.model.get_xml()
+        poses = body_poses(unwrapped.sim)
         actions, states, robot, images, rewards = [], [], [], {k: [] for k in ds.IMAGE_KEYS}, []
         success, done = False, False
         while not done:
@@ -236,34 +238,39 @@ class _Worker:
         }
         if kept:
             if plan.images and not self.images_in_loop:
-                images = self._render(task.index, states)
-            if task.index not in self.model_xml:
-                self.model_xml[task.index] = unwrapped.sim.model.get_xml()
+                images = self._render(states)
             episode = _make_episode(actions, states, robot, images if plan.images else {}, rewards, success)
-            episode.model_file = self.model_xml[task.index]
+            episode.model_file = model_file
             episode.attrs.update(
-                success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index
+                success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index,
+                body_poses=json.dumps(poses),
             )
             ds.write_dataset(shard_path(plan.out_dir, index), [episode], task, provenance=plan.provenance)
         ds.write_json_atomic(summary_path(plan.out_dir, index), summary)
         return summary
 
-    def _render(self, task_id: int, states: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-        """Images of stored states, rendered in a pixels-mode env (as LIBERO stores them)."""
-        renderer = self._renderer()
-        if renderer.task.index != task_id or renderer._libero_env is None:
-            renderer.reset(options={"task_id": task_id, "init_state_id": 0})
+    def _render(self, states: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Camera images of stored states, as LIBERO stores them (as rendered, unrotated).
+
+        Restores each state (``set_state`` + ``forward``, as LIBERO's
+        ``regenerate_obs_from_state``) and renders both cameras the way robosuite's
+        camera observables do (``sim.render``; ``opengl`` convention: no flip).
+        Runs after the episode, so it never disturbs the recorded rollout.
+        """
+        unwrapped = self.env.unwrapped
+        sim = unwrapped.sim
+        size = self.plan.image_size
         images: dict[str, list[np.ndarray]] = {key: [] for key in ds.IMAGE_KEYS}
         for state in states:
-            obs = renderer.set_sim_state(state)
-            images["agentview_rgb"].append(obs["agentview_image"])
-            images["eye_in_hand_rgb"].append(obs["eye_in_hand_image"])
+            unwrapped.libero_env.set_state(state)
+            sim.forward()
+            for key, camera in zip(ds.IMAGE_KEYS, RENDER_CAMERAS):
+                images[key].append(np.asarray(sim.render(camera_name=camera, width=size, height=size)))
         return images
 
     def close(self) -> None:
-        for env in (self.env, self.render_env):
-            if env is not None:
-                env.close()
+        if self.env is not None:
+            self.env.close()
 
 
 def _make_env(plan: CollectPlan, task_ids: tuple[int, ...], **kwargs: Any) -> Any:

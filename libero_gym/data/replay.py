@@ -1,0 +1,103 @@
+"""Replay stored episodes in a fresh env: the check that a dataset is what it claims.
+
+A LIBERO scene is not fully described by its MuJoCo state: robosuite re-places
+the fixtures (cabinets, stoves, racks) at every reset by moving their bodies in
+the *model*, which ``states`` does not hold (LIBERO keeps the whole model XML per
+demo for this reason; the XML rounds positions). So each of our demos also
+records the exact poses of the bodies attached to the world (``body_poses``
+attribute, JSON ``{name: [x, y, z, qw, qx, qy, qz]}``), and :func:`replay_episode`
+puts them back before the settle steps, then plays the actions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import numpy as np
+
+from libero_gym.data.dataset import Episode
+
+
+def body_poses(sim: Any) -> dict[str, list[float]]:
+    """Model poses of the bodies whose parent is the world: ``{name: pos (3) + quat wxyz (4)}``."""
+    import mujoco
+
+    model = sim.model._model
+    poses: dict[str, list[float]] = {}
+    for body in range(1, model.nbody):
+        if model.body_parentid[body] == 0:
+            name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, body) or f"body{body}"
+            poses[name] = [float(v) for v in (*model.body_pos[body], *model.body_quat[body])]
+    return poses
+
+
+def set_body_poses(sim: Any, poses: dict[str, list[float]]) -> None:
+    """Put recorded world-attached body poses back into the model and recompute."""
+    import mujoco
+
+    model = sim.model._model
+    for name, pose in poses.items():
+        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, name)
+        if body >= 0:
+            model.body_pos[body] = pose[:3]
+            model.body_quat[body] = pose[3:7]
+    sim.forward()
+
+
+@dataclasses.dataclass
+class ReplayResult:
+    """What replaying an episode's actions gave."""
+
+    states: np.ndarray
+    """(T, S) MuJoCo states before each action."""
+    success: bool
+    """Whether the task succeeded at any step."""
+    rewards: np.ndarray
+    """(T,) rewards."""
+
+    def max_state_error(self, episode: Episode) -> float:
+        """Largest absolute difference to the stored states."""
+        return float(np.max(np.abs(self.states - episode.states)))
+
+
+def restore_scene(env: Any, episode: Episode) -> None:
+    """Reset ``env`` (a libero-gym env) to the episode's start: init state, fixtures, settle.
+
+    Resets with the recorded ``init_state_id`` and no settle steps, puts the
+    recorded body poses back, restores the init state, then runs the env's
+    settle steps (as its ``reset`` does).
+    """
+    from libero_gym.env import SETTLE_ACTION
+
+    unwrapped = env.unwrapped
+    settle = unwrapped.settle_steps
+    unwrapped.settle_steps = 0
+    try:
+        env.reset(options={"init_state_id": int(episode.attrs["init_state_id"])})
+    finally:
+        unwrapped.settle_steps = settle
+    if "body_poses" in episode.attrs:
+        set_body_poses(unwrapped.sim, json.loads(episode.attrs["body_poses"]))
+        unwrapped.set_sim_state(unwrapped.init_states()[unwrapped.init_state_id])
+    for _ in range(settle):
+        unwrapped.libero_env.step(SETTLE_ACTION)
+
+
+def replay_episode(env: Any, episode: Episode) -> ReplayResult:
+    """Play ``episode.actions`` from its start in ``env``; return the states seen.
+
+    Args:
+        env: a libero-gym env of the episode's task (``gym.make``), state mode is enough.
+        episode: a demo read with :func:`libero_gym.data.dataset.read_dataset`.
+    """
+    restore_scene(env, episode)
+    unwrapped = env.unwrapped
+    states, rewards, success = [], [], False
+    for action in episode.actions:
+        states.append(unwrapped.get_sim_state())
+        _, reward, _, _, info = env.step(action)
+        rewards.append(reward)
+        success = success or bool(info["is_success"])
+    return ReplayResult(np.stack(states), success, np.asarray(rewards))

@@ -1,0 +1,61 @@
+"""A small real collection shared by the data tests (LIBERO-Goal task 0, random policy).
+
+Collected once per session: 3 episodes of 30 steps at 64x64, two workers, and
+interrupted after its first finished episode then resumed, so the resume path
+is exercised by every test that uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ENV_ID = "LIBERO-Goal-v0"
+TASK_ID = 0
+EPISODES = 3
+STEPS = 30  # short episodes keep the default test run cheap
+IMAGE_SIZE = 64
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class Collected:
+    out: Path
+    first_run_finished: int
+    result: Any
+    export: Any
+    plan: Any
+
+
+@pytest.fixture(scope="session")
+def collected(tmp_path_factory: pytest.TempPathFactory) -> Collected:
+    from libero_gym.data.collect import CollectPlan, run_collection
+    from libero_gym.data.export import export_collection
+    from libero_gym.data.policies import PolicySpec
+    from libero_gym.data.provenance import provenance
+
+    out = tmp_path_factory.mktemp("collection")
+    plan = CollectPlan(
+        env_id=ENV_ID, task_ids=(TASK_ID,), out_dir=str(out), policy=PolicySpec("random"), episodes=EPISODES,
+        until_successes=False, keep="all", image_size=IMAGE_SIZE, images=True, max_episode_steps=STEPS, seed=7,
+        max_episodes=EPISODES,
+        provenance=provenance(agent="random", checkpoint=None, seed=7, env_id=ENV_ID, task_ids=[TASK_ID]),
+    )
+
+    def interrupt(summary: dict[str, Any]) -> None:
+        raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        run_collection(plan, num_workers=2, progress=False, on_result=interrupt)
+    from libero_gym.data.collect import finished_summaries
+
+    first = len(finished_summaries(out))
+    result = run_collection(plan, num_workers=2, resume=True, progress=False)
+    exported = export_collection(out)
+    return Collected(out, first, result, exported, plan)
