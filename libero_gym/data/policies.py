@@ -167,20 +167,31 @@ POLICIES: dict[str, Callable[[PolicySpec], Policy]] = {
 
 
 def make_policy(spec: PolicySpec) -> Policy:
-    """Build the policy a spec names.
+    """Build the policy a spec names: a registered name, or a ``module:Class`` path.
+
+    A ``module:Class`` policy is built as ``Class()``, or ``Class(spec.checkpoint)``
+    when a checkpoint is given (its one argument, e.g. a file it loads).
 
     Raises:
         InvalidInputError: unknown name (the message lists the registered ones).
         CheckpointError: the checkpoint cannot be loaded.
     """
     check_policy_name(spec.name)
-    return POLICIES[spec.name](spec)
+    if spec.name in POLICIES:
+        return POLICIES[spec.name](spec)
+    module_name, _, attr = spec.name.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise InvalidInputError(f"cannot import policy {spec.name!r}: {error}") from None
+    return cls(spec.checkpoint) if spec.checkpoint else cls()
 
 
 def check_policy_name(name: str) -> None:
-    """Raise InvalidInputError unless ``name`` is a registered policy."""
-    if name not in POLICIES:
-        raise InvalidInputError(f"policy must be one of {sorted(POLICIES)}, got {name!r}")
+    """Raise InvalidInputError unless ``name`` is a registered policy or a ``module:Class`` path."""
+    module_name, sep, attr = name.partition(":")
+    if name not in POLICIES and not (sep and module_name and attr):
+        raise InvalidInputError(f"policy must be one of {sorted(POLICIES)} or a 'module:Class' path, got {name!r}")
 
 
 def policy_obs_mode(policy: Any) -> str:
