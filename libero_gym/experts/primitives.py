@@ -53,6 +53,11 @@ class Gains:
     max_delta: float = 0.3
     """Largest change of any motion action component between two steps while it
     grows (a jerk limit, so that demonstrations start and turn smoothly)."""
+    ki_pos: float = 0.15
+    """Integral gain on the translation error (per step): OSC's impedance leaves a
+    steady-state error of ~1 cm when carrying an object; this removes it."""
+    i_limit: float = 0.4
+    """Largest integral contribution (action units), against wind-up."""
 
 
 def mat_to_axis_angle(mat: np.ndarray) -> np.ndarray:
@@ -137,6 +142,8 @@ class Controller:
         self.grip = OPEN
         self.held: str | None = None
         """Name of the object the gripper holds (set by grasp, cleared by release)."""
+        self._integral = np.zeros(3)
+        self._last_target = np.zeros(3)
 
     def servo(self, pos: np.ndarray, rot: np.ndarray | None, grip: float | None = None, speed: float = 1.0) -> Action:
         """One action towards a grip-site pose.
@@ -151,8 +158,14 @@ class Controller:
         s = self.scene
         if grip is not None:
             self.grip = grip
-        dp = (np.asarray(pos) - s.eef_pos) * g.kp_pos / POS_SCALE
-        dp = _cap(dp, g.max_pos * speed)
+        pos = np.asarray(pos, dtype=np.float64)
+        err = (pos - s.eef_pos) / POS_SCALE
+        if np.linalg.norm(pos - self._last_target) > 0.01 or np.max(np.abs(err)) > 0.5:
+            self._integral = np.zeros(3)  # new target or still far: no integral action
+        else:
+            self._integral = np.clip(self._integral + g.ki_pos * err, -g.i_limit, g.i_limit)
+        self._last_target = pos
+        dp = _cap(err * g.kp_pos + self._integral, g.max_pos * speed)
         if rot is None:
             dr = np.zeros(3)
         else:
@@ -241,6 +254,8 @@ TOP_DEPTH = 0.03
 """How far below an object's top the pads close for a top grasp (m)."""
 TABLE_CLEARANCE = 0.012
 """Lowest the pads go above the support surface (m): fingertips reach ~1 cm below the pads."""
+CARRY_CLEARANCE = 0.04
+"""Margin (m) between a carried object's bottom and the highest surface under its path."""
 LIFT = 0.14
 """Height (m) above its support to which a grasped object is lifted before carrying."""
 
@@ -353,8 +368,13 @@ def place(ctl: Controller, name: str, target: str, mode: str) -> Primitive:
     support = s.support_height(goal[:2], min(radius, 0.03), exclude)
     obj_bottom_offset = s.pos(name)[2] - obj_box.lo[2]  # origin height above its lowest point
     release_origin_z = support + obj_bottom_offset + 0.012
-    carry_z = max(support + obj_bottom_offset + 0.10, s.pos(name)[2])
+    # Carry high enough that the object's bottom clears everything on the way
+    # (basket walls, cabinet tops), then descend over the target.
+    path = [s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, 6)]
+    highest = max(s.support_height(p, radius, exclude) for p in path)
+    carry_z = max(highest + obj_bottom_offset + CARRY_CLEARANCE, support + obj_bottom_offset + 0.08, s.pos(name)[2])
     rot = s.eef_mat
+    z_hist: list[float] = []
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
         [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
@@ -366,14 +386,21 @@ def place(ctl: Controller, name: str, target: str, mode: str) -> Primitive:
                 # Travel at carry height; do not descend before being over the target.
                 want[2] = max(want[2], s.eef_pos[2])
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
-            if np.linalg.norm(err) < tol:
+            if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
                 break
+            if phase == 2 and _stalled(z_hist := z_hist + [s.pos(name)[2]]):
+                break  # resting on something (a rim, a wall): let go here
             yield ctl.servo(want, rot, CLOSE, speed)
     yield from actuate_gripper(ctl, OPEN)
     ctl.held = None
     up = s.eef_pos + np.array([0.0, 0.0, 0.08])
     yield from move_to(ctl, up, None, OPEN, tol=0.02, max_steps=25, speed=0.6)
     return True
+
+
+def _stalled(z_hist: list[float], window: int = 8) -> bool:
+    """Whether a descending object stopped going down over the last ``window`` steps."""
+    return len(z_hist) > window and z_hist[-window - 1] - z_hist[-1] < 0.002
 
 
 # ---------------------------------------------------------------------- articulation
