@@ -151,6 +151,8 @@ def plot(groups: dict[str, dict[str, Group]], table: dict[str, dict[str, dict[st
             values = [table[t].get(source, {}).get(key, float("nan")) for t in tasks]
             ax.bar(np.arange(len(tasks)) + j * width, values, width, label=source)
         ax.set_title(label, fontsize=9)
+        if "jerk" in key:
+            ax.set_yscale("log")  # jerk spans orders of magnitude between sources
         ax.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2)
         ax.set_xticklabels([t[:18] for t in tasks], rotation=30, ha="right", fontsize=7)
     for ax in list(axes.flat)[len(keys):]:

@@ -8,7 +8,9 @@ is exercised by every test that uses it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -30,17 +32,34 @@ class Collected:
     first_run_finished: int
     result: Any
     export: Any
-    plan: Any
 
 
 @pytest.fixture(scope="session")
 def collected(tmp_path_factory: pytest.TempPathFactory) -> Collected:
-    from libero_gym.data.collect import CollectPlan, run_collection
+    """Collected once per test run, shared by pytest-xdist workers through a file lock."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by all xdist workers of a run
+    out = root / "libero_gym_data_collection"
+    record = root / "libero_gym_data_collection.json"
+    with FileLock(str(record) + ".lock"):
+        if not record.exists():
+            record.write_text(json.dumps(_collect(out)))
+    saved = json.loads(record.read_text())
+    return Collected(
+        out=out,
+        first_run_finished=saved["first_run_finished"],
+        result=SimpleNamespace(kept=saved["kept"], dropped=saved["dropped"]),
+        export=SimpleNamespace(files=[Path(p) for p in saved["files"]]),
+    )
+
+
+def _collect(out: Path) -> dict[str, Any]:
+    from libero_gym.data.collect import CollectPlan, finished_summaries, run_collection
     from libero_gym.data.export import export_collection
     from libero_gym.data.policies import PolicySpec
     from libero_gym.data.provenance import provenance
 
-    out = tmp_path_factory.mktemp("collection")
     plan = CollectPlan(
         env_id=ENV_ID, task_ids=(TASK_ID,), out_dir=str(out), policy=PolicySpec("random"), episodes=EPISODES,
         until_successes=False, keep="all", image_size=IMAGE_SIZE, images=True, max_episode_steps=STEPS, seed=7,
@@ -53,9 +72,12 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Collected:
 
     with pytest.raises(_Interrupt):
         run_collection(plan, num_workers=2, progress=False, on_result=interrupt)
-    from libero_gym.data.collect import finished_summaries
-
     first = len(finished_summaries(out))
     result = run_collection(plan, num_workers=2, resume=True, progress=False)
     exported = export_collection(out)
-    return Collected(out, first, result, exported, plan)
+    return {
+        "first_run_finished": first,
+        "kept": result.kept,
+        "dropped": result.dropped,
+        "files": [str(p) for p in exported.files],
+    }
