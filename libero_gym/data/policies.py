@@ -91,12 +91,20 @@ class CheckpointPolicy:
         self.obs_mode = str(self.env_config.get("obs_mode", "state"))
         self.image_size = self.env_config.get("image_size")
 
+        self._state: Any = None
+        self._episode_start = True
+
     def reset(self, env: Any) -> None:
-        """Nothing to reset (feed-forward SB3 policies)."""
+        """Mark an episode start (chunked and recurrent policies re-plan there)."""
+        self._state = None
+        self._episode_start = True
 
     def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """``model.predict(obs, deterministic=...)``'s action."""
-        action, _ = self.model.predict(obs, deterministic=self.deterministic)
+        """``model.predict(obs, state, episode_start, deterministic)``'s action (SB3 semantics)."""
+        action, self._state = self.model.predict(
+            obs, state=self._state, episode_start=np.array([self._episode_start]), deterministic=self.deterministic
+        )
+        self._episode_start = False
         return np.asarray(action, dtype=np.float64).reshape(7)
 
 
