@@ -2,7 +2,8 @@
 
 One entry per (chunk, env): the observation the chunk was planned from, the
 fine-tuned part of its denoising chain, the rewards summed over the Ta executed
-steps, the critic's value and the old per-step log-probabilities. Advantages are
+steps, the critic's value and, set by the algorithm before its update, the old
+per-step log-probabilities. Advantages are
 computed per chunk by GAE (Schulman et al. 2016) with the per-chunk discount
 ``gamma ** Ta``; :func:`denoising_discount` spreads them over the denoising steps.
 
@@ -94,16 +95,14 @@ class ChunkRolloutBuffer:
         reward: np.ndarray,
         episode_start: np.ndarray,
         value: np.ndarray,
-        log_prob: np.ndarray,
     ) -> None:
-        """Store one chunk per env: obs [E, ...], chain [E, K'+1, Ta, Da], reward/start/value [E], log_prob [E, K']."""
+        """Store one chunk per env: obs [E, ...], chain [E, K'+1, Ta, Da], reward/start/value [E]."""
         for key, array in self.observations.items():
             array[self.pos] = np.asarray(observation[key]).reshape(array.shape[1:])
         self.chains[self.pos] = chain
         self.rewards[self.pos] = reward
         self.episode_starts[self.pos] = episode_start
         self.values[self.pos] = value
-        self.log_probs[self.pos] = log_prob
         self.pos += 1
 
     def compute_returns_and_advantage(self, last_values: np.ndarray, dones: np.ndarray, gamma: float, gae_lambda: float) -> None:
@@ -127,14 +126,22 @@ class ChunkRolloutBuffer:
             self.advantages[step] = last_gae
         self.returns = self.advantages + self.values
 
-    def get(self, batch_size: int) -> Iterator[ChunkRolloutBatch]:
-        """Shuffled minibatches covering every stored chunk once (the last one may be smaller)."""
-        total = self.n_chunks * self.n_envs
-        indices = np.random.permutation(total)
-        for start in range(0, total, batch_size):
-            yield self._batch(indices[start : start + batch_size])
+    def minibatch_indices(self, batch_size: int) -> list[np.ndarray]:
+        """A shuffled split of the N*E flat chunk indices into minibatches (the last one may be smaller)."""
+        order = np.random.permutation(self.n_chunks * self.n_envs)
+        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
-    def _batch(self, indices: np.ndarray) -> ChunkRolloutBatch:
+    def get(self, batch_size: int) -> Iterator[ChunkRolloutBatch]:
+        """Shuffled minibatches covering every stored chunk once."""
+        for indices in self.minibatch_indices(batch_size):
+            yield self.batch(indices)
+
+    def set_log_probs(self, indices: np.ndarray, log_probs: np.ndarray) -> None:
+        """Store the old log-probabilities [len(indices), K'] of the chunks at flat ``indices``."""
+        self.log_probs.reshape(-1, self.log_probs.shape[-1])[indices] = log_probs
+
+    def batch(self, indices: np.ndarray) -> ChunkRolloutBatch:
+        """The chunks at flat indices (chunk-major: ``step * E + env``)."""
         def flat(array: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(array.reshape(-1, *array.shape[2:])[indices], device=self.device)
 

@@ -27,6 +27,8 @@ Shape legend:
 from __future__ import annotations
 
 import dataclasses
+import io
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
 from stable_baselines3.common.type_aliases import MaybeCallback
 from stable_baselines3.common.utils import explained_variance, safe_mean
 from stable_baselines3.common.vec_env import VecEnv
@@ -236,6 +239,37 @@ class DiffusionPPO(BaseAlgorithm):
         """Rebuild an agent from :meth:`config_dict`'s output (``kwargs`` go to the constructor)."""
         return cls(env, DiffusionPPOConfig(**config), **kwargs)
 
+    def save(self, path: str | os.PathLike[str] | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
+        """SB3's zip with JSON data only: the config, the step counters, and the state dicts (no pickles).
+
+        ``exclude``/``include`` are accepted for SB3 compatibility and ignored: the
+        config and counters are all the data there is.
+        """
+        data = {"config": self.config_dict(), "num_timesteps": self.num_timesteps, "n_updates": self._n_updates}
+        save_to_zip_file(path, data=data, params=self.get_parameters())
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfDiffusionPPO],
+        path: str | os.PathLike[str] | io.BufferedIOBase,
+        env: VecEnv | Any = None,
+        device: str | torch.device = "auto",
+        **kwargs: Any,
+    ) -> SelfDiffusionPPO:
+        """Rebuild an agent saved by :meth:`save` on ``env`` (required: the spaces are not stored).
+
+        Raises:
+            InvalidInputError: no ``env`` given.
+        """
+        if env is None:
+            raise InvalidInputError("DiffusionPPO.load needs env= (an env with the spaces the agent was trained on)")
+        data, params, _ = load_from_zip_file(path, device=device)
+        assert data is not None
+        model = cls.from_config_dict(env, data["config"], device=device, **kwargs)
+        model.set_parameters(params, exact_match=True, device=device)
+        model.num_timesteps, model._n_updates = int(data["num_timesteps"]), int(data["n_updates"])
+        return model
+
     def load_pretrained_policy(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Start fine-tuning from a behaviour-cloned policy.
 
@@ -256,12 +290,11 @@ class DiffusionPPO(BaseAlgorithm):
         callback.on_rollout_start()
         self.policy.train(False)
         while not rollout_buffer.full:
-            # Plan one chunk per env, with its chain, log-probs [E, K'] and value [E].
+            # Plan one chunk per env, with its chain and value [E].
             plan_obs = self._last_obs
             with torch.no_grad():
                 obs_tensor = obs_as_tensor(plan_obs, self.device)  # type: ignore[arg-type]
                 actions, chain = self.policy.sample(obs_tensor, deterministic=False)
-                log_probs = self.policy.log_prob_chain(obs_tensor, chain)
                 values = self.critic(obs_tensor)
             actions_np = actions.cpu().numpy()  # [E, Ta, Da]
 
@@ -289,10 +322,7 @@ class DiffusionPPO(BaseAlgorithm):
                 self._last_obs = new_obs  # type: ignore[assignment]
 
             # Store the chunk; the next one starts an episode where this one ended.
-            rollout_buffer.add(
-                plan_obs, chain.cpu().numpy(), chunk_rewards, self._last_episode_starts,  # type: ignore[arg-type]
-                values.cpu().numpy(), log_probs.cpu().numpy(),
-            )  # fmt: skip
+            rollout_buffer.add(plan_obs, chain.cpu().numpy(), chunk_rewards, self._last_episode_starts, values.cpu().numpy())  # type: ignore[arg-type]
             self._last_episode_starts = chunk_dones
 
         with torch.no_grad():
@@ -310,10 +340,21 @@ class DiffusionPPO(BaseAlgorithm):
         update_actor = self._n_updates >= c.n_critic_warmup_iterations
         self.policy.train(True)
         self.critic.train(True)
+        buffer = self.rollout_buffer
         policy_losses, value_losses, approx_kls, clip_fractions, ratios = [], [], [], [], []
+
+        # Old log-probs [N*E, K'], on the very minibatches of the first epoch (DPPO computes them
+        # after the rollout too): the same inputs through the same kernels make its first ratio exactly 1.
+        first_epoch = buffer.minibatch_indices(c.batch_size)
+        with torch.no_grad():
+            for indices in first_epoch if update_actor else []:
+                batch = buffer.batch(indices)
+                buffer.set_log_probs(indices, self.policy.log_prob_chain(batch.observations, batch.chains).cpu().numpy())
+
         continue_training = True
         for epoch in range(c.n_epochs):
-            for batch in self.rollout_buffer.get(c.batch_size):
+            for indices in first_epoch if epoch == 0 else buffer.minibatch_indices(c.batch_size):
+                batch = buffer.batch(indices)
                 # Critic: regress the GAE returns (optionally clipped around the rollout values, as SB3).
                 values = self.critic(batch.observations)  # [B]
                 if c.clip_range_vf is not None:
@@ -360,7 +401,6 @@ class DiffusionPPO(BaseAlgorithm):
 
         # Logs (SB3's names; train/ratio_mean is exactly 1 on the first actor minibatch).
         self._n_updates += 1
-        buffer = self.rollout_buffer
         self.logger.record("train/value_loss", float(np.mean(value_losses)))
         self.logger.record("train/explained_variance", float(explained_variance(buffer.values.flatten(), buffer.returns.flatten())))
         self.logger.record("train/actor_updated", float(update_actor))

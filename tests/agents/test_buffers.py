@@ -21,7 +21,8 @@ def _filled(rng: np.random.Generator) -> ChunkRolloutBuffer:
     starts = np.array([[1, 1], [0, 0], [0, 1], [1, 0], [0, 0], [0, 1]], dtype=bool)
     for step in range(N_CHUNKS):
         obs = {"proprio": rng.normal(size=(N_ENVS, 5)).astype(np.float32), "task_index": np.array([step % 3, 1])}
-        buffer.add(obs, rng.normal(size=(N_ENVS, *CHAIN)), rng.random(N_ENVS), starts[step], rng.normal(size=N_ENVS), rng.normal(size=(N_ENVS, 2)))
+        buffer.add(obs, rng.normal(size=(N_ENVS, *CHAIN)), rng.random(N_ENVS), starts[step], rng.normal(size=N_ENVS))
+    buffer.set_log_probs(np.arange(N_CHUNKS * N_ENVS), np.arange(N_CHUNKS * N_ENVS * 2, dtype=np.float32).reshape(-1, 2))
     return buffer
 
 
@@ -70,7 +71,7 @@ def test_batches_cover_every_chunk_once_with_aligned_fields() -> None:
             assert batch.returns[row] == pytest.approx(float(buffer.returns[step, env]))
             assert torch.equal(batch.observations["proprio"][row], torch.as_tensor(buffer.observations["proprio"][step, env]))
             assert int(batch.observations["task_index"][row]) == buffer.observations["task_index"][step, env]
-            assert batch.old_log_probs[row].shape == (2,)
+            assert batch.old_log_probs[row].tolist() == [2 * index, 2 * index + 1]
     assert sorted(torch.cat([b.chains[:, 0, 0, 0] for b in batches]).tolist()) == sorted(flat_chains[:, 0, 0, 0].tolist())
 
 

@@ -1,0 +1,221 @@
+"""Diffusion policy: per-step likelihoods, sampling, the fine-tuned copy, encoders, behaviour cloning."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, cosine_alphas_cumprod
+from agents.diffusion_ppo import DiffusionPPO, DiffusionPPOConfig
+from agents.encoders import EncoderConfig, PixelEncoder, StateEncoder, make_encoder, obs_as_tensor
+from libero_gym.env import PROPRIO_SLICES
+from libero_gym.errors import InvalidInputError
+from libero_gym.testing import STEP_SCALE, FakeLiberoEnv
+
+SMALL = DiffusionPolicyConfig(
+    horizon_steps=4, denoising_steps=10, ddim_steps=5, ft_denoising_steps=3, mlp_dims=(64, 64),
+    encoder=EncoderConfig(state_dims=(64,), image_channels=(8, 16), groups=4),
+)  # fmt: skip
+
+
+def _observations(obs_mode: str = "state", n: int = 6, seed: int = 0, **env_kwargs: Any) -> tuple[FakeLiberoEnv, dict[str, np.ndarray]]:
+    env = FakeLiberoEnv(obs_mode, **env_kwargs)
+    samples = [env.reset(seed=seed + i)[0] for i in range(n)]
+    return env, {key: np.stack([np.asarray(s[key]) for s in samples]) for key in samples[0]}
+
+
+def test_log_probs_equal_torch_normal() -> None:
+    torch.manual_seed(0)
+    env, obs = _observations()
+    policy = DiffusionPolicy(env.observation_space, SMALL)
+    obs_t = obs_as_tensor(obs, "cpu")
+    _, chain = policy.sample(obs_t)
+    mean, std = policy.chain_distribution(obs_t, chain)
+    assert mean.shape == std.shape == (6, 3, 4, 7)
+    reference = torch.distributions.Normal(mean, std).log_prob(chain[:, 1:])  # [B, K', Ta, Da]
+    expected = reference.clamp(SMALL.logprob_min, SMALL.logprob_max).mean(dim=(-2, -1))
+    torch.testing.assert_close(policy.log_prob_chain(obs_t, chain), expected, rtol=0, atol=1e-6)
+    # Without the clamp, the log-probability is Normal's exactly.
+    unclamped = DiffusionPolicy(env.observation_space, dataclasses.replace(SMALL, logprob_min=-1e9, logprob_max=1e9))
+    unclamped.load_state_dict(policy.state_dict())
+    torch.testing.assert_close(unclamped.log_prob_chain(obs_t, chain), reference.mean(dim=(-2, -1)), rtol=0, atol=1e-6)
+
+
+def test_eta_one_ddim_is_ddpm_posterior_with_floored_std() -> None:
+    """With S = K and eta = 1, each step's std is DDPM's posterior std (floored at min_logprob_std)."""
+    config = dataclasses.replace(SMALL, ddim_steps=10, ft_denoising_steps=10)
+    env, obs = _observations()
+    policy = DiffusionPolicy(env.observation_space, config)
+    alpha_bar = cosine_alphas_cumprod(10)
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    posterior_std = ((1 - alpha_bar_prev) / (1 - alpha_bar) * (1 - alpha_bar / alpha_bar_prev)).sqrt()  # t = 0..K-1
+    torch.testing.assert_close(policy.sigma, posterior_std.flip(0).float())
+    obs_t = obs_as_tensor(obs, "cpu")
+    _, chain = policy.sample(obs_t)
+    _, std = policy.chain_distribution(obs_t, chain)
+    expected = posterior_std.flip(0).float().clamp(min=config.min_logprob_std)
+    torch.testing.assert_close(std[0, :, 0, 0], expected)
+
+
+def test_sample_shapes_range_and_chain() -> None:
+    torch.manual_seed(1)
+    env, obs = _observations()
+    policy = DiffusionPolicy(env.observation_space, SMALL)
+    actions, chain = policy.sample(obs_as_tensor(obs, "cpu"))
+    assert actions.shape == (6, 4, 7) and chain.shape == (6, SMALL.ft_denoising_steps + 1, 4, 7)
+    assert actions.abs().max() <= 1.0
+    torch.testing.assert_close(actions, chain[:, -1].clamp(-1, 1))
+
+
+def test_deterministic_sampling_is_a_function_of_the_observation() -> None:
+    env, obs = _observations()
+    policy = DiffusionPolicy(env.observation_space, SMALL)
+    obs_t = obs_as_tensor(obs, "cpu")
+    torch.manual_seed(0)
+    first, _ = policy.sample(obs_t, deterministic=True)
+    torch.manual_seed(1)
+    second, _ = policy.sample(obs_t, deterministic=True)
+    stochastic, _ = policy.sample(obs_t, deterministic=False)
+    assert torch.equal(first, second)
+    assert not torch.equal(first, stochastic)
+    # One observation alone gets the same chunk as inside a batch.
+    alone, _ = policy.sample({k: v[2:3] for k, v in obs_t.items()}, deterministic=True)
+    torch.testing.assert_close(alone[0], first[2])
+
+
+def test_only_the_last_steps_use_and_train_the_finetuned_copy() -> None:
+    torch.manual_seed(2)
+    env, obs = _observations()
+    policy = DiffusionPolicy(env.observation_space, SMALL)
+    obs_t = obs_as_tensor(obs, "cpu")
+    _, chain = policy.sample(obs_t)
+    policy.log_prob_chain(obs_t, chain).sum().backward()
+    assert all(p.grad is None for p in policy.actor.parameters())
+    assert all(p.grad is not None for p in policy.actor_ft.parameters())
+    # The early (S - K' = 2) steps run the pre-trained actor: changing it changes the sample...
+    before, _ = policy.sample(obs_t, deterministic=True)
+    with torch.no_grad():
+        policy.actor.output.bias.add_(0.5)
+    after, _ = policy.sample(obs_t, deterministic=True)
+    assert not torch.equal(before, after)
+    # ...and sync_finetuned copies it into the fine-tuned network.
+    policy.sync_finetuned()
+    for p, q in zip(policy.actor.parameters(), policy.actor_ft.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="ddim_steps must divide"):
+        DiffusionPolicyConfig(denoising_steps=20, ddim_steps=6)
+    with pytest.raises(ValueError, match="ft_denoising_steps"):
+        DiffusionPolicyConfig(ddim_steps=5, ft_denoising_steps=6)
+
+
+@pytest.mark.parametrize("obs_mode", ["state", "pixels", "both"])
+def test_encoders_on_fake_env(obs_mode: str) -> None:
+    env, obs = _observations(obs_mode, image_size=32)
+    encoder = make_encoder(env.observation_space, SMALL.encoder)
+    assert isinstance(encoder, StateEncoder if obs_mode == "state" else PixelEncoder)
+    obs_t = obs_as_tensor(obs, "cpu")
+    features = encoder(obs_t)
+    assert features.shape == (6, encoder.output_dim) and torch.isfinite(features).all()
+    if obs_mode != "state":
+        # SB3's VecTransposeImage hands images channel-first: same features.
+        transposed = {k: v.permute(0, 3, 1, 2) if v.ndim == 4 else v for k, v in obs_t.items()}
+        torch.testing.assert_close(encoder(transposed), features)
+        # The images matter (the goal is drawn in them).
+        _, other = _observations(obs_mode, seed=100, image_size=32)
+        moved = dict(obs_t, agentview_image=obs_as_tensor(other, "cpu")["agentview_image"])
+        assert not torch.allclose(encoder(moved), features)
+    policy = DiffusionPolicy(env.observation_space, SMALL)
+    actions, chain = policy.sample(obs_t)
+    assert actions.shape == (6, 4, 7)
+    loss = policy.bc_loss(obs_t, actions)
+    loss.backward()
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+def test_make_encoder_rejects_non_libero_spaces() -> None:
+    from gymnasium import spaces
+
+    with pytest.raises(InvalidInputError, match="proprio"):
+        make_encoder(spaces.Box(-1, 1, (3,)), EncoderConfig())
+
+
+# ---------------------------------------------------------------- behaviour cloning
+
+def proportional_controller(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """The known controller: move toward the goal at up to full speed, gripper closed. [E, 7]."""
+    to_goal = obs["object"][:, 7:10]
+    action = np.zeros((len(to_goal), 7), dtype=np.float32)
+    action[:, :3] = np.clip(to_goal / STEP_SCALE, -1.0, 1.0)
+    action[:, 6] = 1.0
+    return action
+
+
+BC_ENV = {"max_episode_steps": 30, "success_radius": 0.03, "goal_range": 0.25}
+"""Radius 3 cm, goals up to 25 cm per axis: an untrained policy essentially never succeeds."""
+
+
+def _bc_demos(n_episodes: int, horizon: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(obs, action chunk) pairs from every step of the controller's episodes; chunks padded with the last action."""
+    observations: list[dict[str, np.ndarray]] = []
+    chunks: list[np.ndarray] = []
+    env = FakeLiberoEnv("state", **BC_ENV)
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=episode)
+        episode_obs, episode_actions, done = [], [], False
+        while not done:
+            action = proportional_controller({k: np.asarray(v)[None] for k, v in obs.items()})[0]
+            episode_obs.append(obs)
+            episode_actions.append(action)
+            obs, _, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+        padded = np.concatenate([episode_actions, [episode_actions[-1]] * (horizon - 1)])
+        observations += episode_obs
+        chunks += [padded[t : t + horizon] for t in range(len(episode_actions))]
+    stacked = {key: np.stack([np.asarray(o[key]) for o in observations]) for key in observations[0]}
+    return stacked, np.stack(chunks)
+
+
+def evaluate(model: DiffusionPPO, env_kwargs: dict[str, Any], n_episodes: int = 40, seed: int = 10_000, n_envs: int = 8) -> float:
+    """Success rate of ``predict(deterministic=True)`` over a fixed set of seeded episodes."""
+    env = DummyVecEnv([lambda: FakeLiberoEnv("state", **env_kwargs) for _ in range(n_envs)])
+    env.seed(seed)
+    obs, starts, successes = env.reset(), np.ones(n_envs, dtype=bool), []
+    while len(successes) < n_episodes:
+        actions, _ = model.predict(obs, episode_start=starts, deterministic=True)
+        obs, _, starts, infos = env.step(actions)
+        successes += [infos[i]["is_success"] for i in np.flatnonzero(starts)]
+    env.close()
+    return float(np.mean(successes[:n_episodes]))
+
+
+def test_bc_reproduces_the_proportional_controller() -> None:
+    torch.manual_seed(0)
+    config = DiffusionPPOConfig(policy=dataclasses.replace(SMALL, mlp_dims=(128, 128), encoder=EncoderConfig(state_dims=(128,))))
+    model = DiffusionPPO(FakeLiberoEnv("state", **BC_ENV), config, seed=0, device="cpu")
+    untrained = evaluate(model, BC_ENV)
+    obs, chunks = _bc_demos(n_episodes=60, horizon=config.policy.horizon_steps)
+    obs_t, chunks_t = obs_as_tensor(obs, "cpu"), torch.as_tensor(chunks)
+    optimizer = torch.optim.Adam(model.policy.actor.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(1500):
+        index = torch.randint(0, len(chunks_t), (256,))
+        loss = model.policy.bc_loss({k: v[index] for k, v in obs_t.items()}, chunks_t[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.load_pretrained_policy(model.policy.state_dict())  # what `pretrain` -> `train --init-from` does
+    final_loss = float(np.mean(losses[-100:]))
+    success = evaluate(model, BC_ENV)
+    print(f"BC: denoising loss {np.mean(losses[:100]):.3f} -> {final_loss:.3f}; success {untrained:.2f} -> {success:.2f}")
+    assert final_loss < 0.1
+    assert untrained <= 0.1
+    assert success >= 0.8

@@ -1,0 +1,279 @@
+"""DiffusionPPO on SB3's interface: errors, chunked rollouts, PPO ratio, determinism, save/load, learning."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.diffusion_policy import DiffusionPolicyConfig
+from agents.diffusion_ppo import HOLD_ACTION, DiffusionPPO, DiffusionPPOConfig, clip_range_schedule
+from agents.encoders import EncoderConfig, obs_as_tensor
+from libero_gym.errors import InvalidInputError
+from libero_gym.testing import FakeLiberoEnv
+
+SMALL_POLICY = DiffusionPolicyConfig(
+    horizon_steps=4, denoising_steps=10, ddim_steps=5, ft_denoising_steps=3, mlp_dims=(64, 64),
+    encoder=EncoderConfig(state_dims=(64,), image_channels=(8, 16), groups=4),
+)  # fmt: skip
+SMALL = DiffusionPPOConfig(
+    policy=SMALL_POLICY, n_chunks=5, batch_size=8, n_epochs=2, n_critic_warmup_iterations=0,
+    critic_dims=(64,), critic_encoder=EncoderConfig(state_dims=(64,), image_channels=(8, 16), groups=4),
+)  # fmt: skip
+
+
+def make_vec_env(n_envs: int = 2, obs_mode: str = "state", seed: int | None = None, **env_kwargs: Any) -> DummyVecEnv:
+    env = DummyVecEnv([lambda: Monitor(FakeLiberoEnv(obs_mode, **env_kwargs)) for _ in range(n_envs)])
+    if seed is not None:
+        env.seed(seed)
+    return env
+
+
+class RecordingWriter(KVWriter):
+    """Keeps every logged key/value, dump after dump."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        self.records.append(dict(key_values))
+
+
+# ---------------------------------------------------------------- construction
+
+@pytest.mark.parametrize(
+    "action_space, match",
+    [
+        (spaces.Discrete(3), "Box"),
+        (spaces.Box(-1, 1, (6,), np.float32), r"\(7,\)"),
+        (spaces.Box(-2, 2, (7,), np.float32), "Box"),
+    ],
+)
+def test_rejects_unfit_action_space(action_space: spaces.Space[Any], match: str) -> None:
+    env = FakeLiberoEnv("state")
+    env.action_space = action_space
+    with pytest.raises(InvalidInputError, match=match):
+        DiffusionPPO(env, SMALL)
+
+
+def test_config_round_trips_through_json() -> None:
+    model = DiffusionPPO(make_vec_env(), SMALL, seed=0, device="cpu")
+    text = json.dumps(model.config_dict())
+    rebuilt = DiffusionPPO.from_config_dict(make_vec_env(), json.loads(text), seed=0, device="cpu")
+    assert rebuilt.config == SMALL
+    assert DiffusionPPOConfig(**json.loads(text)) == SMALL  # what the checkpoint loader does
+
+
+def test_clip_range_grows_along_the_chain() -> None:
+    clip = clip_range_schedule(10, 1e-3, 0.01, 3.0)
+    assert clip[0].item() == pytest.approx(1e-3) and clip[-1].item() == pytest.approx(0.01)
+    assert torch.all(clip[1:] > clip[:-1])
+
+
+# ---------------------------------------------------------------- rollouts
+
+class ConstantCritic(torch.nn.Module):
+    """V = 1 everywhere during the rollout (its one parameter only moves in the update after it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.value = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, observation: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.value * torch.ones(observation["proprio"].shape[0])
+
+
+def test_chunked_rollout_episode_ends_inside_a_chunk() -> None:
+    """Horizon 10 with Ta = 4: the third chunk holds 2 real steps, then HOLD_ACTION in the new episode."""
+    seen_actions: list[np.ndarray] = []
+
+    class Spy(gym.Wrapper):
+        def step(self, action: np.ndarray) -> Any:
+            seen_actions.append(np.array(action))
+            return self.env.step(action)
+
+    # success_radius 0: never succeeds, so every episode is truncated at 10 steps.
+    env = DummyVecEnv([lambda: Monitor(Spy(FakeLiberoEnv("state", max_episode_steps=10, success_radius=0.0)))])
+    config = dataclasses.replace(SMALL, n_chunks=5, gamma=0.9)
+    model = DiffusionPPO(env, config, seed=0, device="cpu")
+    model.critic = ConstantCritic()  # V = 1 everywhere, to read the bootstrap off the rewards
+    model.learn(total_timesteps=1)
+    buffer = model.rollout_buffer
+    assert model.num_timesteps == 5 * 4  # env steps, holds included
+    # Chunks: steps 1-4, 5-8, 9-10 (+2 holds), 3-6 and 7-10 of the second episode.
+    np.testing.assert_array_equal(buffer.episode_starts[:, 0], [1, 0, 0, 1, 0])
+    np.testing.assert_allclose(buffer.rewards[:, 0], [0, 0, 0.9**2, 0, 0.9**4], rtol=1e-6)
+    np.testing.assert_array_equal(seen_actions[10], HOLD_ACTION)
+    np.testing.assert_array_equal(seen_actions[11], HOLD_ACTION)
+    assert not np.array_equal(seen_actions[9], HOLD_ACTION)
+    assert [info["l"] for info in model.ep_info_buffer] == [10, 10]
+    # The last chunk ended its episode: no bootstrap beyond the rollout either.
+    assert model._last_episode_starts.tolist() == [True]
+
+
+def test_learn_logs_sb3_metrics_and_calls_callbacks() -> None:
+    class CountSteps(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.steps = self.rollouts = 0
+
+        def _on_step(self) -> bool:
+            self.steps += 1
+            return True
+
+        def _on_rollout_end(self) -> None:
+            self.rollouts += 1
+
+    model = DiffusionPPO(make_vec_env(2, max_episode_steps=8), SMALL, seed=0, device="cpu")
+    writer = RecordingWriter()
+    model.set_logger(Logger(None, [writer]))
+    callback = CountSteps()
+    model.learn(total_timesteps=2 * 5 * 4 * 2, callback=callback)
+    assert model.num_timesteps == 80 and callback.steps == 40 and callback.rollouts == 2
+    last = writer.records[-1]
+    for key in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "rollout/success_rate", "train/policy_loss",
+                "train/value_loss", "train/approx_kl", "train/clipfrac", "train/explained_variance", "train/ratio_mean"):  # fmt: skip
+        assert key in last, key
+    assert last["time/total_timesteps"] == 80
+
+
+def test_callback_can_stop_training() -> None:
+    class StopAtOnce(BaseCallback):
+        def _on_step(self) -> bool:
+            return False
+
+    model = DiffusionPPO(make_vec_env(), SMALL, seed=0, device="cpu")
+    model.learn(total_timesteps=1000, callback=StopAtOnce())
+    assert model.num_timesteps == 2
+
+
+def test_ratio_is_exactly_one_before_the_first_update() -> None:
+    model = DiffusionPPO(make_vec_env(3), SMALL, seed=0, device="cpu")
+    model.learn(total_timesteps=1)  # one rollout and its update: the policy is no longer the initial one
+    writer = RecordingWriter()
+    model.set_logger(Logger(None, [writer]))
+    model.collect_rollouts(model.env, model._init_callback(None), model.rollout_buffer)
+    # One epoch of one minibatch: train/ratio_mean is the ratio before any step on this rollout.
+    model.config = dataclasses.replace(SMALL, batch_size=10_000, n_epochs=1)
+    model.train()
+    model.logger.dump()
+    assert writer.records[-1]["train/ratio_mean"] == 1.0
+    # Several minibatches: train() stores the old log-probs of each first-epoch minibatch the same way.
+    buffer = model.rollout_buffer
+    for indices in buffer.minibatch_indices(batch_size=4):
+        batch = buffer.batch(indices)
+        with torch.no_grad():
+            buffer.set_log_probs(indices, model.policy.log_prob_chain(batch.observations, batch.chains).numpy())
+        batch = buffer.batch(indices)
+        log_probs = model.policy.log_prob_chain(batch.observations, batch.chains)  # with autograd, as in train()
+        assert torch.equal((log_probs - batch.old_log_probs).exp(), torch.ones_like(log_probs))
+
+
+def test_critic_warmup_leaves_the_actor_untouched() -> None:
+    config = dataclasses.replace(SMALL, n_critic_warmup_iterations=1)
+    model = DiffusionPPO(make_vec_env(), config, seed=0, device="cpu")
+    actor_before = [p.clone() for p in model.policy.actor_ft.parameters()]
+    critic_before = [p.clone() for p in model.critic.parameters()]
+    model.learn(total_timesteps=1)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, model.policy.actor_ft.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(critic_before, model.critic.parameters()))
+    model.learn(total_timesteps=1, reset_num_timesteps=False)
+    assert not all(torch.equal(a, b) for a, b in zip(actor_before, model.policy.actor_ft.parameters()))
+
+
+@pytest.mark.parametrize("obs_mode", ["pixels", "both"])
+def test_learns_from_pixels_runs(obs_mode: str) -> None:
+    """Images go through SB3's VecTransposeImage (channel-first) into the FiLM-ResNet."""
+    config = dataclasses.replace(SMALL, n_chunks=2, n_epochs=1)
+    model = DiffusionPPO(make_vec_env(2, obs_mode, image_size=32), config, seed=0, device="cpu")
+    assert model.observation_space["agentview_image"].shape == (3, 32, 32)
+    model.learn(total_timesteps=1)
+    obs = model.env.reset()
+    assert model.predict_chunk(obs, deterministic=True).shape == (2, 4, 7)
+    # A raw gymnasium observation (channel-last, unbatched) works too.
+    raw, _ = FakeLiberoEnv(obs_mode, image_size=32).reset(seed=0)
+    action, state = model.predict(raw, deterministic=True)
+    assert action.shape == (7,) and state is None
+
+
+# ---------------------------------------------------------------- acting, determinism, save/load
+
+def test_predict_follows_sb3_contract_with_chunk_queue() -> None:
+    model = DiffusionPPO(make_vec_env(2), SMALL, seed=0, device="cpu")
+    obs = model.env.reset()
+    chunk = model.predict_chunk(obs, deterministic=True)  # [2, Ta, 7]
+    starts = np.ones(2, dtype=bool)
+    for k in range(4):  # the queue serves the chunk step by step, whatever the observations
+        actions, state = model.predict(obs, episode_start=starts, deterministic=True)
+        np.testing.assert_array_equal(actions, chunk[:, k])
+        assert state is None
+        starts = np.zeros(2, dtype=bool)
+        obs, *_ = model.env.step(actions)
+    # After Ta actions it re-plans from the current observation; episode_start forces it too.
+    actions, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(actions, model.predict_chunk(obs, deterministic=True)[:, 0])
+    fresh = model.env.reset()
+    actions, _ = model.predict(fresh, episode_start=np.array([True, False]), deterministic=True)
+    # (a batch of one vs of two: equal up to float summation order)
+    np.testing.assert_allclose(actions[0], model.predict_chunk(fresh, deterministic=True)[0, 0], atol=1e-6)
+
+
+def _train(seed: int) -> DiffusionPPO:
+    model = DiffusionPPO(make_vec_env(2, max_episode_steps=12), SMALL, seed=seed, device="cpu")
+    model.learn(total_timesteps=2 * 5 * 4 * 2)
+    return model
+
+
+def test_same_seed_same_actions_and_parameters() -> None:
+    torch.use_deterministic_algorithms(True)
+    try:
+        first, second, other = _train(seed=3), _train(seed=3), _train(seed=4)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for name, params in first.get_parameters().items():
+        if name.endswith("optimizer"):
+            continue
+        for key, value in params.items():
+            assert torch.equal(value, second.get_parameters()[name][key]), (name, key)
+    np.testing.assert_array_equal(first.rollout_buffer.chains, second.rollout_buffer.chains)
+    assert not np.array_equal(first.rollout_buffer.chains, other.rollout_buffer.chains)
+    obs = first.env.reset()
+    torch.manual_seed(0)
+    stochastic_first = first.predict_chunk(obs)
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(stochastic_first, second.predict_chunk(obs))
+
+
+def test_set_parameters_round_trip_gives_identical_deterministic_predict() -> None:
+    trained = _train(seed=5)
+    params = trained.get_parameters()
+    assert set(params) == {"policy", "critic", "actor_optimizer", "critic_optimizer"}
+    blob = {name: {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()} for name, state in params.items()}
+    fresh = DiffusionPPO(make_vec_env(2), SMALL, seed=99, device="cpu")
+    obs = make_vec_env(2, seed=7).reset()
+    assert not np.array_equal(fresh.predict_chunk(obs, deterministic=True), trained.predict_chunk(obs, deterministic=True))
+    fresh.set_parameters(blob)
+    np.testing.assert_array_equal(fresh.predict_chunk(obs, deterministic=True), trained.predict_chunk(obs, deterministic=True))
+    actions, _ = fresh.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
+    expected, _ = trained.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
+    np.testing.assert_array_equal(actions, expected)
+
+
+def test_save_load_zip_round_trip(tmp_path: Any) -> None:
+    trained = _train(seed=6)
+    path = tmp_path / "dppo.zip"
+    trained.save(path)
+    loaded = DiffusionPPO.load(path, env=make_vec_env(2), device="cpu")
+    assert loaded.config == trained.config and loaded.num_timesteps == trained.num_timesteps
+    obs = make_vec_env(2, seed=8).reset()
+    np.testing.assert_array_equal(loaded.predict_chunk(obs, deterministic=True), trained.predict_chunk(obs, deterministic=True))
