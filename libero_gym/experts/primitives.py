@@ -99,13 +99,12 @@ def yaw_for_closing_axis(direction: np.ndarray, current: np.ndarray) -> float:
     """
     base = float(np.arctan2(-direction[0], direction[1]))
     cur = float(np.arctan2(-current[0, 0], current[1, 0]))
-    best = min((base, base + np.pi, base - np.pi), key=lambda y: abs(_wrap(y - cur)))
-    # Stay within +-pi/2 of home so the last wrist joint keeps its range.
-    if best > np.pi / 2:
-        best -= np.pi
-    if best < -np.pi / 2:
-        best += np.pi
-    return best
+    # The two yaws that close along the axis, both wrapped to (-pi, pi]; of these,
+    # the one within pi/2 of home (the last wrist joint keeps its range), and if both
+    # are (the axis is square to home), the one nearer the current yaw.
+    options = [_wrap(base), _wrap(base + np.pi)]
+    in_range = [y for y in options if abs(y) <= np.pi / 2 + 1e-6] or options
+    return min(in_range, key=lambda y: abs(_wrap(y - cur)))
 
 
 def _wrap(angle: float) -> float:
@@ -220,7 +219,7 @@ def move_above(
         lift = np.array([s.eef_pos[0], s.eef_pos[1], clearance_z])
         yield from move_to(ctl, lift, None, grip, tol=0.02, max_steps=30)
     yield from move_to(ctl, above, rot, grip, tol=0.01, max_steps=70)
-    return (yield from move_to(ctl, pos, rot, grip, tol=0.006, max_steps=40, speed=0.5))
+    return (yield from move_to(ctl, pos, rot, grip, tol=0.006, max_steps=50, speed=0.7))
 
 
 def actuate_gripper(ctl: Controller, grip: float, steps: int = GRIPPER_STEPS) -> Primitive:
@@ -293,7 +292,15 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
     horiz = [i for i in range(3) if i != vertical]
     widths = {i: 2 * half[i] for i in horiz}
     narrow = min(horiz, key=lambda i: widths[i])
-    is_rim = any(k in name for k in RIM_OBJECTS) or widths[narrow] > FINGER_SPAN
+    is_rim = any(k in name for k in RIM_OBJECTS)
+    if not is_rim and widths[narrow] > FINGER_SPAN:
+        # Too wide overall: try its body alone (a moka pot without handle and spout).
+        base = scene.base_geoms(name)
+        center, half = scene.local_extent(name, base)
+        widths = {i: 2 * half[i] for i in horiz}
+        narrow = min(horiz, key=lambda i: widths[i])
+        top = max(float(scene._geom_corners(g)[:, 2].max()) for g in base) if base else top
+        is_rim = widths[narrow] > FINGER_SPAN
     current = scene.eef_mat
     if not is_rim:
         axis = mat[:, narrow].copy()
@@ -330,7 +337,7 @@ def grasp(ctl: Controller, name: str) -> Primitive:
     plan = plan_grasp(s, name)
     rot = top_down(plan.yaw)
     obj_z0 = s.pos(name)[2]
-    clearance = max(plan.pos[2] + 0.10, s.eef_pos[2] if s.eef_pos[2] < 1.3 else 1.2)
+    clearance = plan.pos[2] + 0.10
     yield from move_to(ctl, s.eef_pos, None, OPEN, max_steps=0)
     if s.finger_opening < 0.06:
         yield from actuate_gripper(ctl, OPEN)

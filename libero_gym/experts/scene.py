@@ -189,8 +189,16 @@ class Scene:
         corners = np.concatenate([self._geom_corners(g) for g in geoms])
         return Box(corners.min(axis=0), corners.max(axis=0))
 
-    def local_extent(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """Object-frame box of an object's collision geoms.
+    def base_geoms(self, name: str, tol: float = 0.01) -> list[int]:
+        """Collision geoms of an object that reach down to its lowest point (its body,
+        without handles and spouts that stick out higher up)."""
+        geoms = self.collision_geoms(self.subtree(self.root_body(name)))
+        bottoms = {g: float(self._geom_corners(g)[:, 2].min()) for g in geoms}
+        low = min(bottoms.values(), default=0.0)
+        return [g for g in geoms if bottoms[g] < low + tol]
+
+    def local_extent(self, name: str, geoms: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Object-frame box of an object's collision geoms (or of ``geoms``).
 
         Returns:
             center: (3,) box centre in the world frame.
@@ -198,7 +206,8 @@ class Scene:
             :meth:`body_mat`).
         """
         body = self.root_body(name)
-        geoms = self.collision_geoms(self.subtree(body))
+        if geoms is None:
+            geoms = self.collision_geoms(self.subtree(body))
         mat = self.data.body_xmat[body].reshape(3, 3)
         origin = self.data.body_xpos[body]
         if not geoms:
