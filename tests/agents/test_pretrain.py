@@ -1,0 +1,101 @@
+"""``pretrain`` on a LIBERO-layout file recorded from a real LIBERO task, then ``train --init-from``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import cli
+from agents.checkpoint import load_agent, read_checkpoint
+from agents.commands import Pretrain
+from agents.pretrain import action_chunks, pretrain
+from libero_gym import suites
+from tests.agents.conftest import SMALL_DIFFUSION
+
+STEPS = 12
+"""Steps per recorded demo: enough for several chunks, cheap to replay."""
+
+
+def test_action_chunks_pad_with_last_action() -> None:
+    actions = np.arange(3 * 7, dtype=np.float64).reshape(3, 7) / 100
+    chunks = action_chunks(actions, 4)
+    assert chunks.shape == (3, 4, 7) and chunks.dtype == np.float32
+    np.testing.assert_allclose(chunks[0], actions[[0, 1, 2, 2]], rtol=1e-6)
+    np.testing.assert_allclose(chunks[2], actions[[2, 2, 2, 2]], rtol=1e-6)
+    assert action_chunks(np.full((2, 7), 5.0), 2).max() == 1.0  # clamped to the action range
+
+
+def _record(path: Path, n_demos: int = 2) -> None:
+    """A known controller (move +x, gripper open) on LIBERO-Goal task 0, written in LIBERO's layout."""
+    from libero_gym.data.dataset import Episode, write_dataset
+
+    env = gym.make("LIBERO-Goal-v0", task_id=0, obs_mode="state")
+    episodes = []
+    try:
+        for i in range(n_demos):
+            env.reset(seed=i, options={"init_state_id": i})
+            actions = np.tile(np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]), (STEPS, 1))
+            states = []
+            for action in actions:
+                states.append(env.unwrapped.get_sim_state())
+                env.step(action)
+            states_arr = np.stack(states)
+            dones = np.zeros(STEPS, np.uint8)
+            dones[-1] = 1
+            low_dim = {"gripper_states": (2,), "joint_states": (7,), "ee_states": (6,), "ee_pos": (3,), "ee_ori": (3,)}
+            obs = {key: np.zeros((STEPS, *shape)) for key, shape in low_dim.items()}  # unused: pretrain re-renders
+            episodes.append(
+                Episode(actions, states_arr, np.zeros((STEPS, 9)), np.zeros(STEPS, np.uint8), dones, obs, states_arr[0], "", {"init_state_id": i})
+            )
+    finally:
+        env.close()
+    write_dataset(path, episodes, suites.get_task("libero_goal", 0))
+
+
+def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "demos.hdf5"
+    _record(data)
+    config = json.dumps(SMALL_DIFFUSION)
+    result = pretrain(
+        Pretrain(dataset=(data,), run_dir=tmp_path / "bc", agent_config=config, epochs=60, batch_size=8, learning_rate=1e-3, progress=False, device="cpu")
+    )
+    assert result.env_id == "LIBERO-Goal-v0" and result.task_ids == (0,) and result.samples == 2 * STEPS
+    assert result.final_loss < 0.5 * result.first_loss, (result.first_loss, result.final_loss)
+    meta, params = read_checkpoint(result.checkpoint)
+    assert meta["agent"] == "diffusion-ppo" and meta["pretrain"]["demos"] == 2
+    model, _ = load_agent(result.checkpoint, device="cpu")  # eval-ready without an env
+    # RL fine-tunes a copy of the cloned network
+    for a, b in zip(model.policy.actor.state_dict().values(), model.policy.actor_ft.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)
+
+    # train --init-from: starts from the cloned weights, with the checkpoint's agent config
+    run = tmp_path / "ft"
+    argv = [
+        "train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0", "--init-from", str(result.checkpoint),
+        "--total-timesteps", "32", "--num-envs", "1", "--vectorization", "sync", "--max-episode-steps", "16",
+        "--agent-config", '{"n_chunks": 8, "actor_lr": 1e-9, "critic_lr": 1e-9}', "--run-dir", str(run), "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "trained diffusion-ppo" in capsys.readouterr().out
+    resolved = json.loads((run / "config.json").read_text())["agent"]["config"]
+    assert resolved["policy"]["mlp_dims"] == [64, 64] and resolved["n_chunks"] == 8  # base from the checkpoint + overrides
+    _, tuned = read_checkpoint(run)
+    pre = params["params"]["policy"]
+    post = tuned["params"]["policy"]
+    frozen = [k for k in pre if k.startswith("actor.")]
+    assert frozen and all(torch.equal(pre[k], post[k]) for k in frozen)  # the pre-trained network itself is untouched
+
+
+def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["pretrain", "--dataset", str(tmp_path / "missing.hdf5"), "--run-dir", str(tmp_path / "bc")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "bad.hdf5").write_text("not hdf5")
+    assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+    assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc"), "--agent", "gaussian-ppo"]) == 2
+    assert "diffusion policy" in capsys.readouterr().err
