@@ -84,7 +84,13 @@ def bench_collect(images: bool, episodes: int, steps: int, workers: int, image_s
         )
         result = run_collection(plan, num_workers=workers, progress=False)
     frames = result.finished * steps
-    return {"frames": frames, "seconds": result.seconds, "fps": frames / result.seconds, "ran_steps": result.steps}
+    per = list(result.summaries.values())
+    step_s = sum(s["step_seconds"] for s in per)
+    render_s = sum(s.get("render_seconds", 0.0) for s in per)
+    write_s = sum(s.get("write_seconds", 0.0) for s in per)
+    return {"frames": frames, "seconds": result.seconds, "fps": frames / result.seconds,
+            "worker_fps": frames / (step_s + render_s + write_s), "step_fps": frames / step_s,
+            "render_fps": frames / render_s if render_s else float("nan"), "write_fps": frames / write_s}
 
 
 def main() -> None:
@@ -107,8 +113,12 @@ def main() -> None:
         r = bench_collect(images, args.episodes, args.steps, args.workers, args.image_size)
         label = f"collect, random policy, {args.workers} workers, " + (
             f"images {args.image_size}px rendered from states" if images else "no images")
-        rows.append((label, f"{r['fps']:.1f} kept frames/s ({r['frames']} frames in {r['seconds']:.0f} s,"
-                            f" {args.episodes} x {args.steps} steps, incl. worker start-up)"))
+        detail = f"stepping {r['step_fps']:.0f} steps/s"
+        if images:
+            detail += f", rendering {r['render_fps']:.1f} frames/s (2 cameras)"
+        rows.append((label, f"{r['fps']:.1f} kept frames/s overall ({r['frames']} frames in {r['seconds']:.0f} s, "
+                            f"worker start-up included); per worker, steady state: {r['worker_fps']:.1f} frames/s "
+                            f"({detail}, writing {r['write_fps']:.0f} frames/s)"))
         print(rows[-1])
 
     from rich.console import Console

@@ -49,6 +49,8 @@ MAX_ATTEMPTS = 2
 the same seed is the simulator's, not bad luck)."""
 POLL_SECONDS = 0.2
 """How often the parent checks results and worker liveness."""
+PARENT_CHECK_SECONDS = 2.0
+"""An idle worker checks this often whether the collecting process still lives."""
 START_METHOD = "forkserver"
 """Workers never inherit the parent's threads (torch), GL contexts or simulators."""
 RENDER_CAMERAS = ("agentview", "robot0_eye_in_hand")
@@ -94,6 +96,9 @@ class CollectResult:
     seconds: float
     steps: int
     """Env steps of the episodes run in this call."""
+    summaries: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Summary of every finished episode of the final prefix, by index (with timings:
+    ``step_seconds``, and for kept episodes ``render_seconds``, ``write_seconds``)."""
 
 
 # ---------------------------------------------------------------------- paths
@@ -206,6 +211,7 @@ class _Worker:
         poses = body_poses(unwrapped.sim)
         actions, states, robot, images, rewards = [], [], [], {k: [] for k in ds.IMAGE_KEYS}, []
         success, done = False, False
+        clock = time.perf_counter()
         while not done:
             raw = getattr(unwrapped, "_last_raw_obs", None) or _raw_from_proprio(obs["proprio"])
             states.append(unwrapped.get_sim_state())
@@ -225,6 +231,7 @@ class _Worker:
             done = terminated or truncated
         steps = len(actions)
         kept = plan.keep == "all" or success
+        step_seconds = time.perf_counter() - clock
         summary = {
             "index": index,
             "seed": seed,
@@ -235,17 +242,22 @@ class _Worker:
             "length": steps,
             "kept": kept,
             "images": plan.images,
+            "step_seconds": step_seconds,
         }
         if kept:
             if plan.images and not self.images_in_loop:
+                clock = time.perf_counter()
                 images = self._render(states)
+                summary["render_seconds"] = time.perf_counter() - clock
             episode = _make_episode(actions, states, robot, images if plan.images else {}, rewards, success)
             episode.model_file = model_file
             episode.attrs.update(
                 success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index,
                 body_poses=json.dumps(poses),
             )
+            clock = time.perf_counter()
             ds.write_dataset(shard_path(plan.out_dir, index), [episode], task, provenance=plan.provenance)
+            summary["write_seconds"] = time.perf_counter() - clock
         ds.write_json_atomic(summary_path(plan.out_dir, index), summary)
         return summary
 
@@ -324,9 +336,15 @@ def _make_episode(
 def _worker_main(plan: CollectPlan, tasks: Any, results: Any) -> None:
     """Worker process: play the episode indices it is sent until it gets ``None``."""
     worker = _Worker(plan)
+    parent = mp.parent_process()
     try:
         while True:
-            index = tasks.get()
+            try:
+                index = tasks.get(timeout=PARENT_CHECK_SECONDS)
+            except queue.Empty:
+                if parent is not None and not parent.is_alive():
+                    break  # the collection was killed: never outlive it
+                continue
             if index is None:
                 break
             try:
@@ -496,7 +514,9 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
         what = "successes" if plan.until_successes else "episodes"
         _log(f"stopped at max_episodes={plan.max_episodes} with {successes if plan.until_successes else finished} "
              f"of {plan.episodes} {what}")
-    return CollectResult(out, kept, successes, finished, dropped, sorted(skipped), time.monotonic() - start, steps)
+    return CollectResult(
+        out, kept, successes, finished, dropped, sorted(skipped), time.monotonic() - start, steps, dict(summaries)
+    )
 
 
 def _write_manifest(plan: CollectPlan, summaries: dict[int, dict[str, Any]], dropped: int, skipped: set[int],

@@ -41,3 +41,37 @@ def test_sigkilled_worker_is_replaced_and_its_episode_dropped(tmp_path: Path) ->
             np.testing.assert_array_equal(replay_episode(env, episode).states, episode.states)
     finally:
         env.close()
+
+
+def test_sigkilled_collect_resumes_to_exactly_n(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import cli
+
+    repo = Path(__file__).resolve().parents[2]
+    out = tmp_path / "collection"
+    args = ["collect", "--policy", "random", "--env", ENV_ID, "--task-id", str(TASK_ID), "--episodes", "3",
+            "--keep", "all", "--no-images", "--max-episode-steps", str(STEPS), "--num-workers", "1",
+            "--out", str(out), "--no-progress", "--seed", "11"]
+    proc = subprocess.Popen([sys.executable, str(repo / "cli.py"), *args], env={**os.environ, "PYTHONPATH": str(repo)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (out / "episodes" / "ep_000000.json").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = finished_summaries(out)
+    assert 1 <= len(before) < 3, "killed after the first episode, before the last"
+    assert cli.main([*args, "--resume"]) == 0
+    after = finished_summaries(out)
+    assert sorted(after) == [0, 1, 2]
+    assert [after[i]["seed"] for i in range(3)] == [11, 12, 13]
+    for index in before:  # finished episodes were kept, not redone
+        assert after[index] == before[index]
+    (exported,) = out.glob("*_demo.hdf5")
+    data = read_dataset(exported, images=False)
+    assert [e.attrs["episode_index"] for e in data.episodes] == [0, 1, 2]
