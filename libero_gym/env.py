@@ -8,8 +8,9 @@ OpenGL or MuJoCo.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -23,6 +24,7 @@ from libero_gym.suites import Task
 ObsMode = Literal["state", "pixels", "both"]
 OBS_MODES: tuple[str, ...] = ("state", "pixels", "both")
 RESET_MODES: tuple[str, ...] = ("fast", "hard")
+RESET_OPTIONS: tuple[str, ...] = ("task_id", "init_state_id", "layout_seed")
 
 ACTION_DIM = 7
 """OSC_POSE delta (dx, dy, dz, dax, day, daz) plus gripper, each in [-1, 1]."""
@@ -117,8 +119,11 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
     ## Reset
     ``reset(seed=s)`` picks one of the task's 50 fixed LIBERO init states with the
-    env's seeded RNG (and a task, when the env runs several); ``options`` can name
-    them: ``{"init_state_id": i, "task_id": t}``. Then ``settle_steps`` no-op steps
+    env's seeded RNG (and a task, when the env runs several), and the seed of
+    LIBERO's fixture placement (``layout_seed``: LIBERO moves and turns fixtures
+    such as the cabinet (by up to ~1.5 cm) at every reset, outside the init state). ``options``
+    can name each: ``{"task_id": t, "init_state_id": i, "layout_seed": l}``; all
+    three are in ``info``, so an episode can be re-created. Then ``settle_steps`` no-op steps
     let objects come to rest (not counted in the step budget). ``reset_mode="fast"``
     restores the init state on the already-built model; ``"hard"`` rebuilds it as
     LIBERO does by default (same states, tested; ~1 s slower).
@@ -182,6 +187,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
 
         self.task: Task = suites.get_task(self.suite, self.task_ids[0])
         self.init_state_id: int | None = None
+        self.layout_seed: int | None = None
 
         self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
         obs_spaces: dict[str, spaces.Space[Any]] = {
@@ -200,6 +206,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._built_task: Task | None = None
         self._init_states: dict[int, np.ndarray] = {}
         self._fixture_qpos_addr: np.ndarray = np.zeros(0, dtype=np.int64)
+        self._fixture_xml_poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_raw_obs: dict[str, np.ndarray] | None = None
 
     # ------------------------------------------------------------------ properties
@@ -257,6 +264,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         )
         self._built_task = task
         self._fixture_qpos_addr = _fixture_joint_addresses(self._libero_env.sim)
+        self._fixture_xml_poses = _fixture_xml_poses(self._libero_env.env)
 
     def _load_init_states(self, task: Task) -> np.ndarray:
         if task.index not in self._init_states:
@@ -289,9 +297,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         options = dict(options or {})
-        unknown = set(options) - {"task_id", "init_state_id"}
+        unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
-            raise InvalidInputError(f"reset options must be among ['task_id', 'init_state_id'], got {sorted(unknown)}")
+            raise InvalidInputError(f"reset options must be among {list(RESET_OPTIONS)}, got {sorted(unknown)}")
 
         task_id = options.get("task_id")
         if task_id is None:
@@ -311,17 +319,39 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             )
         self.init_state_id = int(init_state_id)
 
-        fresh = self._libero_env is None or self._built_task != self.task
-        libero_env = self.libero_env  # builds on first use or task change
-        if not fresh:
-            libero_env.env.hard_reset = self.reset_mode == "hard"
+        layout_seed = options.get("layout_seed")
+        if layout_seed is None:
+            layout_seed = int(self.np_random.integers(2**31))
+        self.layout_seed = int(layout_seed)
+
+        # LIBERO's reset re-samples fixture placements (the cabinet, stove... move and
+        # turn by up to ~1.5 cm: model.body_pos/quat, not part of the init state) from
+        # numpy's global RNG. Seed it from our RNG for this call only, so that the seed
+        # fixes the whole scene and the caller's global RNG is left as it was.
+        with _seeded_global_numpy(self.layout_seed):
+            fresh = self._libero_env is None or self._built_task != self.task
+            libero_env = self.libero_env  # builds on first use or task change
+            if self.reset_mode == "hard" and not fresh:
+                # LIBERO's default: rebuild XML, model and renderer. The layout of that
+                # rebuild depends on the env's history, so it is re-drawn below, seeded.
+                libero_env.env.hard_reset = True
+                libero_env.reset()
+            # robosuite's soft reset: also hides the visualisation sites (gripper and
+            # region markers) from the cameras. The placement reads the fixtures'
+            # current poses (regions on them), so they go back to the model's own (XML)
+            # poses first, as a rebuild does.
+            libero_env.env.hard_reset = False
+            for body_id, (position, quaternion) in self._fixture_xml_poses.items():
+                libero_env.env.sim.model.body_pos[body_id] = position
+                libero_env.env.sim.model.body_quat[body_id] = quaternion
+            np.random.seed(self.layout_seed)
             libero_env.reset()
-            # A hard reset rebuilds the robot models; a soft one keeps them, and with
-            # them the gripper's smoothed command (robosuite's PandaGripper integrates
-            # the sign of the action into `current_action`). Zero it, as a rebuild does,
-            # or the first gripper actions of the episode differ from LIBERO's.
-            for robot in libero_env.env.robots:
-                robot.gripper.current_action = np.zeros(robot.gripper.dof)
+        # A rebuild re-creates the robot models; a soft reset keeps them, and with them
+        # the gripper's smoothed command (robosuite's PandaGripper integrates the sign of
+        # the action into `current_action`). Zero it, as a rebuild does, or the first
+        # gripper actions of the episode differ from LIBERO's.
+        for robot in libero_env.env.robots:
+            robot.gripper.current_action = np.zeros(robot.gripper.dof)
         raw_obs = libero_env.set_init_state(self._load_init_states(self.task)[self.init_state_id])
         for _ in range(self.settle_steps):
             raw_obs, _, _, _ = libero_env.step(SETTLE_ACTION)
@@ -388,6 +418,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             "is_success": success,
             "task_id": self.task.index,
             "init_state_id": self.init_state_id,
+            "layout_seed": self.layout_seed,
             "language_instruction": self.task.language,
         }
 
@@ -404,6 +435,39 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def check_success(self) -> bool:
         """Whether the current task's BDDL goal holds now."""
         return bool(self.libero_env.check_success())
+
+
+@contextlib.contextmanager
+def _seeded_global_numpy(seed: int) -> Iterator[None]:
+    """Seed ``np.random``'s global RNG inside the block, restore its state after."""
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+def _fixture_xml_poses(robosuite_env: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Body id -> (position, wxyz quaternion) in the model XML, per fixture root body.
+
+    LIBERO's reset moves fixtures by writing ``model.body_pos`` and ``body_quat``;
+    these are the poses a freshly compiled model has, read from the MJCF tree (no
+    compile).
+    """
+    from robosuite.utils.mjcf_utils import find_elements, string_to_array
+
+    poses = {}
+    for fixture in robosuite_env.fixtures_dict.values():
+        element = find_elements(
+            root=robosuite_env.model.worldbody, tags="body", attribs={"name": fixture.root_body}, return_first=True
+        )
+        body_id = robosuite_env.sim.model.body_name2id(fixture.root_body)
+        poses[body_id] = (
+            string_to_array(element.get("pos", "0 0 0")),
+            string_to_array(element.get("quat", "1 0 0 0")),  # MuJoCo's default orientation
+        )
+    return poses
 
 
 def _fixture_joint_addresses(sim: Any) -> np.ndarray:
