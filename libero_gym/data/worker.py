@@ -1,0 +1,254 @@
+"""What one collection worker does: play an episode, record it, render it, write it.
+
+Shape legend: T steps of the episode, S length of the flattened MuJoCo state,
+H = W = image size.
+
+Every step records what LIBERO's datasets hold, *before* the action is applied
+(``get_sim_state()`` and the robot's proprioception at float64 from robosuite's raw
+observation), then the action, clipped to [-1, 1] and rounded to float32 so that
+the stored float64 actions replay exactly. Images come either from the policy's
+own pixel observations (un-rotated to LIBERO's convention) or, for state-based
+policies, from rendering the stored states after the episode, only when it is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from libero_gym.data import dataset as ds
+from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
+from libero_gym.data.replay import body_poses
+
+RENDER_CAMERAS = ("agentview", "robot0_eye_in_hand")
+"""robosuite cameras of LIBERO's ``agentview_rgb`` and ``eye_in_hand_rgb``."""
+EPISODES_DIR = "episodes"
+"""Sub-folder of a collection that holds the per-episode shards and summaries."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectPlan:
+    """Everything a worker needs (picklable)."""
+
+    env_id: str
+    task_ids: tuple[int, ...]
+    out_dir: str
+    policy: PolicySpec
+    episodes: int
+    until_successes: bool
+    keep: str
+    image_size: int
+    images: bool
+    max_episode_steps: int | None
+    seed: int
+    max_episodes: int
+    provenance: dict[str, Any]
+
+
+# ---------------------------------------------------------------------- paths
+def shard_path(out_dir: str | Path, index: int) -> Path:
+    """The one-demo LIBERO file of episode ``index``."""
+    return Path(out_dir) / EPISODES_DIR / f"ep_{index:06d}.hdf5"
+
+
+def summary_path(out_dir: str | Path, index: int) -> Path:
+    """The summary JSON of episode ``index`` (its presence marks the index done)."""
+    return Path(out_dir) / EPISODES_DIR / f"ep_{index:06d}.json"
+
+
+
+def _quat2axisangle(quat: np.ndarray) -> np.ndarray:
+    """robosuite's ``quat2axisangle`` for (..., 4) xyzw quaternions -> (..., 3)."""
+    quat = np.asarray(quat, dtype=np.float64)
+    w = np.clip(quat[..., 3], -1.0, 1.0)
+    den = np.sqrt(1.0 - w * w)
+    angle = 2.0 * np.arccos(w)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(np.isclose(den, 0.0), 0.0, angle / np.where(den == 0, 1.0, den))
+    return quat[..., :3] * scale[..., None]
+
+
+def _robot_fields(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """LIBERO's per-step robot fields from robosuite's raw observation (float64)."""
+    gripper = np.asarray(raw["robot0_gripper_qpos"], dtype=np.float64)
+    pos = np.asarray(raw["robot0_eef_pos"], dtype=np.float64)
+    quat = np.asarray(raw["robot0_eef_quat"], dtype=np.float64)
+    joints = np.asarray(raw["robot0_joint_pos"], dtype=np.float64)
+    return {"gripper": gripper, "pos": pos, "quat": quat, "joints": joints}
+
+
+def _raw_from_proprio(proprio: np.ndarray) -> dict[str, np.ndarray]:
+    """Fallback: robot fields from the float32 ``proprio`` observation."""
+    from libero_gym.env import PROPRIO_SLICES
+
+    return {f"robot0_{key}": np.asarray(proprio[s], dtype=np.float64) for key, s in PROPRIO_SLICES.items()}
+
+
+class EpisodeWorker:
+    """State of one collection worker: its envs and policy, built lazily."""
+
+    def __init__(self, plan: CollectPlan) -> None:
+        self.plan = plan
+        self.policy: Any = None
+        self.env: Any = None
+
+    def _setup(self) -> None:
+        import libero_gym  # noqa: F401  (registers ids in a fresh process)
+
+        self.policy = make_policy(self.plan.policy)
+        obs_mode = policy_obs_mode(self.policy)
+        size = int(getattr(self.policy, "image_size", None) or self.plan.image_size)
+        self.images_in_loop = obs_mode != "state" and size == self.plan.image_size
+        kwargs: dict[str, Any] = {"obs_mode": obs_mode, "image_size": size}
+        if self.plan.images and not self.images_in_loop:
+            # An offscreen renderer without camera observations: stepping costs the
+            # same as in state mode, and kept episodes are rendered from their states.
+            kwargs["render_mode"] = "rgb_array"
+        if self.plan.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = self.plan.max_episode_steps
+        self.env = _make_env(self.plan, self.plan.task_ids, **kwargs)
+
+    def run(self, index: int) -> dict[str, Any]:
+        """Play episode ``index``, write it if kept, return its summary."""
+        if self.policy is None:
+            self._setup()
+        plan = self.plan
+        seed = plan.seed + index
+        task_id = plan.task_ids[index % len(plan.task_ids)]
+        if hasattr(self.policy, "seed"):
+            self.policy.seed(seed)
+        env, unwrapped = self.env, self.env.unwrapped
+        obs, info = env.reset(seed=seed, options={"task_id": task_id})
+        self.policy.reset(unwrapped)
+        task = unwrapped.task
+        # robosuite re-places fixtures at every reset (model body poses, not in the
+        # MuJoCo state): record the scene as it is for this episode.
+        model_file = unwrapped.sim.model.get_xml()
+        poses = body_poses(unwrapped.sim)
+        actions, states, robot, images, rewards = [], [], [], {k: [] for k in ds.IMAGE_KEYS}, []
+        success, done = False, False
+        clock = time.perf_counter()
+        while not done:
+            raw = getattr(unwrapped, "_last_raw_obs", None) or _raw_from_proprio(obs["proprio"])
+            states.append(unwrapped.get_sim_state())
+            robot.append(_robot_fields(raw))
+            if self.images_in_loop and plan.images:
+                for key, obs_key in zip(ds.IMAGE_KEYS, ("agentview_image", "eye_in_hand_image")):
+                    image = obs[obs_key]
+                    images[key].append(image[::-1, ::-1] if unwrapped.rotate_images else image)
+            # Clipped to the action space and rounded to its float32, so that the stored
+            # float64 actions replay exactly whichever dtype a replayer sends.
+            action = np.clip(np.asarray(self.policy.act(obs), dtype=np.float64).reshape(7), -1.0, 1.0)
+            action = action.astype(np.float32).astype(np.float64)
+            actions.append(action)
+            obs, reward, terminated, truncated, info = env.step(action.astype(np.float32))
+            rewards.append(reward)
+            success = success or bool(info.get("is_success", False))
+            done = terminated or truncated
+        steps = len(actions)
+        kept = plan.keep == "all" or success
+        step_seconds = time.perf_counter() - clock
+        summary = {
+            "index": index,
+            "seed": seed,
+            "task_id": task.index,
+            "suite": task.suite,
+            "init_state_id": unwrapped.init_state_id,
+            "success": success,
+            "length": steps,
+            "kept": kept,
+            "images": plan.images,
+            "step_seconds": step_seconds,
+        }
+        if kept:
+            if plan.images and not self.images_in_loop:
+                clock = time.perf_counter()
+                images = self._render(states)
+                summary["render_seconds"] = time.perf_counter() - clock
+            episode = _make_episode(actions, states, robot, images if plan.images else {}, rewards, success)
+            episode.model_file = model_file
+            episode.attrs.update(
+                success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index,
+                body_poses=json.dumps(poses),
+            )
+            clock = time.perf_counter()
+            ds.write_dataset(shard_path(plan.out_dir, index), [episode], task, provenance=plan.provenance)
+            summary["write_seconds"] = time.perf_counter() - clock
+        ds.write_json_atomic(summary_path(plan.out_dir, index), summary)
+        return summary
+
+    def _render(self, states: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Camera images of stored states, as LIBERO stores them (as rendered, unrotated).
+
+        Restores each state (``set_state`` + ``forward``, as LIBERO's
+        ``regenerate_obs_from_state``) and renders both cameras the way robosuite's
+        camera observables do (``sim.render``; ``opengl`` convention: no flip).
+        Runs after the episode, so it never disturbs the recorded rollout.
+        """
+        unwrapped = self.env.unwrapped
+        sim = unwrapped.sim
+        size = self.plan.image_size
+        images: dict[str, list[np.ndarray]] = {key: [] for key in ds.IMAGE_KEYS}
+        for state in states:
+            unwrapped.libero_env.set_state(state)
+            sim.forward()
+            for key, camera in zip(ds.IMAGE_KEYS, RENDER_CAMERAS):
+                images[key].append(np.asarray(sim.render(camera_name=camera, width=size, height=size)))
+        return images
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+
+
+def _make_env(plan: CollectPlan, task_ids: tuple[int, ...], **kwargs: Any) -> Any:
+    import gymnasium as gym
+
+    from libero_gym.registration import task_env_ids
+
+    if plan.env_id in task_env_ids():
+        return gym.make(plan.env_id, **kwargs)
+    return gym.make(plan.env_id, task_id=list(task_ids), **kwargs)
+
+
+def _make_episode(
+    actions: list[np.ndarray],
+    states: list[np.ndarray],
+    robot: list[dict[str, np.ndarray]],
+    images: dict[str, list[np.ndarray]],
+    rewards: list[float],
+    success: bool,
+) -> ds.Episode:
+    """Stack per-step records into a LIBERO-layout episode."""
+    steps = len(actions)
+    gripper = np.stack([r["gripper"] for r in robot])
+    pos = np.stack([r["pos"] for r in robot])
+    quat = np.stack([r["quat"] for r in robot])
+    ori = _quat2axisangle(quat)
+    dones = np.zeros(steps, dtype=np.uint8)
+    dones[-1] = 1
+    obs = {
+        "gripper_states": gripper,
+        "joint_states": np.stack([r["joints"] for r in robot]),
+        "ee_states": np.concatenate([pos, ori], axis=1),
+        "ee_pos": pos,
+        "ee_ori": ori,
+    }
+    for key, frames in images.items():
+        if frames:
+            obs[key] = np.stack(frames).astype(np.uint8)
+    states_array = np.stack(states)
+    return ds.Episode(
+        actions=np.stack(actions),
+        states=states_array,
+        robot_states=np.concatenate([gripper, pos, quat], axis=1),
+        rewards=np.asarray(rewards, dtype=np.float64).round().astype(np.uint8),
+        dones=dones,
+        obs=obs,
+        init_state=states_array[0].copy(),
+    )
