@@ -295,10 +295,11 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
     is_rim = any(k in name for k in RIM_OBJECTS)
     if not is_rim and widths[narrow] > FINGER_SPAN:
         # Too wide overall: try its body alone (a moka pot without handle and spout).
+        # Fingers still close along the overall narrower axis, so that they stay
+        # clear of the handle and spout, which stick out along the other one.
         base = scene.base_geoms(name)
         center, half = scene.local_extent(name, base)
         widths = {i: 2 * half[i] for i in horiz}
-        narrow = min(horiz, key=lambda i: widths[i])
         top = max(float(scene._geom_corners(g)[:, 2].max()) for g in base) if base else top
         is_rim = widths[narrow] > FINGER_SPAN
     current = scene.eef_mat
@@ -364,10 +365,19 @@ def place_target(scene: Scene, target: str, mode: str) -> np.ndarray:
     return p
 
 
-def place(ctl: Controller, name: str, target: str, mode: str) -> Primitive:
-    """Carry the held ``name`` over ``target``, lower it onto the support, release, retreat."""
+def place(
+    ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray | None = None
+) -> Primitive:
+    """Carry the held ``name`` over ``target``, lower it onto the support, release, retreat.
+
+    Args:
+        offset: (2,) world xy shift from the target's centre (several objects into
+            one region each get their own spot).
+    """
     s = ctl.scene
-    goal = place_target(s, target, mode)
+    goal = place_target(s, target, mode).copy()
+    if offset is not None:
+        goal[:2] += offset
     held_body = set(s.subtree(s.root_body(name)))
     obj_box = s.bbox(name)
     radius = float(min(obj_box.half[0], obj_box.half[1]))

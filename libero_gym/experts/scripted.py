@@ -40,6 +40,9 @@ class Subtask:
     """
 
     predicate: tuple[str, ...]
+    offset: tuple[float, float] | None = None
+    """World xy shift of the placement spot from the target's centre, when several
+    objects go to the same region."""
 
     @property
     def kind(self) -> str:
@@ -82,7 +85,35 @@ def plan_subtasks(scene: Scene, goal: list[list[str]]) -> list[Subtask]:
     ordered = sorted(placements, key=lambda p: 0 if any(q[2] == p[1] for q in placements) else 1)
     del moved
     plan = first + close_early + ordered + close_late
-    return [Subtask(p) for p in plan]
+    offsets = _region_offsets(scene, ordered)
+    return [Subtask(p, offsets.get(p)) for p in plan]
+
+
+SHARED_REGION_FILL = 0.55
+"""Fraction of a region's half size over which objects sharing it are spread
+(their origins must stay inside the region; their bodies need room)."""
+
+
+def _region_offsets(scene: Scene, placements: list[tuple[str, ...]]) -> dict[tuple[str, ...], tuple[float, float]]:
+    """Spread objects placed into the same region site along its longer axis."""
+    by_target: dict[str, list[tuple[str, ...]]] = {}
+    for p in placements:
+        if scene.is_site(p[2]):
+            by_target.setdefault(p[2], []).append(p)
+    out: dict[tuple[str, ...], tuple[float, float]] = {}
+    for target, preds in by_target.items():
+        if len(preds) < 2:
+            continue
+        size = np.asarray(scene.env.object_sites_dict[target].size, dtype=float)
+        mat = scene.site_mat(target)
+        world_half = np.abs(mat @ size)
+        axis = 0 if world_half[0] >= world_half[1] else 1
+        span = SHARED_REGION_FILL * world_half[axis]
+        for k, p in enumerate(preds):
+            shift = np.zeros(2)
+            shift[axis] = -span + 2 * span * k / (len(preds) - 1)
+            out[p] = (float(shift[0]), float(shift[1]))
+    return out
 
 
 class ScriptedExpert:
@@ -161,7 +192,8 @@ class ScriptedExpert:
                 if not ok:
                     self.log.append(f"grasp of {obj} failed")
                     return False
-            return (yield from P.place(ctl, obj, target, kind))
+            offset = None if sub.offset is None else np.asarray(sub.offset)
+            return (yield from P.place(ctl, obj, target, kind, offset))
         name = sub.predicate[1]
         joints = scene.joints_of(name)
         if not joints:
