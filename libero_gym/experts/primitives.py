@@ -66,13 +66,15 @@ def mat_to_axis_angle(mat: np.ndarray) -> np.ndarray:
     angle = float(np.arccos(cos))
     if angle < 1e-6:
         return np.zeros(3)
+    skew = np.array([mat[2, 1] - mat[1, 2], mat[0, 2] - mat[2, 0], mat[1, 0] - mat[0, 1]])
     if np.pi - angle < 1e-3:
-        # Near pi: the axis is the column of (R + I) with the largest norm.
+        # Near pi the skew part vanishes: the axis is the column of (R + I) with the
+        # largest norm, its sign taken from what is left of the skew part.
         m = mat + np.eye(3)
         col = m[:, int(np.argmax(np.linalg.norm(m, axis=0)))]
-        return angle * col / np.linalg.norm(col)
-    axis = np.array([mat[2, 1] - mat[1, 2], mat[0, 2] - mat[2, 0], mat[1, 0] - mat[0, 1]])
-    return angle * axis / (2.0 * np.sin(angle))
+        axis = col / np.linalg.norm(col)
+        return angle * (axis if axis @ skew >= 0 else -axis)
+    return angle * skew / (2.0 * np.sin(angle))
 
 
 def rot_z(angle: float) -> np.ndarray:

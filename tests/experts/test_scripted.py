@@ -1,0 +1,123 @@
+"""The scripted expert on the real LIBERO simulator, plus its pure helpers.
+
+Default tests: one task per goal-predicate type (in, on, open, close, turnon,
+turnoff), each from an init state where the expert was seen to succeed, within the
+suite's step limit; and the action contract (shape, dtype, [-1, 1], finite).
+``--runslow`` adds a sweep over every LIBERO-Goal task.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from libero_gym import suites
+from libero_gym.experts import primitives as P
+from libero_gym.experts.scripted import ScriptedExpert
+
+# predicate type -> (suite, task index, init state id); init states seen to succeed
+# (see docs/experts.md for rates over many init states).
+PREDICATE_TASKS = {
+    "in": ("libero_object", 0, 0),  # pick up the alphabet soup and place it in the basket
+    "on": ("libero_goal", 8, 0),  # put the bowl on the plate
+    "open": ("libero_goal", 0, 0),  # open the middle drawer of the cabinet
+    "close": ("libero_90", 33, 0),  # close the microwave
+    "turnon": ("libero_goal", 7, 0),  # turn on the stove
+    "turnoff": ("libero_90", 39, 0),  # turn off the stove
+}
+
+
+def run_episode(suite: str, task_id: int, init_state_id: int, max_steps: int | None = None) -> tuple[bool, int, list]:
+    """Run the expert for one episode; returns (success, steps, actions)."""
+    env_id = f"LIBERO-{suites.SUITE_ID_NAMES[suite]}-v0"
+    env = gym.make(env_id, task_id=task_id, obs_mode="state")
+    expert = ScriptedExpert()
+    actions = []
+    try:
+        obs, info = env.reset(seed=0, options={"init_state_id": init_state_id})
+        expert.reset(env.unwrapped)
+        limit = suites.MAX_EPISODE_STEPS[suite] if max_steps is None else max_steps
+        steps = 0
+        for steps in range(1, limit + 1):
+            action = expert.act(obs)
+            actions.append(action)
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        return bool(info["is_success"]), steps, actions
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("predicate", list(PREDICATE_TASKS))
+def test_expert_solves_one_task_per_predicate(predicate: str) -> None:
+    suite, task_id, init_id = PREDICATE_TASKS[predicate]
+    task = suites.get_task(suite, task_id)
+    assert predicate in task.goal_predicates, f"{suite} task {task_id} has no {predicate!r} goal"
+    success, steps, _ = run_episode(suite, task_id, init_id)
+    assert success, f"expert failed '{task.language}' ({suite} {task_id}, init {init_id}) in {steps} steps"
+    assert steps <= suites.MAX_EPISODE_STEPS[suite]
+
+
+def test_actions_are_bounded_and_finite() -> None:
+    # Two different tasks (articulation + placement), partial episodes: every
+    # action the expert emits must be a valid env action.
+    for suite, task_id, init_id in (("libero_goal", 3, 1), ("libero_spatial", 0, 2)):
+        _, _, actions = run_episode(suite, task_id, init_id, max_steps=120)
+        assert len(actions) > 0
+        for a in actions:
+            assert a.shape == (7,) and a.dtype == np.float32
+            assert np.all(np.isfinite(a))
+            assert np.all(np.abs(a) <= 1.0)
+
+
+def test_act_before_reset_raises() -> None:
+    with pytest.raises(RuntimeError):
+        ScriptedExpert().act(None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task_id", range(10))
+def test_expert_on_every_goal_task(task_id: int) -> None:
+    successes = [run_episode("libero_goal", task_id, k)[0] for k in range(3)]
+    assert any(successes), f"LIBERO-Goal task {task_id}: no success over init states 0-2"
+
+
+# ---------------------------------------------------------------------- pure helpers
+@pytest.mark.parametrize("angle", [0.0, 0.3, 1.5, 3.0, np.pi - 1e-4])
+def test_axis_angle_round_trip(angle: float) -> None:
+    axis = np.array([0.3, -0.5, 0.8])
+    axis /= np.linalg.norm(axis)
+    mat = P._axis_rotation(axis, angle)
+    np.testing.assert_allclose(mat @ mat.T, np.eye(3), atol=1e-9)
+    back = P.mat_to_axis_angle(mat)
+    assert np.linalg.norm(back) == pytest.approx(angle, abs=1e-6)
+    if angle > 0:
+        np.testing.assert_allclose(P._axis_rotation(back / np.linalg.norm(back), np.linalg.norm(back)), mat, atol=1e-4)
+
+
+@pytest.mark.parametrize("direction", [(1, 0), (0, 1), (1, 1), (-1, 2), (0.2, -1)])
+def test_top_down_yaw_closes_along_direction(direction: tuple[float, float]) -> None:
+    d = np.array([*direction, 0.0])
+    d /= np.linalg.norm(d)
+    yaw = P.yaw_for_closing_axis(d, P.TOP_DOWN)
+    rot = P.top_down(yaw)
+    assert abs(yaw) <= np.pi / 2 + 1e-6  # wrist stays near home
+    assert abs(abs(rot[:, 0] @ d) - 1.0) < 1e-9  # fingers close along d
+    np.testing.assert_allclose(rot[:, 2], [0, 0, -1], atol=1e-9)  # pointing down
+
+
+def test_controller_saturates_and_limits_jerk() -> None:
+    scene = SimpleNamespace(eef_pos=np.zeros(3), eef_mat=P.TOP_DOWN.copy())
+    ctl = P.Controller(scene)  # type: ignore[arg-type]
+    first = ctl.servo(np.array([1.0, 0.0, 0.0]), P.TOP_DOWN, P.CLOSE)
+    assert first[0] == pytest.approx(P.Gains().max_delta)  # jerk-limited start
+    for _ in range(10):
+        a = ctl.servo(np.array([1.0, -1.0, 0.5]), P.top_down(1.0), P.CLOSE)
+        assert np.all(np.abs(a) <= 1.0)
+    assert np.max(np.abs(a[:3])) == pytest.approx(1.0)  # saturated, direction kept
+    assert a[0] == pytest.approx(-a[1]) and a[2] == pytest.approx(0.5 * a[0])
+    assert a[6] == P.CLOSE
