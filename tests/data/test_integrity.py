@@ -171,3 +171,37 @@ def test_cli_reports_bad_dataset_in_one_line(tmp_path: Path, capsys: pytest.Capt
     assert cli.main(["stats", str(text), "--plots", ""]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not an HDF5 file" in err[0]
+
+
+def test_reads_a_file_written_like_libero_human_datasets(tmp_path: Path) -> None:
+    """LIBERO's released files: no bddl_file_content, no provenance, no success flag, robomimic env_args."""
+    rng = np.random.default_rng(2)
+    path = tmp_path / "open_the_middle_drawer_of_the_cabinet_demo.hdf5"
+    with h5py.File(path, "w") as file:
+        data = file.create_group("data")
+        data.attrs["env_name"] = "Libero_Tabletop_Manipulation"
+        data.attrs["env_args"] = '{"type": 1, "env_name": "Libero_Tabletop_Manipulation", "env_kwargs": {}}'
+        data.attrs["problem_info"] = (
+            '{"problem_name": "libero_tabletop_manipulation", "domain_name": "robosuite", '
+            '"language_instruction": "open the middle drawer of the cabinet"}'
+        )
+        data.attrs["bddl_file_name"] = "chiliocosm/bddl_files/libero_goal/open_the_middle_drawer_of_the_cabinet.bddl"
+        data.attrs["macros_image_convention"] = "opengl"
+        data.attrs["tag"] = "libero-v1"
+        data.attrs["num_demos"] = 1
+        data.attrs["total"] = 12
+        episode = _episode(rng, 12, 8)
+        demo = data.create_group("demo_0")
+        for key in ("actions", "states", "robot_states", "rewards", "dones"):
+            demo.create_dataset(key, data=getattr(episode, key))
+        demo["rewards"][-1] = 1
+        for key, value in episode.obs.items():
+            demo.create_dataset(f"obs/{key}", data=value)
+        demo.attrs["num_samples"] = 12
+        demo.attrs["init_state"] = episode.states[0]
+        demo.attrs["model_file"] = "<mujoco/>"
+    read = ds.read_dataset(path)
+    assert read.task == TASK  # resolved from the BDDL path
+    assert read.provenance == {}
+    assert read.episodes[0].success is None  # not recorded; stats falls back to rewards
+    assert read.language_instruction == "open the middle drawer of the cabinet"
