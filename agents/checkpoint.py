@@ -149,7 +149,11 @@ def get_rng_state() -> dict[str, Any]:
             "has_gauss": int(np_state[3]),
             "cached_gaussian": float(np_state[4]),
         },
-        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64), "gauss": py_gauss},
+        "python": {
+            "version": int(py_version),
+            "internal": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss": py_gauss,
+        },
     }
 
 
@@ -158,7 +162,13 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
     np.random.set_state(
-        ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"])
+        (
+            "MT19937",
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
     )
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
@@ -220,7 +230,10 @@ def save_checkpoint(
         "observation_space": describe_space(_env_observation_space(model)),
         "action_space": describe_space(model.action_space),
         "num_timesteps": int(model.num_timesteps),
-        "counters": {"n_updates": int(getattr(model, "_n_updates", 0)), "episode_num": int(getattr(model, "_episode_num", 0))},
+        "counters": {
+            "n_updates": int(getattr(model, "_n_updates", 0)),
+            "episode_num": int(getattr(model, "_episode_num", 0)),
+        },
         "includes_optimizer": include_optimizer,
         "versions": _versions(),
         "params_bytes": len(blob),
@@ -280,7 +293,9 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         for candidate in (path / "checkpoints", path):
             if candidate.is_dir() and any(p.name.startswith(STEP_PREFIX) for p in candidate.iterdir()):
                 return CheckpointManager(candidate).latest_valid()
-        raise CheckpointError(f"{str(path)!r} is neither a checkpoint (no {AGENT_FILE}) nor a run folder with checkpoints")
+        raise CheckpointError(
+            f"{str(path)!r} is neither a checkpoint (no {AGENT_FILE}) nor a run folder with checkpoints"
+        )
     return path
 
 
@@ -305,7 +320,8 @@ def _read_files(path: Path, *, params: bool) -> tuple[dict[str, Any], dict[str, 
         raise CheckpointError(f"{AGENT_FILE} of {str(path)!r} is not a libero-gym checkpoint")
     if meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has format version {meta['format_version']}; this code reads up to {FORMAT_VERSION}"
+            f"checkpoint {str(path)!r} has format version {meta['format_version']}; "
+            f"this code reads up to {FORMAT_VERSION}"
         )
     if blob is None:
         return meta, None
@@ -338,7 +354,8 @@ def check_compatible(
         wanted = resolve_agent(agent)
         if meta["agent"] != wanted.name and meta.get("class_path") != wanted.class_path:
             raise CheckpointError(
-                f"{where} is for agent {meta['agent']!r} ({meta.get('class_path')}), not {wanted.name!r} ({wanted.class_path})"
+                f"{where} is for agent {meta['agent']!r} ({meta.get('class_path')}), "
+                f"not {wanted.name!r} ({wanted.class_path})"
             )
     env = meta["env"]
     if env_id is not None and env["env_id"] != env_id:
@@ -391,7 +408,9 @@ def build_agent(
         return cls(env, config, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose)
     kwargs = dict(config)
     try:
-        model = cls(SB3_POLICY, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs)
+        model = cls(
+            SB3_POLICY, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+        )
     except TypeError as error:
         raise InvalidInputError(f"invalid agent config for {spec.name}: {error}") from error
     model._libero_gym_kwargs = kwargs  # what agent.json records as its config
@@ -452,7 +471,9 @@ def load_agent(
     return model, meta
 
 
-def load_params_into(model: Any, data: Mapping[str, Any], *, strict: bool = True, only: tuple[str, ...] | None = None) -> None:
+def load_params_into(
+    model: Any, data: Mapping[str, Any], *, strict: bool = True, only: tuple[str, ...] | None = None
+) -> None:
     """Load the state dicts and torch variables of ``params.pt`` into ``model``.
 
     Args:

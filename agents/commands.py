@@ -190,7 +190,9 @@ def list_agents(config: Agents) -> int:
     table.add_column("description")
     for spec in available_agents().values():
         table.add_row(spec.name, spec.class_path, spec.description)
-    table.add_row("module:Class", "any stable_baselines3 BaseAlgorithm", "e.g. stable_baselines3:SAC, stable_baselines3:TD3")
+    table.add_row(
+        "module:Class", "any stable_baselines3 BaseAlgorithm", "e.g. stable_baselines3:SAC, stable_baselines3:TD3"
+    )
     Console(width=160).print(table)
     return 0
 

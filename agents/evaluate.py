@@ -149,7 +149,8 @@ def _run_task(model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval) -> tup
                 terminal = infos[i].get("terminal_observation", {})
                 if "agentview_image" in terminal:
                     frames[i].append(np.asarray(terminal["agentview_image"]))
-                path = Path(config.video_dir) / f"task{task_id:02d}_ep{len(lengths) - 1:03d}_{'success' if success else 'fail'}.mp4"
+                name = f"task{task_id:02d}_ep{len(lengths) - 1:03d}_{'success' if success else 'fail'}.mp4"
+                path = Path(config.video_dir) / name
                 _write_video(path, frames[i])
                 videos.append(str(path))
             frames[i] = []
@@ -177,7 +178,13 @@ def print_results(result: EvalResult) -> None:
     table.add_column("mean length", justify="right")
     table.add_column("instruction")
     for task in result.tasks:
-        table.add_row(str(task.task_id), f"{100 * task.success_rate:.1f}%", str(task.episodes), f"{task.mean_length:.1f}", task.language)
+        table.add_row(
+            str(task.task_id),
+            f"{100 * task.success_rate:.1f}%",
+            str(task.episodes),
+            f"{task.mean_length:.1f}",
+            task.language,
+        )
     table.add_row("mean", f"{100 * result.success_rate:.1f}%", "", "", "")
     console = Console(width=160)
     console.print(table)

@@ -150,11 +150,15 @@ def pretrain(config: Pretrain) -> PretrainResult:
     config.validate()
     spec = resolve_agent(config.agent)
     if spec.protocol != PROTOCOL_CONFIG:
-        raise InvalidInputError(f"pretrain needs an agent with a diffusion policy (e.g. diffusion-ppo), got {spec.name}")
+        raise InvalidInputError(
+            f"pretrain needs an agent with a diffusion policy (e.g. diffusion-ppo), got {spec.name}"
+        )
     agent_config = spec.make_config(parse_agent_config(config.agent_config))
     horizon = getattr(getattr(agent_config, "policy", None), "horizon_steps", None)
     if horizon is None:
-        raise InvalidInputError(f"pretrain needs an agent with a diffusion policy (config.policy.horizon_steps), got {spec.name}")
+        raise InvalidInputError(
+            f"pretrain needs an agent with a diffusion policy (config.policy.horizon_steps), got {spec.name}"
+        )
     run_dir = Path(config.run_dir)
     if (run_dir / CHECKPOINT_DIR).exists():
         raise InvalidInputError(f"{str(run_dir)!r} already holds a pretrained checkpoint; choose another --run-dir")
@@ -176,7 +180,10 @@ def pretrain(config: Pretrain) -> PretrainResult:
         "samples": len(data.chunks),
     }
     (run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-    logger = Logger(str(run_dir / "logs"), [TensorBoardOutputFormat(str(run_dir / "logs")), CSVOutputFormat(str(run_dir / "logs" / "progress.csv"))])
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    formats = [TensorBoardOutputFormat(str(log_dir)), CSVOutputFormat(str(log_dir / "progress.csv"))]
+    logger = Logger(str(log_dir), formats)
 
     # -- the loop: AdamW on the pre-trained denoiser, minibatches of (obs, chunk)
     actor = policy.actor
@@ -253,7 +260,13 @@ def _progress(enabled: bool, epochs: int) -> Any:
         return None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    progress = Progress(TextColumn("pretrain"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn())
+    progress = Progress(
+        TextColumn("pretrain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+    )
     progress.add_task("pretrain", total=epochs, loss=float("nan"))
     progress.start()
     return progress

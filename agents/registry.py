@@ -114,7 +114,8 @@ def register_agent(
         raise InvalidInputError(f"agent name must be non-empty without ':', got {name!r}")
     if name in _REGISTRY and not overwrite:
         raise InvalidInputError(f"agent {name!r} is already registered (pass overwrite=True to replace it)")
-    spec = AgentSpec(name, _as_path(class_path), _as_path(config_path) if config_path is not None else None, description)
+    config = _as_path(config_path) if config_path is not None else None
+    spec = AgentSpec(name, _as_path(class_path), config, description)
     _REGISTRY[name] = spec
     return spec
 

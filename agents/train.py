@@ -16,15 +16,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat, HumanOutputFormat
+from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger, TensorBoardOutputFormat
 
-from agents.checkpoint import CheckpointManager, EnvInfo, build_agent, check_compatible, load_agent, load_params_into, read_checkpoint
+from agents.checkpoint import (
+    CheckpointManager,
+    EnvInfo,
+    build_agent,
+    check_compatible,
+    load_agent,
+    load_params_into,
+    read_checkpoint,
+)
 from agents.commands import Train, parse_agent_config
 from agents.registry import PROTOCOL_SB3, check_spaces, resolve_agent
 from agents.vec_env import SB3VecEnv
@@ -129,7 +138,14 @@ class RichProgressCallback(BaseCallback):
         self.task: Any = None
 
     def _on_training_start(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -141,7 +157,9 @@ class RichProgressCallback(BaseCallback):
             transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task(self.description, total=self.total, completed=self.model.num_timesteps, stats="")
+        self.task = self.progress.add_task(
+            self.description, total=self.total, completed=self.model.num_timesteps, stats=""
+        )
 
     def _on_step(self) -> bool:
         if self.n_calls % 16 == 0 or self.model.num_timesteps >= self.total:
@@ -178,7 +196,7 @@ def _make_logger(log_dir: Path, resumed_at: int | None, verbose: int) -> Logger:
     csv_name = "progress.csv" if resumed_at is None else f"progress-resumed-{resumed_at:012d}.csv"
     formats: list[Any] = [TensorBoardOutputFormat(str(log_dir)), CSVOutputFormat(str(log_dir / csv_name))]
     if verbose:
-        formats.append(HumanOutputFormat(__import__("sys").stdout))
+        formats.append(HumanOutputFormat(sys.stdout))
     return Logger(str(log_dir), formats)
 
 
@@ -214,7 +232,9 @@ def train(config: Train) -> TrainResult:
             if old != new:
                 raise InvalidInputError(f"--resume: the run in {str(run_dir)!r} has {key}={old!r}, not {new!r}")
     elif checkpoints.paths():
-        raise InvalidInputError(f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --run-dir")
+        raise InvalidInputError(
+            f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --run-dir"
+        )
 
     env_info = env_info_for(config)
     overrides = parse_agent_config(config.agent_config)
@@ -245,7 +265,10 @@ def train(config: Train) -> TrainResult:
                 base = dict(meta["config"])
                 base.update(overrides)
                 overrides = base
-            agent_config = spec.make_config(overrides) if spec.protocol != PROTOCOL_SB3 else _sb3_kwargs(spec, overrides, config)
+            if spec.protocol == PROTOCOL_SB3:
+                agent_config = _sb3_kwargs(spec, overrides, config)
+            else:
+                agent_config = spec.make_config(overrides)
             model = build_agent(
                 spec, vec_env, agent_config, seed=config.seed, device=config.device,
                 tensorboard_log=str(log_dir), verbose=config.verbose,
@@ -269,7 +292,9 @@ def train(config: Train) -> TrainResult:
 
         # -- learn
         extra = {"run": {"run_dir": str(run_dir), "seed": config.seed}}
-        callbacks: list[BaseCallback] = [CheckpointCallback(checkpoints, config.checkpoint_every, spec.name, env_info, extra)]
+        callbacks: list[BaseCallback] = [
+            CheckpointCallback(checkpoints, config.checkpoint_every, spec.name, env_info, extra)
+        ]
         if config.progress:
             callbacks.append(RichProgressCallback(config.total_timesteps, f"{spec.name} {config.env}"))
         start_steps = int(model.num_timesteps)
@@ -308,7 +333,8 @@ def print_summary(result: TrainResult) -> None:
         f"trained {result.agent} on {result.env_id} ({result.obs_mode}): {result.num_timesteps} env steps "
         f"({result.steps_this_run} this run) in {result.wall_time_s:.1f}s, {result.steps_per_s:.1f} steps/s\n"
         f"recent episodes: {result.episodes}, success rate {success}, mean length {ep_len}\n"
-        f"checkpoint: {result.checkpoint}\nrun folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'logs'})"
+        f"checkpoint: {result.checkpoint}\n"
+        f"run folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'logs'})"
     )
 
 

@@ -145,7 +145,9 @@ class SB3VecEnv(VecEnv):
             raise NotImplementedError("set_attr on a subset of an async vector env")
         self.vec_env.set_attr(attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+    ) -> list[Any]:
         wanted = list(self._get_indices(indices))
         if isinstance(self.vec_env, SyncVectorEnv):
             return [getattr(self.vec_env.envs[i], method_name)(*method_args, **method_kwargs) for i in wanted]
