@@ -227,9 +227,6 @@ class DiffusionPPO(BaseAlgorithm):
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "critic", "actor_optimizer", "critic_optimizer"], []
 
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "critic", "actor_optimizer", "critic_optimizer", "_action_queue", "_queue_pos"]
-
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-able dict (for ``agent.json``); :meth:`from_config_dict` inverts it."""
         return dataclasses.asdict(self.config)
@@ -308,8 +305,8 @@ class DiffusionPPO(BaseAlgorithm):
                 callback.update_locals(locals())
                 if not callback.on_step():
                     return False
-                self._update_info_buffer(infos, dones & ~chunk_dones)
-                ended = dones & ~chunk_dones
+                ended = dones & ~chunk_dones  # episodes that end in this step of their own chunk
+                self._update_info_buffer(infos, ended)
                 chunk_rewards += np.where(chunk_dones, 0.0, rewards).astype(np.float32)
                 # Truncated: bootstrap V(final obs), discounted from the chunk's start (SB3's PPO does this per step).
                 truncated = [i for i in np.flatnonzero(ended) if infos[i].get("TimeLimit.truncated", False)]
@@ -490,7 +487,8 @@ class DiffusionPPO(BaseAlgorithm):
         Returns:
             (actions [E, Da] or [Da] for a single observation, None).
         """
-        assert isinstance(observation, dict), "libero-gym observations are dicts"
+        if not isinstance(observation, dict):
+            raise InvalidInputError(f"DiffusionPPO.predict needs a libero-gym Dict observation, got {type(observation).__name__}")
         single = np.asarray(observation["proprio"]).ndim == 1
         batch_obs = {key: np.asarray(value)[None] if single else np.asarray(value) for key, value in observation.items()}
         n_envs = len(batch_obs["proprio"])

@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.diffusion_policy import DiffusionPolicyConfig
 from agents.diffusion_ppo import HOLD_ACTION, DiffusionPPO, DiffusionPPOConfig, clip_range_schedule
-from agents.encoders import EncoderConfig, obs_as_tensor
+from agents.encoders import EncoderConfig
 from libero_gym.errors import InvalidInputError
 from libero_gym.testing import FakeLiberoEnv
 
