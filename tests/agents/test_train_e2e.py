@@ -139,3 +139,13 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "stable_baselines3:SAC" in err and "gaussian-ppo" in err
     assert np.isfinite(meta["num_timesteps"])
+
+
+@pytest.mark.slow
+def test_makefile_main_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], diffusion_available: bool) -> None:
+    """The Makefile's `make train` command line, as is (defaults: 2 async workers, DiffusionPPO defaults)."""
+    argv = ["train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0", "--total-timesteps", "2000"]
+    assert cli.main([*argv, "--run-dir", str(tmp_path / "main")]) == 0
+    out = capsys.readouterr().out
+    assert "trained diffusion-ppo on LIBERO-Goal-v0 (state)" in out and "checkpoint:" in out
+    assert read_meta(tmp_path / "main")["num_timesteps"] >= 2000
