@@ -144,3 +144,19 @@ def test_corrupt_checkpoints(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="not valid JSON"):
         read_checkpoint(second)
     env.close()
+
+
+def test_data_package_loads_our_checkpoints(tmp_path) -> None:
+    """libero_gym.data's CheckpointPolicy (collect --policy checkpoint) acts from our format."""
+    from libero_gym.data.policies import CheckpointPolicy
+    from libero_gym.testing import FakeLiberoEnv
+
+    model, env = _trained("gaussian-ppo", SMALL_GAUSSIAN, 32)
+    path = save_checkpoint(model, tmp_path / "ck", agent="gaussian-ppo", env=ENV)
+    policy = CheckpointPolicy(str(path))
+    assert policy.obs_mode == "state"
+    obs, _ = FakeLiberoEnv().reset(seed=0)
+    action = policy.act(obs)
+    assert action.shape == (7,)
+    np.testing.assert_allclose(action, model.predict(obs, deterministic=True)[0], rtol=1e-6)
+    env.close()
