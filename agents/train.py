@@ -301,7 +301,11 @@ def train(config: Train) -> TrainResult:
         remaining = config.total_timesteps - start_steps
         start = time.perf_counter()
         if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+            try:
+                model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), reset_num_timesteps=False)
+            except KeyboardInterrupt:  # Ctrl-C: keep what was learned, then stop (resume with --resume)
+                checkpoints.save(model, agent=spec.name, env=env_info, extra=extra)
+                raise
         wall = time.perf_counter() - start
         final = checkpoints.save(model, agent=spec.name, env=env_info, extra=extra)
     finally:
