@@ -228,8 +228,9 @@ def main(cfg: TableConfig) -> int:
             todo = [k for k in range(cfg.episodes_per_task) if (suite, task.index, k) not in records]
             if todo:
                 jobs.append(Job(suite, task.index, todo))
-    # Long tasks first so that the pool does not end on one straggler.
-    jobs.sort(key=lambda j: suites.MAX_EPISODE_STEPS[j.suite] * len(j.init_ids), reverse=True)
+    # Interleave the suites (by position within the suite), so that a run stopped
+    # early still covers every suite about equally.
+    jobs.sort(key=lambda j: (j.task_id / len(suites.get_suite(j.suite)), ALL_SUITES.index(j.suite)))
     print(f"{len(jobs)} tasks to run, {sum(len(j.init_ids) for j in jobs)} episodes, {cfg.workers} workers", flush=True)
     t0 = time.time()
 

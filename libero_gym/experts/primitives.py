@@ -28,8 +28,12 @@ POS_SCALE = 0.05
 """Metres of commanded translation per unit action (robosuite OSC_POSE output_max)."""
 ROT_SCALE = 0.5
 """Radians of commanded rotation per unit action (robosuite OSC_POSE output_max)."""
-OPEN, CLOSE = -1.0, 1.0
-"""Gripper commands (libero_gym action convention)."""
+OPEN, CLOSE, HOLD = -1.0, 1.0, 0.0
+"""Gripper commands (libero_gym action convention). robosuite's Panda gripper
+integrates the sign of the command, so 0 holds the fingers where they are."""
+HALF_CLOSE_STEPS = 4
+"""Steps of CLOSE that take fully open fingers to about half width (robosuite moves
+the finger target by 0.25 of its range per step: 4 steps from -1 reach 0)."""
 
 GRIPPER_STEPS = 10
 """Steps to let the Panda fingers travel fully: robosuite moves the finger target
@@ -504,18 +508,37 @@ def _reached(s: Scene, joint: JointInfo, q_goal: float, q_start: float) -> bool:
     return (q - q_goal) * np.sign(q_goal - q_start) >= 0
 
 
+LOW_HANDLE = 0.09
+"""Handles lower than this above the floor under the gripper (m) are approached pitched."""
+HANDLE_PITCH = 0.7
+"""Downward pitch (rad) of the approach to a low drawer handle."""
+
+
 def _pull_handle(
     ctl: Controller, joint: JointInfo, handle: np.ndarray, outward: np.ndarray, travel: float, q_goal: float
 ) -> Primitive:
     """Grasp a drawer handle from the front (fingers vertical) and pull it out."""
     s = ctl.scene
     q_start = s.qpos(joint)
-    rot = nearest(s.eef_mat, [pointing(-outward, np.array([0.0, 0.0, z])) for z in (1.0, -1.0)])
-    pre = handle + outward * 0.10
+    # Fingers close vertically around the horizontal bar. The Panda hand is ~0.2 m
+    # long along the closing axis, so for handles near the table the approach is
+    # pitched down, which lifts the lower half of the hand off the table.
+    height = handle[2] - s.support_height(handle[:2] + outward[:2] * 0.12, 0.02, set(s.subtree(joint.body)))
+    pitch = HANDLE_PITCH if height < LOW_HANDLE else 0.0
+    approach = -outward * np.cos(pitch) + np.array([0.0, 0.0, -np.sin(pitch)])
+    up = np.array([0.0, 0.0, 1.0])
+    rot = nearest(s.eef_mat, [pointing(approach, up * z) for z in (1.0, -1.0)])
+    pre = handle - approach * 0.10
     yield from actuate_gripper(ctl, OPEN, steps=GRIPPER_STEPS if s.finger_opening < 0.06 else 0)
-    yield from move_to(ctl, pre + np.array([0, 0, 0.05]), rot, OPEN, tol=0.02, max_steps=70)
-    yield from move_to(ctl, pre, rot, OPEN, tol=0.008, max_steps=40)
-    yield from move_to(ctl, handle + outward * 0.005, rot, OPEN, tol=0.006, max_steps=40, speed=0.4)
+    grip = OPEN
+    if pitch > 0:
+        # Half-open fingers: pitched, the lower finger swings towards the drawer
+        # front; at half width it stays in the gap between the bar and the front.
+        yield from actuate_gripper(ctl, CLOSE, steps=HALF_CLOSE_STEPS)
+        grip = HOLD
+    yield from move_to(ctl, pre + np.array([0, 0, 0.05]), rot, grip, tol=0.02, max_steps=70)
+    yield from move_to(ctl, pre, rot, grip, tol=0.008, max_steps=40)
+    yield from move_to(ctl, handle - approach * 0.005, rot, grip, tol=0.006, max_steps=40, speed=0.4)
     yield from actuate_gripper(ctl, CLOSE)
     start = s.eef_pos
     end = start + outward * travel
