@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from gymnasium import spaces
@@ -242,15 +241,16 @@ class DiffusionPolicy(nn.Module):
         x = torch.zeros if deterministic else torch.randn
         x = x((batch, *self.chunk_shape), device=device)
         eta = 0.0 if deterministic else 1.0
-        features = {"base": self.actor.encode(observation) if self.first_ft_step > 0 else None, "ft": self.actor_ft.encode(observation)}
+        base_features = self.actor.encode(observation) if self.first_ft_step > 0 else None
+        ft_features = self.actor_ft.encode(observation)
         chain = []
         for i in range(self.config.ddim_steps):
             finetuned = i >= self.first_ft_step
             if i == self.first_ft_step:
                 chain.append(x)
-            net = self.actor_ft if finetuned else self.actor
+            net, features = (self.actor_ft, ft_features) if finetuned else (self.actor, base_features)
             index = torch.full((batch,), i, device=device, dtype=torch.long)
-            mean, std = self._step_mean_std(net, x, index, features["ft" if finetuned else "base"], eta)
+            mean, std = self._step_mean_std(net, x, index, features, eta)  # type: ignore[arg-type]
             if deterministic:
                 x = mean
             else:
@@ -301,5 +301,5 @@ class DiffusionPolicy(nn.Module):
         return log_prob.clamp(self.config.logprob_min, self.config.logprob_max).mean(dim=(-2, -1))
 
     def extra_repr(self) -> str:
-        c: Any = self.config
+        c = self.config
         return f"Ta={c.horizon_steps}, K={c.denoising_steps}, S={c.ddim_steps}, K'={c.ft_denoising_steps}"
