@@ -48,7 +48,7 @@ class EncoderConfig:
     state_dims: tuple[int, ...] = (256, 256)
     """Hidden sizes of the state MLP; its last entry is the feature size F in state mode."""
     image_channels: tuple[int, ...] = (16, 32, 64)
-    """Channels of the ResNet stages (each halves H and W); small enough for CPU at 128x128."""
+    """Channels of the stem and the residual stages (each halves H and W); small enough for CPU at 128x128."""
     image_feature_dim: int = 64
     """Features per camera after the spatial softmax and a linear layer."""
     groups: int = 8
@@ -146,12 +146,18 @@ class SpatialSoftmax(nn.Module):
 
 
 class FiLMResNet(nn.Module):
-    """One camera: conv stem, FiLM residual stages, spatial softmax, linear to ``image_feature_dim``."""
+    """One camera: conv stem, FiLM residual stages, spatial softmax, linear to ``image_feature_dim``.
+
+    Every layer halves the resolution: 128x128 images reach the spatial softmax at 8x8.
+    """
 
     def __init__(self, cond_dim: int, config: EncoderConfig) -> None:
         super().__init__()
         channels = config.image_channels
-        self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 3, padding=1, bias=False), nn.GroupNorm(config.groups, channels[0]), nn.ReLU())
+        # Stride-2 stem, as ResNet's (which also max-pools): most of the cost is at full resolution.
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, channels[0], 3, stride=2, padding=1, bias=False), nn.GroupNorm(config.groups, channels[0]), nn.ReLU()
+        )
         self.blocks = nn.ModuleList(
             FiLMBlock(c_in, c_out, cond_dim, config.groups) for c_in, c_out in zip(channels, channels[1:] + channels[-1:])
         )
