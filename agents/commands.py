@@ -77,6 +77,9 @@ class Train:
     """JSON object of agent config overrides, e.g. '{"n_steps": 64}' (SB3 kwargs for module:Class agents)."""
     device: str = "auto"
     """torch device: auto, cpu, cuda."""
+    torch_threads: int = 1
+    """CPU threads of torch in this process. 1: the env workers get the other cores; more threads
+    oversubscribe them (a 50x256 matmul ran 40x slower with 2 threads than 1 on a busy 2-core machine)."""
     progress: bool = True
     """Show a progress bar."""
     verbose: int = 0
@@ -85,7 +88,8 @@ class Train:
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use (called by the command, so the
         CLI prints one line instead of a parse-time traceback)."""
-        for name in ("num_envs", "total_timesteps", "checkpoint_every", "keep_checkpoints", "image_size"):
+        positive = ("num_envs", "total_timesteps", "checkpoint_every", "keep_checkpoints", "image_size", "torch_threads")
+        for name in positive:
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
@@ -129,6 +133,8 @@ class Pretrain:
     """Seed for shuffling and the denoising noise."""
     device: str = "auto"
     """torch device."""
+    torch_threads: int = 1
+    """CPU threads of torch (see train --torch-threads)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -137,7 +143,7 @@ class Pretrain:
         CLI prints one line instead of a parse-time traceback)."""
         if not self.dataset:
             raise InvalidInputError("--dataset needs at least one file")
-        for name in ("epochs", "batch_size", "image_size"):
+        for name in ("epochs", "batch_size", "image_size", "torch_threads"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:

@@ -148,6 +148,7 @@ def pretrain(config: Pretrain) -> PretrainResult:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     config.validate()
+    torch.set_num_threads(config.torch_threads)
     spec = resolve_agent(config.agent)
     if spec.protocol != PROTOCOL_CONFIG:
         raise InvalidInputError(

@@ -217,7 +217,10 @@ def train(config: Train) -> TrainResult:
             holds a run (without ``--resume``) or none (with it).
         CheckpointError: ``--init-from``/``--resume`` checkpoint of another agent or env.
     """
+    import torch
+
     config.validate()
+    torch.set_num_threads(config.torch_threads)
     spec = resolve_agent(config.agent)
     run_dir = resolve_run_dir(config)
     checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)

@@ -60,6 +60,8 @@ class Args:
     """Write the results to docs/benchmarks.md (section "Agents")."""
     device: str = "cpu"
     """torch device."""
+    torch_threads: int = 1
+    """torch CPU threads (train's default; the env workers use the other cores)."""
 
 
 def _median_time(fn: Any, repeats: int) -> float:
@@ -200,7 +202,10 @@ def write_section(text: str, path: Path = DOC) -> None:
 def main() -> None:
     import tyro
 
+    import torch
+
     args = tyro.cli(Args)
+    torch.set_num_threads(args.torch_threads)
     inf = inference(args)
     thr = throughput(args)
     text = render(args, inf, thr)
