@@ -191,7 +191,7 @@ def write_section(text: str, path: Path = DOC) -> None:
     """Replace (or append) the "Agents" section of docs/benchmarks.md, leaving the rest alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
     current = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |^<!-- |\Z)", re.S | re.M)
     if pattern.search(current):
         updated = pattern.sub(lambda _: text + "\n", current, count=1)
     else:

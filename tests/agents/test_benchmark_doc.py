@@ -28,3 +28,12 @@ def test_write_section_replaces_only_agents(tmp_path: Path) -> None:
     assert "old" not in text and "new" in text
     assert text.index("## Envs") < text.index("## Agents") < text.index("## Data")
     assert "env table" in text and "data table" in text
+
+
+def test_write_section_keeps_marked_blocks(tmp_path: Path) -> None:
+    bench = _module()
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Agents\n\nold\n\n<!-- data:start -->\n## Data\n\nrows\n<!-- data:end -->\n")
+    bench.write_section("## Agents\n\nnew\n", doc)
+    text = doc.read_text()
+    assert "<!-- data:start -->\n## Data\n\nrows\n<!-- data:end -->" in text and "old" not in text
