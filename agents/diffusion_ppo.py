@@ -397,15 +397,15 @@ class DiffusionPPO(BaseAlgorithm):
             if not continue_training:
                 break
 
-        # Logs (SB3's names; train/ratio_mean is exactly 1 on the first actor minibatch).
+        # Logs: SB3 PPO's names where the metric is the same (so gaussian-ppo and diffusion-ppo plot together).
         self._n_updates += 1
         self.logger.record("train/value_loss", float(np.mean(value_losses)))
         self.logger.record("train/explained_variance", float(explained_variance(buffer.values.flatten(), buffer.returns.flatten())))
         self.logger.record("train/actor_updated", float(update_actor))
         if ratios:
-            self.logger.record("train/policy_loss", float(np.mean(policy_losses)) if policy_losses else float("nan"))
+            self.logger.record("train/policy_gradient_loss", float(np.mean(policy_losses)) if policy_losses else float("nan"))
             self.logger.record("train/approx_kl", float(np.mean(approx_kls)))
-            self.logger.record("train/clipfrac", float(np.mean(clip_fractions)))
+            self.logger.record("train/clip_fraction", float(np.mean(clip_fractions)))
             self.logger.record("train/ratio_mean", float(np.mean(ratios)))
         self.logger.record("train/actor_lr", self.config.actor_lr)
         self.logger.record("train/critic_lr", self.config.critic_lr)

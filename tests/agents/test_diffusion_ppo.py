@@ -150,8 +150,8 @@ def test_learn_logs_sb3_metrics_and_calls_callbacks() -> None:
     model.learn(total_timesteps=2 * 5 * 4 * 2, callback=callback)
     assert model.num_timesteps == 80 and callback.steps == 40 and callback.rollouts == 2
     last = writer.records[-1]
-    for key in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "rollout/success_rate", "train/policy_loss",
-                "train/value_loss", "train/approx_kl", "train/clipfrac", "train/explained_variance", "train/ratio_mean"):  # fmt: skip
+    for key in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "rollout/success_rate", "train/policy_gradient_loss",
+                "train/value_loss", "train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/ratio_mean"):  # fmt: skip
         assert key in last, key
     assert last["time/total_timesteps"] == 80
 
