@@ -165,6 +165,8 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
     summaries = finished_summaries(out)
     if summaries and not resume:
         raise InvalidInputError(f"{out} already holds {len(summaries)} episodes; pass --resume to continue it")
+    if resume:
+        _check_same_plan(plan, out / MANIFEST_NAME)
     skipped: set[int] = set()
     attempts: dict[int, int] = {}
     dropped = 0
@@ -285,6 +287,26 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
     return CollectResult(
         out, kept, successes, finished, dropped, sorted(skipped), time.monotonic() - start, steps, dict(summaries)
     )
+
+
+RESUME_MUST_MATCH = ("env_id", "task_ids", "policy", "keep", "image_size", "images", "max_episode_steps", "seed")
+"""Plan fields a resumed collection must share with the interrupted one (``episodes``
+may grow: extending a collection is a resume too)."""
+
+
+def _check_same_plan(plan: CollectPlan, manifest: Path) -> None:
+    """Raise InvalidInputError if ``manifest`` records a different plan."""
+    if not manifest.exists():
+        return
+    try:
+        previous = json.loads(manifest.read_text())["plan"]
+    except (ValueError, KeyError, OSError):
+        return
+    current = json.loads(json.dumps(dataclasses.asdict(plan), default=str))
+    differ = [key for key in RESUME_MUST_MATCH if previous.get(key) != current.get(key)]
+    if differ:
+        details = ", ".join(f"{key}: {previous.get(key)!r} -> {current.get(key)!r}" for key in differ)
+        raise InvalidInputError(f"cannot resume {manifest.parent}: it was collected with other settings ({details})")
 
 
 def _write_manifest(plan: CollectPlan, summaries: dict[int, dict[str, Any]], dropped: int, skipped: set[int],

@@ -5,8 +5,9 @@ the fixtures (cabinets, stoves, racks) at every reset by moving their bodies in
 the *model*, which ``states`` does not hold (LIBERO keeps the whole model XML per
 demo for this reason; the XML rounds positions). So each of our demos also
 records the exact poses of the bodies attached to the world (``body_poses``
-attribute, JSON ``{name: [x, y, z, qw, qx, qy, qz]}``), and :func:`replay_episode`
-puts them back before the settle steps, then plays the actions.
+attribute, JSON ``{name: [x, y, z, qw, qx, qy, qz]}``) and the env's
+``layout_seed`` (which re-creates the placement through ``reset``);
+:func:`replay_episode` restores the scene, then plays the actions.
 """
 
 from __future__ import annotations
@@ -65,22 +66,44 @@ class ReplayResult:
 def restore_scene(env: Any, episode: Episode) -> None:
     """Reset ``env`` (a libero-gym env) to the episode's start: init state, fixtures, settle.
 
-    Resets with the recorded ``init_state_id`` and no settle steps, puts the
-    recorded body poses back, restores the init state, then runs the env's
-    settle steps (as its ``reset`` does).
+    With a recorded ``layout_seed`` (libero-gym >= the seeded-layout env), the env's
+    own reset re-creates the scene: ``reset(options={"init_state_id", "layout_seed"})``.
+    If the fixture poses it gives differ from the recorded ``body_poses`` (or no
+    layout seed was recorded), the scene is rebuilt by hand: reset without settle
+    steps, put the recorded poses back, restore the init state, settle with LIBERO's
+    own ``step``. That fallback is best effort (bit-exact only when the env settles
+    with LIBERO's ``step`` too, i.e. ``physics="upstream"``).
     """
+    unwrapped = env.unwrapped
+    options: dict[str, Any] = {"init_state_id": int(episode.attrs["init_state_id"])}
+    recorded = json.loads(episode.attrs["body_poses"]) if "body_poses" in episode.attrs else None
+    if "layout_seed" in episode.attrs:
+        options["layout_seed"] = int(episode.attrs["layout_seed"])
+        env.reset(options=options)
+        if recorded is None or _same_poses(body_poses(unwrapped.sim), recorded):
+            return
+    elif recorded is None:
+        env.reset(options=options)
+        return
+    _restore_by_hand(env, options, recorded)
+
+
+def _same_poses(current: dict[str, list[float]], recorded: dict[str, list[float]]) -> bool:
+    return all(name in current and np.array_equal(current[name], pose) for name, pose in recorded.items())
+
+
+def _restore_by_hand(env: Any, options: dict[str, Any], recorded: dict[str, list[float]]) -> None:
     from libero_gym.env import SETTLE_ACTION
 
     unwrapped = env.unwrapped
     settle = unwrapped.settle_steps
     unwrapped.settle_steps = 0
     try:
-        env.reset(options={"init_state_id": int(episode.attrs["init_state_id"])})
+        env.reset(options=options)
     finally:
         unwrapped.settle_steps = settle
-    if "body_poses" in episode.attrs:
-        set_body_poses(unwrapped.sim, json.loads(episode.attrs["body_poses"]))
-        unwrapped.set_sim_state(unwrapped.init_states()[unwrapped.init_state_id])
+    set_body_poses(unwrapped.sim, recorded)
+    unwrapped.set_sim_state(unwrapped.init_states()[unwrapped.init_state_id])
     for _ in range(settle):
         unwrapped.libero_env.step(SETTLE_ACTION)
 

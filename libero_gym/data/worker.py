@@ -124,6 +124,7 @@ class EpisodeWorker:
             self.policy.seed(seed)
         env, unwrapped = self.env, self.env.unwrapped
         obs, info = env.reset(seed=seed, options={"task_id": task_id})
+        layout_seed = info.get("layout_seed")  # the env's seed of LIBERO's fixture placement
         self.policy.reset(unwrapped)
         task = unwrapped.task
         # robosuite re-places fixtures at every reset (model body poses, not in the
@@ -159,6 +160,7 @@ class EpisodeWorker:
             "task_id": task.index,
             "suite": task.suite,
             "init_state_id": unwrapped.init_state_id,
+            "layout_seed": layout_seed,
             "success": success,
             "length": steps,
             "kept": kept,
@@ -176,6 +178,8 @@ class EpisodeWorker:
                 success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index,
                 body_poses=json.dumps(poses),
             )
+            if layout_seed is not None:
+                episode.attrs["layout_seed"] = int(layout_seed)
             clock = time.perf_counter()
             ds.write_dataset(shard_path(plan.out_dir, index), [episode], task, provenance=plan.provenance)
             summary["write_seconds"] = time.perf_counter() - clock

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -39,7 +40,9 @@ def collected(tmp_path_factory: pytest.TempPathFactory) -> Collected:
     """Collected once per test run, shared by pytest-xdist workers through a file lock."""
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp().parent  # shared by all xdist workers of a run
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this run's folder, shared by its xdist workers
     out = root / "libero_gym_data_collection"
     record = root / "libero_gym_data_collection.json"
     with FileLock(str(record) + ".lock"):

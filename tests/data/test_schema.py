@@ -36,7 +36,7 @@ EXPECTED_DATA_ATTRS = {
 }
 OUR_EXTRA_DATA_ATTRS = {"libero_gym"}
 EXPECTED_DEMO_ATTRS = {"num_samples", "init_state", "model_file"}
-OUR_EXTRA_DEMO_ATTRS = {"success", "init_state_id", "seed", "episode_index", "body_poses"}
+OUR_EXTRA_DEMO_ATTRS = {"success", "init_state_id", "layout_seed", "seed", "episode_index", "body_poses"}
 GOAL_STATE_DIM = 79  # flattened MuJoCo state of the libero_goal scenes (time + qpos + qvel)
 
 

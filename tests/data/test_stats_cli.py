@@ -65,3 +65,13 @@ def test_bad_input_is_one_line_exit_2(argv: list[str], message: str, tmp_path: P
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "c").exists(), "nothing written"
+
+
+def test_resume_with_other_settings_is_refused(collected, capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(p.name for p in (collected.out / "episodes").iterdir())
+    argv = ["collect", "--out", str(collected.out), "--policy", "random", "--task-id", "0", "--episodes", "3",
+            "--keep", "all", "--image-size", "64", "--max-episode-steps", "30", "--seed", "8", "--resume"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0] and "seed: 7 -> 8" in err[0]
+    assert sorted(p.name for p in (collected.out / "episodes").iterdir()) == before
