@@ -82,6 +82,22 @@ def _robot_fields(raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {"gripper": gripper, "pos": pos, "quat": quat, "joints": joints}
 
 
+ROBOT_KEYS = ("robot0_gripper_qpos", "robot0_eef_pos", "robot0_eef_quat", "robot0_joint_pos")
+"""robosuite observables LIBERO's robot fields come from."""
+
+
+def _raw_robot_obs(unwrapped: Any, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """robosuite's raw (float64) robot observation of the current step, else the float32 proprio.
+
+    Reads ``LiberoEnv._last_raw_obs`` (float64, what LIBERO's datasets store); the
+    ``proprio`` observation is float32 and only the fallback.
+    """
+    raw = getattr(unwrapped, "_last_raw_obs", None)
+    if isinstance(raw, dict) and all(key in raw for key in ROBOT_KEYS):
+        return raw
+    return _raw_from_proprio(obs["proprio"])
+
+
 def _raw_from_proprio(proprio: np.ndarray) -> dict[str, np.ndarray]:
     """Fallback: robot fields from the float32 ``proprio`` observation."""
     from libero_gym.env import PROPRIO_SLICES
@@ -135,7 +151,7 @@ class EpisodeWorker:
         success, done = False, False
         clock = time.perf_counter()
         while not done:
-            raw = getattr(unwrapped, "_last_raw_obs", None) or _raw_from_proprio(obs["proprio"])
+            raw = _raw_robot_obs(unwrapped, obs)
             states.append(unwrapped.get_sim_state())
             robot.append(_robot_fields(raw))
             if self.images_in_loop and plan.images:
