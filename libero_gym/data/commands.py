@@ -174,7 +174,7 @@ class StatsConfig:
     """Compare LIBERO-layout datasets: episodes, success, length, smoothness, consistency, path length."""
 
     paths: Positional[tuple[str, ...]]
-    """LIBERO HDF5 files (ours or LIBERO's own), compared side by side."""
+    """LIBERO HDF5 files (ours or LIBERO's own) or folders of them, compared side by side."""
     plots: str | None = "stats_plots"
     """Folder for PNG plots (action traces, per-metric bars); empty string for none."""
     json_out: str | None = None

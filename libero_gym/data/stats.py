@@ -188,13 +188,29 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text)[:60]
 
 
+def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Files as given; a folder stands for its ``*.hdf5`` files (e.g. a collection or a LIBERO suite folder)."""
+    from libero_gym.errors import InvalidInputError
+
+    expanded: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            files = sorted(path.glob("*.hdf5"))
+            if not files:
+                raise InvalidInputError(f"{path} is a folder without *.hdf5 files")
+            expanded += files
+        else:
+            expanded.append(path)
+    return expanded
+
+
 def run_stats(paths: Sequence[str], plots_dir: str | None = "stats_plots", json_out: str | None = None) -> dict[str, Any]:
     """Load, compute, print, plot; returns the metrics table."""
     from libero_gym.errors import InvalidInputError
 
     if not paths:
         raise InvalidInputError("stats needs at least one dataset path")
-    groups, sources = load_groups(paths)
+    groups, sources = load_groups(expand_paths(paths))
     table = compute(groups, sources)
     print_table(table, sources)
     if plots_dir:

@@ -81,3 +81,31 @@ def test_images_are_stored_as_libero_renders_them(collected) -> None:
             np.testing.assert_array_equal(episode.obs["eye_in_hand_rgb"][t], obs["eye_in_hand_image"][::-1, ::-1])
     finally:
         env.close()
+
+
+def test_two_tasks_export_one_file_each(tmp_path) -> None:
+    import json as json_
+
+    from libero_gym.data.collect import CollectPlan, run_collection
+    from libero_gym.data.export import export_collection
+    from libero_gym.data.policies import PolicySpec
+
+    out = tmp_path / "two_tasks"
+    plan = CollectPlan(
+        env_id=ENV_ID, task_ids=(0, 1), out_dir=str(out), policy=PolicySpec("random"), episodes=4,
+        until_successes=False, keep="all", image_size=IMAGE_SIZE, images=False, max_episode_steps=8, seed=0,
+        max_episodes=4, provenance={"agent": "random"},
+    )
+    result = run_collection(plan, num_workers=2, progress=False)
+    assert result.kept == [0, 1, 2, 3]
+    exported = export_collection(out)
+    names = sorted(path.name for path in exported.files)
+    assert names == ["open_the_middle_drawer_of_the_cabinet_demo.hdf5", "put_the_bowl_on_the_stove_demo.hdf5"]
+    manifest = json_.loads(exported.manifest.read_text())
+    assert manifest["num_demos"] == 4 and manifest["total_steps"] == 32
+    by_task = {entry["task_id"]: entry["episode_indices"] for entry in manifest["files"]}
+    assert by_task == {0: [0, 2], 1: [1, 3]}  # episode i plays task_id[i % 2]
+    for path in exported.files:
+        data = read_dataset(path, images=False)
+        assert data.task is not None and data.task.name in path.name
+        assert [e.attrs["episode_index"] for e in data.episodes] == by_task[data.task.index]
