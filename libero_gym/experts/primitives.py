@@ -259,6 +259,8 @@ TOP_DEPTH = 0.03
 """How far below an object's top the pads close for a top grasp (m)."""
 TABLE_CLEARANCE = 0.012
 """Lowest the pads go above the support surface (m): fingertips reach ~1 cm below the pads."""
+DROP_DISTANCE = 0.06
+"""Shift (m) of a carried object relative to the hand that means it was dropped."""
 CARRY_CLEARANCE = 0.04
 """Margin (m) between a carried object's bottom and the highest surface under its path."""
 LIFT = 0.14
@@ -361,13 +363,25 @@ def grasp(ctl: Controller, name: str) -> Primitive:
 
 
 # ---------------------------------------------------------------------- placing
+DRAWER_BACK_MARGIN = 0.035
+"""How far inside the front edge of a drawer's region (m) objects are put."""
+
+
 def place_target(scene: Scene, target: str, mode: str) -> np.ndarray:
     """(3,) point where the held object's origin should come to rest (z: support top)."""
     p = scene.pos(target)
     if scene.is_object(target):
         # On an object: LIBERO wants origins within 3 cm in xy; use the body origin.
         return p
-    # A region site: its centre; LIBERO's boxes are centred there.
+    # A region site: its centre, LIBERO's boxes are centred there. A drawer's region
+    # reaches back under the cabinet: aim at its front part, out in the open.
+    joints = scene.joints_of(target)
+    if mode == "in" and joints and joints[0].kind == "slide":
+        outward = drawer_outward(scene, joints[0], scene.parent_object(target))
+        size = np.asarray(scene.env.object_sites_dict[target].size, dtype=float)
+        half = np.abs(scene.site_mat(target) @ size)
+        reach = float(np.abs(outward) @ half)
+        p = p + outward * max(reach - DRAWER_BACK_MARGIN, 0.0)
     return p
 
 
@@ -398,12 +412,18 @@ def place(
     carry_z = max(highest + obj_bottom_offset + CARRY_CLEARANCE, support + obj_bottom_offset + 0.08, s.pos(name)[2])
     rot = s.eef_mat
     z_hist: list[float] = []
+    grip_offset = s.pos(name) - s.eef_pos
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
         [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
     ):
         for _ in range(steps):
             offset = s.pos(name) - s.eef_pos
+            if np.linalg.norm(offset - grip_offset) > DROP_DISTANCE:
+                # Lost it (knocked out of the fingers): give up this placement.
+                yield from actuate_gripper(ctl, OPEN)
+                ctl.held = None
+                return False
             want = np.array([goal[0], goal[1], z]) - offset
             if phase == 0 and np.linalg.norm(s.pos(name)[:2] - goal[:2]) > 0.05:
                 # Travel at carry height; do not descend before being over the target.

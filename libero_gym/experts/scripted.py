@@ -67,13 +67,13 @@ def plan_subtasks(scene: Scene, goal: list[list[str]]) -> list[Subtask]:
     """
     preds = [tuple(str(x).lower() for x in p) for p in goal]
     placements = [p for p in preds if p[0] in PLACEMENT_PREDICATES]
-    targets_of_in = {p[2] for p in placements}
+    targets_of_in = {p[2] for p in placements if p[0] == "in"}
     fixtures_of_in = {_fixture_of(scene, t) for t in targets_of_in}
 
     first: list[tuple[str, ...]] = [p for p in preds if p[0] in ("open", "turnon", "turnoff")]
     # An "in" into an articulated region (drawer, microwave) that is not asked to
     # be open: open it first if it is closed (checked when run).
-    for t in sorted(targets_of_in):
+    for t in sorted({p[2] for p in placements}):
         if scene.is_site(t) and scene.joints_of(t) and ("open", t) not in first:
             first.append(("open", t))
     closes = [p for p in preds if p[0] == "close"]
