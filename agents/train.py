@@ -149,7 +149,7 @@ class RichProgressCallback(BaseCallback):
 
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),  # leaves room for the numbers on an 80-column terminal
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
