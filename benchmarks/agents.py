@@ -5,8 +5,8 @@
 Prints, and writes to docs/benchmarks.md under the heading "Agents" (only that
 section is replaced):
 
-1. Action inference time on libero-gym state observations (the real spaces, from
-   FakeLiberoEnv so that no simulator is needed): DiffusionPPO's ``predict_chunk``
+1. Action inference time on libero-gym state and pixel observations (the real
+   spaces, from FakeLiberoEnv so that no simulator is needed): DiffusionPPO's ``predict_chunk``
    (one Ta-step chunk, DDIM 5 and 10 steps, exploration sampling as in rollouts) per
    observation and per batch of 50, against Gaussian PPO's ``predict``; per chunk
    and per executed action (a chunk serves Ta actions).
@@ -62,6 +62,10 @@ class Args:
     """torch device."""
     torch_threads: int = 1
     """torch CPU threads (train's default; the env workers use the other cores)."""
+    pixels: bool = True
+    """Also time inference on pixel observations (both cameras)."""
+    image_size: int = 128
+    """Camera image size for the pixel inference timings (the env default)."""
 
 
 def _median_time(fn: Any, repeats: int) -> float:
@@ -74,19 +78,16 @@ def _median_time(fn: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _obs_batch(n: int) -> dict[str, np.ndarray]:
+def _obs_batch(n: int, obs_mode: str, image_size: int) -> dict[str, np.ndarray]:
     from libero_gym.testing import FakeLiberoEnv
 
-    env = FakeLiberoEnv("state")
-    observations = []
-    for i in range(n):
-        obs, _ = env.reset(seed=i)
-        observations.append(obs)
+    env = FakeLiberoEnv(obs_mode, image_size=image_size)
+    observations = [env.reset(seed=i)[0] for i in range(n)]
     return {key: np.stack([np.asarray(o[key]) for o in observations]) for key in observations[0]}
 
 
 def inference(args: Args) -> list[dict[str, Any]]:
-    """Per-observation and per-batch inference times of both agents."""
+    """Per-observation and per-batch inference times of both agents, per obs_mode."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from agents.diffusion_policy import DiffusionPolicyConfig
@@ -94,21 +95,23 @@ def inference(args: Args) -> list[dict[str, Any]]:
     from agents.gaussian_ppo import GaussianPPO
     from libero_gym.testing import FakeLiberoEnv
 
-    env = DummyVecEnv([lambda: FakeLiberoEnv("state")])
     rows = []
-    for batch in (1, BATCH):
-        obs = _obs_batch(batch)
-        gaussian = GaussianPPO(env, seed=0, device=args.device)
-        t = _median_time(lambda: gaussian.predict(obs, deterministic=False), args.repeats)
-        rows.append({"agent": "gaussian-ppo", "ddim": "-", "batch": batch, "per_call_ms": 1e3 * t, "per_action_ms": 1e3 * t})
-        for ddim in (5, 10):
-            policy = DiffusionPolicyConfig(ddim_steps=ddim, ft_denoising_steps=min(ddim, DiffusionPolicyConfig().ft_denoising_steps))
-            model = DiffusionPPO(env, DiffusionPPOConfig(policy=policy), seed=0, device=args.device)
-            t = _median_time(lambda: model.predict_chunk(obs, deterministic=False), args.repeats)
-            rows.append(
-                {"agent": "diffusion-ppo", "ddim": ddim, "batch": batch, "per_call_ms": 1e3 * t, "per_action_ms": 1e3 * t / policy.horizon_steps}
-            )
-    env.close()
+    for obs_mode in ("state", "pixels") if args.pixels else ("state",):
+        env = DummyVecEnv([lambda: FakeLiberoEnv(obs_mode, image_size=args.image_size)])
+        for batch in (1, BATCH):
+            obs = _obs_batch(batch, obs_mode, args.image_size)
+            gaussian = GaussianPPO(env, seed=0, device=args.device)
+            t = _median_time(lambda: gaussian.predict(obs, deterministic=False), args.repeats)
+            rows.append({"obs": obs_mode, "agent": "gaussian-ppo", "ddim": "-", "batch": batch, "per_call_ms": 1e3 * t,
+                         "per_action_ms": 1e3 * t})  # fmt: skip
+            for ddim in (5, 10):
+                ft = min(ddim, DiffusionPolicyConfig().ft_denoising_steps)
+                policy = DiffusionPolicyConfig(ddim_steps=ddim, ft_denoising_steps=ft)
+                model = DiffusionPPO(env, DiffusionPPOConfig(policy=policy), seed=0, device=args.device)
+                t = _median_time(lambda: model.predict_chunk(obs, deterministic=False), args.repeats)
+                rows.append({"obs": obs_mode, "agent": "diffusion-ppo", "ddim": ddim, "batch": batch,
+                             "per_call_ms": 1e3 * t, "per_action_ms": 1e3 * t / policy.horizon_steps})  # fmt: skip
+        env.close()
     return rows
 
 
@@ -156,7 +159,7 @@ def throughput(args: Args) -> list[dict[str, Any]]:
 def render(args: Args, inf: list[dict[str, Any]], thr: list[dict[str, Any]]) -> str:
     import torch
 
-    base = {r["batch"]: r["per_call_ms"] for r in inf if r["agent"] == "gaussian-ppo"}
+    base = {(r["obs"], r["batch"]): r["per_call_ms"] for r in inf if r["agent"] == "gaussian-ppo"}
     lines = [
         HEADING,
         "",
@@ -164,16 +167,16 @@ def render(args: Args, inf: list[dict[str, Any]], thr: list[dict[str, Any]]) -> 
         f"({torch.get_num_threads()} threads), device {args.device}, "
         f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Shared machine: absolute times vary, ratios less.",
         "",
-        "Action inference on state observations (median of "
+        f"Action inference (pixels: both cameras at {args.image_size}x{args.image_size}; median of "
         f"{args.repeats}; diffusion: one chunk of Ta = 4 actions, exploration sampling as in rollouts):",
         "",
-        "| agent | DDIM steps | batch | ms per call | ms per executed action | x Gaussian PPO (per call) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| obs | agent | DDIM steps | batch | ms per call | ms per executed action | x Gaussian PPO (per call) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in inf:
         lines.append(
-            f"| {r['agent']} | {r['ddim']} | {r['batch']} | {r['per_call_ms']:.2f} | {r['per_action_ms']:.2f} | "
-            f"{r['per_call_ms'] / base[r['batch']]:.1f} |"
+            f"| {r['obs']} | {r['agent']} | {r['ddim']} | {r['batch']} | {r['per_call_ms']:.2f} | "
+            f"{r['per_action_ms']:.2f} | {r['per_call_ms'] / base[(r['obs'], r['batch'])]:.1f} |"
         )
     lines += [
         "",
