@@ -572,14 +572,21 @@ def _pull_handle(
     return _reached(s, joint, q_goal, q_start)
 
 
+PUSH_TILT = 0.6
+"""Tilt (rad) of the fingers towards the cabinet while pushing a drawer in."""
+
+
 def _push_front(
     ctl: Controller, joint: JointInfo, handle: np.ndarray, outward: np.ndarray, travel: float, q_goal: float
 ) -> Primitive:
     """Push a drawer in with the closed fingers against its handle."""
     s = ctl.scene
     q_start = s.qpos(joint)
-    yaw = yaw_for_closing_axis(np.cross(outward, [0.0, 0.0, 1.0]), s.eef_mat)
-    rot = top_down(yaw)
+    # Fingertips lead, tilted towards the cabinet, so that the hand above them stays
+    # clear of the drawers and handles above the one being pushed.
+    closing = np.cross(outward, [0.0, 0.0, 1.0])
+    approach = np.array([0.0, 0.0, -np.cos(PUSH_TILT)]) - outward * np.sin(PUSH_TILT)
+    rot = nearest(s.eef_mat, [pointing(approach, closing * sgn) for sgn in (1.0, -1.0)])
     start = handle + outward * 0.035
     yield from actuate_gripper(ctl, CLOSE, steps=GRIPPER_STEPS if s.finger_opening > 0.02 else 0)
     yield from move_above(ctl, start, rot, start[2] + 0.10, CLOSE)
