@@ -55,6 +55,8 @@ class TableConfig:
     """Ignore existing records in ``results`` and run everything again."""
     note: str = ""
     """Free text added under the table (e.g. what was run and on which machine)."""
+    render_only: bool = False
+    """Do not run anything: rewrite the markdown from the records in ``results``."""
 
     def __post_init__(self) -> None:
         bad = [s for s in self.suites if s not in ALL_SUITES]
@@ -165,7 +167,7 @@ def render(records: list[dict[str, Any]], cfg: TableConfig) -> str:
     task_rate: dict[str, list[float]] = defaultdict(list)
     held: dict[str, list[bool]] = defaultdict(list)
     for (suite, t), recs in sorted(by_task.items()):
-        kinds = {p[0].lower() for p in suites.get_task(suite, t).goal_predicates}
+        kinds = {str(p).lower() for p in suites.get_task(suite, t).goal_predicates}
         rate = sum(r["success"] for r in recs) / len(recs)
         for k in kinds:
             task_rate[k].append(rate)
@@ -187,7 +189,7 @@ def render(records: list[dict[str, Any]], cfg: TableConfig) -> str:
         ok = sum(r["success"] for r in recs)
         steps = [r["steps"] for r in recs if r["success"]]
         mean_steps = f"{sum(steps) / len(steps):.0f}" if steps else "-"
-        goal = ", ".join(sorted({p[0] for p in suites.get_task(suite, t).goal_predicates}))
+        goal = ", ".join(sorted({str(p).lower() for p in suites.get_task(suite, t).goal_predicates}))
         lines.append(
             f"| {suite} | {t} | {recs[0].get('language', '')} | {goal} | {ok}/{len(recs)} | {mean_steps} |"
         )
@@ -228,6 +230,8 @@ def main(cfg: TableConfig) -> int:
             todo = [k for k in range(cfg.episodes_per_task) if (suite, task.index, k) not in records]
             if todo:
                 jobs.append(Job(suite, task.index, todo))
+    if cfg.render_only:
+        jobs = []
     # Interleave the suites (by position within the suite), so that a run stopped
     # early still covers every suite about equally.
     jobs.sort(key=lambda j: (j.task_id / len(suites.get_suite(j.suite)), ALL_SUITES.index(j.suite)))
@@ -246,6 +250,9 @@ def main(cfg: TableConfig) -> int:
         ]
         write_section(cfg.output, render(selected, cfg))
 
+    if not jobs:
+        save()
+        return 0
     ctx = mp.get_context("forkserver")
     with ctx.Pool(cfg.workers, maxtasksperchild=4) as pool:
         for done in pool.imap_unordered(run_job, jobs):
