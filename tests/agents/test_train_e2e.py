@@ -71,12 +71,16 @@ def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     result = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN))
     assert result.num_timesteps == 128 and result.episodes >= 2
     _check_run(run_dir, "gaussian-ppo", 128, GAUSSIAN_METRICS)
-    n_updates = read_meta(run_dir)["counters"]["n_updates"]
+    n_updates = read_meta(run_dir / "checkpoints" / "step_000000000064")["counters"]["n_updates"]
 
-    resumed = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, total_timesteps=192, resume=True))
-    assert resumed.num_timesteps == 192 and resumed.steps_this_run == 64
-    assert read_meta(run_dir)["counters"]["n_updates"] > n_updates
-    assert (run_dir / "logs" / "progress-resumed-000000000128.csv").exists()
+    # a run killed while writing: the newest checkpoint is truncated, resume falls back to the previous one
+    newest = run_dir / "checkpoints" / "step_000000000128" / "params.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="skipping checkpoint"):
+        resumed = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, total_timesteps=192, resume=True))
+    assert resumed.num_timesteps == 192 and resumed.steps_this_run == 128  # from step 64
+    assert read_meta(run_dir)["counters"]["n_updates"] == n_updates + 2 * SMALL_GAUSSIAN["n_epochs"]  # 2 more rollouts
+    assert (run_dir / "logs" / "progress-resumed-000000000064.csv").exists()
 
     out = evaluate(Eval(checkpoint=run_dir, episodes=2, max_episode_steps=10, video_dir=tmp_path / "videos", device="cpu"))
     assert [t.episodes for t in out.tasks] == [2] and out.tasks[0].mean_length == 10.0
