@@ -68,7 +68,8 @@ class Train:
     init_from: Path | None = None
     """Start from this checkpoint's policy (e.g. a `pretrain` BC checkpoint); its agent config is the base."""
     resume: bool = False
-    """Continue the run in --run-dir from its newest valid checkpoint (counters, optimizer, RNG)."""
+    """Continue the run in --run-dir from its newest valid checkpoint (counters, optimizer, RNG);
+    with no checkpoint there yet, start a new run in it (so a crashed command can simply be rerun)."""
     checkpoint_every: int = 10_000
     """Save a checkpoint every this many env steps (and at the end)."""
     keep_checkpoints: int = 2

@@ -226,9 +226,12 @@ def train(config: Train) -> TrainResult:
     checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
 
     # -- the run folder: new, or the one being resumed
-    if config.resume:
-        if not (run_dir / CONFIG_FILE).exists() or not checkpoints.paths():
-            raise InvalidInputError(f"--resume: {str(run_dir)!r} holds no run with checkpoints to resume")
+    resuming = config.resume and bool(checkpoints.paths())
+    if config.resume and not resuming:  # nothing saved yet (new folder, or killed before the first checkpoint)
+        print(f"--resume: no checkpoint in {str(run_dir)!r}; starting a new run there", file=sys.stderr)
+    if resuming:
+        if not (run_dir / CONFIG_FILE).exists():
+            raise InvalidInputError(f"--resume: {str(run_dir)!r} has checkpoints but no {CONFIG_FILE}; not a train run")
         previous = json.loads((run_dir / CONFIG_FILE).read_text())
         for key in ("agent", "env", "task_id", "obs_mode"):
             old, new = previous["train"][key], _jsonable(getattr(config, key))
@@ -249,7 +252,7 @@ def train(config: Train) -> TrainResult:
         # -- the agent: resumed, warm-started, or fresh
         resumed_at: int | None = None
         log_dir = run_dir / "logs"
-        if config.resume:
+        if resuming:
             model, _ = load_agent(
                 checkpoints.latest_valid(), vec_env, agent=spec.name, env_id=env_info.env_id, device=config.device,
                 restore_rng=True, tensorboard_log=str(log_dir), verbose=config.verbose,
@@ -290,7 +293,7 @@ def train(config: Train) -> TrainResult:
             "run_dir": str(run_dir),
         }
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not config.resume:
+        if not resuming:
             _write_json(run_dir / CONFIG_FILE, resolved)
 
         # -- learn

@@ -68,7 +68,7 @@ def _check_run(run_dir: Path, agent: str, steps: int, metrics: set[str]) -> None
 
 def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN))
+    result = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, resume=True))  # --resume: nothing yet, starts
     assert result.num_timesteps == 128 and result.episodes >= 2
     _check_run(run_dir, "gaussian-ppo", 128, GAUSSIAN_METRICS)
     n_updates = read_meta(run_dir / "checkpoints" / "step_000000000064")["counters"]["n_updates"]
