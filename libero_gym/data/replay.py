@@ -124,3 +124,33 @@ def replay_episode(env: Any, episode: Episode) -> ReplayResult:
         rewards.append(reward)
         success = success or bool(info["is_success"])
     return ReplayResult(np.stack(states), success, np.asarray(rewards))
+
+
+def env_observations(env: Any, episode: Episode, *, restore: bool = True) -> dict[str, np.ndarray]:
+    """The libero-gym observations of every stored state: what a policy in ``env`` would have seen.
+
+    LIBERO's layout keeps robot fields and images but not libero-gym's ``proprio``
+    (39,) and ``object`` (OBJECT_DIM,) vectors; this regenerates them (and images,
+    upright or not as ``env`` renders them) from ``states``, for behaviour cloning
+    in the env's own observation space.
+
+    Not bit-identical to what the policy saw while acting: robosuite computes a
+    step's observation from the kinematics of the last physics substep's start,
+    while restoring a state runs ``mj_forward`` on it, so positions differ by one
+    2 ms substep of motion (at most ~2 mm for the end effector). The stored
+    ``obs/*`` fields are the ones seen while acting.
+
+    Args:
+        env: a libero-gym env of the episode's task, in the obs mode wanted.
+        episode: the demo.
+        restore: first re-create the episode's scene (:func:`restore_scene`), so
+            that fixtures stand where they stood.
+
+    Returns:
+        ``{key: (T, ...) array}`` with the keys of ``env.observation_space``.
+    """
+    if restore:
+        restore_scene(env, episode)
+    unwrapped = env.unwrapped
+    frames = [unwrapped.set_sim_state(state) for state in episode.states]
+    return {key: np.stack([np.asarray(frame[key]) for frame in frames]) for key in frames[0]}
