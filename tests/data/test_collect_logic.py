@@ -1,0 +1,34 @@
+"""The goal/cut rule of collect, without a simulator."""
+
+from __future__ import annotations
+
+from libero_gym.data.collect import CollectPlan, _prefix
+from libero_gym.data.policies import PolicySpec
+
+
+def _plan(episodes: int, until_successes: bool) -> CollectPlan:
+    return CollectPlan(env_id="LIBERO-Goal-v0", task_ids=(0,), out_dir="/nonexistent", policy=PolicySpec("random"),
+                       episodes=episodes, until_successes=until_successes, keep="all", image_size=64, images=False,
+                       max_episode_steps=10, seed=0, max_episodes=100, provenance={})
+
+
+def _summaries(successes: dict[int, bool]) -> dict[int, dict]:
+    return {i: {"index": i, "success": s} for i, s in successes.items()}
+
+
+def test_episode_goal_needs_a_contiguous_prefix() -> None:
+    plan = _plan(3, until_successes=False)
+    # 0, 1 and 3 done, 2 still running: not finished, whatever index 3 says.
+    assert _prefix(_summaries({0: False, 1: True, 3: True}), set(), plan) == (None, 2, 1)
+    assert _prefix(_summaries({0: False, 1: True, 2: False, 3: True}), set(), plan) == (2, 3, 1)
+
+
+def test_success_goal_cuts_at_the_nth_success() -> None:
+    plan = _plan(2, until_successes=True)
+    done = _summaries({0: True, 1: False, 2: False, 3: True, 4: True, 5: True})
+    assert _prefix(done, set(), plan) == (3, 4, 2)  # indices 4 and 5 are overshoot, trimmed
+
+
+def test_skipped_indices_count_as_passed_but_not_finished() -> None:
+    plan = _plan(2, until_successes=False)
+    assert _prefix(_summaries({0: True, 2: True}), {1}, plan) == (2, 2, 2)
