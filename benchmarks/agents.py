@@ -131,24 +131,23 @@ def throughput(args: Args) -> list[dict[str, Any]]:
         start = time.perf_counter()
         for _ in range(per_env):
             env.step(np.random.uniform(-1, 1, (args.num_envs, 7)).astype(np.float32))
-        rows.append({"what": "env only (random actions)", "steps": per_env * args.num_envs, "seconds": time.perf_counter() - start})
+        seconds = time.perf_counter() - start
+        rows.append({"what": "env only (random actions)", "steps": per_env * args.num_envs, "seconds": seconds})
         horizon = DiffusionPPOConfig().policy.horizon_steps
+        # one rollout = per_env steps per env, as Gaussian PPO's n_steps; no critic-only warm-up iteration
+        chunks = DiffusionPPOConfig(n_chunks=per_env // horizon, n_critic_warmup_iterations=0)
+        ddim5_policy = dataclasses.replace(chunks.policy, ddim_steps=5, ft_denoising_steps=5)
+        ddim5 = dataclasses.replace(chunks, policy=ddim5_policy)
         agents = {
             "gaussian-ppo": GaussianPPO(env, GaussianPPOConfig(n_steps=per_env), seed=0, device=args.device),
-            "diffusion-ppo (DDIM 5, K'=5)": DiffusionPPO(
-                env,
-                DiffusionPPOConfig(n_chunks=per_env // horizon, n_critic_warmup_iterations=0,
-                                   policy=dataclasses.replace(DiffusionPPOConfig().policy, ddim_steps=5, ft_denoising_steps=5)),
-                seed=0, device=args.device,
-            ),
-            "diffusion-ppo (default: DDPM 20, K'=10)": DiffusionPPO(
-                env, DiffusionPPOConfig(n_chunks=per_env // horizon, n_critic_warmup_iterations=0), seed=0, device=args.device
-            ),
+            "diffusion-ppo (DDIM 5, K'=5)": DiffusionPPO(env, ddim5, seed=0, device=args.device),
+            "diffusion-ppo (default: DDPM 20, K'=10)": DiffusionPPO(env, chunks, seed=0, device=args.device),
         }  # fmt: skip
         for name, model in agents.items():
             start = time.perf_counter()
             model.learn(per_env * args.num_envs)  # exactly one rollout + one update
-            rows.append({"what": f"{name}: one train iteration", "steps": int(model.num_timesteps), "seconds": time.perf_counter() - start})
+            seconds = time.perf_counter() - start
+            rows.append({"what": f"{name}: one train iteration", "steps": int(model.num_timesteps), "seconds": seconds})
     finally:
         env.close()
     for row in rows:
@@ -165,7 +164,8 @@ def render(args: Args, inf: list[dict[str, Any]], thr: list[dict[str, Any]]) -> 
         "",
         f"`python benchmarks/agents.py` on {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), device {args.device}, "
-        f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. Shared machine: absolute times vary, ratios less.",
+        f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}. "
+        "Shared machine: absolute times vary, ratios less.",
         "",
         f"Action inference (pixels: both cameras at {args.image_size}x{args.image_size}; median of "
         f"{args.repeats}; diffusion: one chunk of Ta = 4 actions, exploration sampling as in rollouts):",
@@ -180,7 +180,8 @@ def render(args: Args, inf: list[dict[str, Any]], thr: list[dict[str, Any]]) -> 
         )
     lines += [
         "",
-        f"One full train iteration (rollout + update) on the same {args.num_envs} async {args.env} task-0 workers (state):",
+        f"One full train iteration (rollout + update) on the same {args.num_envs} async {args.env} "
+        "task-0 workers (state):",
         "",
         "| what | env steps | seconds | env steps/s |",
         "| --- | --- | --- | --- |",

@@ -47,7 +47,8 @@ def test_same_seed_same_learning() -> None:
     """Same seed: identical actions and identical parameters after training."""
     results = []
     for _ in range(2):
-        model = GaussianPPO(fake_vec(2, **TASK), GaussianPPOConfig(n_steps=32, batch_size=32, n_epochs=2), seed=3, device="cpu")
+        config = GaussianPPOConfig(n_steps=32, batch_size=32, n_epochs=2)
+        model = GaussianPPO(fake_vec(2, **TASK), config, seed=3, device="cpu")
         model.learn(128)
         results.append(model)
     for a, b in zip(results[0].policy.state_dict().values(), results[1].policy.state_dict().values(), strict=True):

@@ -50,7 +50,10 @@ def _record(path: Path, n_demos: int = 2) -> None:
             low_dim = {"gripper_states": (2,), "joint_states": (7,), "ee_states": (6,), "ee_pos": (3,), "ee_ori": (3,)}
             obs = {key: np.zeros((STEPS, *shape)) for key, shape in low_dim.items()}  # unused: pretrain re-renders
             episodes.append(
-                Episode(actions, states_arr, np.zeros((STEPS, 9)), np.zeros(STEPS, np.uint8), dones, obs, states_arr[0], "", {"init_state_id": i})
+                Episode(
+                    actions, states_arr, np.zeros((STEPS, 9)), np.zeros(STEPS, np.uint8), dones, obs, states_arr[0], "",
+                    {"init_state_id": i},
+                )  # fmt: skip
             )
     finally:
         env.close()
@@ -62,7 +65,10 @@ def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, caps
     _record(data)
     config = json.dumps(SMALL_DIFFUSION)
     result = pretrain(
-        Pretrain(dataset=(data,), run_dir=tmp_path / "bc", agent_config=config, epochs=60, batch_size=8, learning_rate=1e-3, progress=False, device="cpu")
+        Pretrain(
+            dataset=(data,), run_dir=tmp_path / "bc", agent_config=config, epochs=60, batch_size=8, learning_rate=1e-3,
+            progress=False, device="cpu",
+        )  # fmt: skip
     )
     assert result.env_id == "LIBERO-Goal-v0" and result.task_ids == (0,) and result.samples == 2 * STEPS
     assert result.final_loss < 0.5 * result.first_loss, (result.first_loss, result.final_loss)
@@ -76,14 +82,17 @@ def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, caps
     # train --init-from: starts from the cloned weights, with the checkpoint's agent config
     run = tmp_path / "ft"
     argv = [
-        "train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0", "--init-from", str(result.checkpoint),
+        "train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "--init-from", str(result.checkpoint),
         "--total-timesteps", "32", "--num-envs", "1", "--vectorization", "sync", "--max-episode-steps", "16",
-        "--agent-config", '{"n_chunks": 8, "actor_lr": 1e-9, "critic_lr": 1e-9}', "--run-dir", str(run), "--no-progress", "--device", "cpu",
+        "--agent-config", '{"n_chunks": 8, "actor_lr": 1e-9, "critic_lr": 1e-9}', "--run-dir", str(run),
+        "--no-progress", "--device", "cpu",
     ]  # fmt: skip
     assert cli.main(argv) == 0
     assert "trained diffusion-ppo" in capsys.readouterr().out
     resolved = json.loads((run / "config.json").read_text())["agent"]["config"]
-    assert resolved["policy"]["mlp_dims"] == [64, 64] and resolved["n_chunks"] == 8  # base from the checkpoint + overrides
+    # the checkpoint's config is the base, --agent-config overrides it
+    assert resolved["policy"]["mlp_dims"] == [64, 64] and resolved["n_chunks"] == 8
     _, tuned = read_checkpoint(run)
     pre = params["params"]["policy"]
     post = tuned["params"]["policy"]
@@ -97,5 +106,6 @@ def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     (tmp_path / "bad.hdf5").write_text("not hdf5")
     assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]) == 2
     assert capsys.readouterr().err.startswith("error:")
-    assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc"), "--agent", "gaussian-ppo"]) == 2
+    argv = ["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]
+    assert cli.main([*argv, "--agent", "gaussian-ppo"]) == 2
     assert "diffusion policy" in capsys.readouterr().err

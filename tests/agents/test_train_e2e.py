@@ -21,7 +21,12 @@ from agents.train import train
 from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN
 
 PPO_METRICS = {"rollout/success_rate", "rollout/ep_len_mean", "train/explained_variance"}
-GAUSSIAN_METRICS = PPO_METRICS | {"train/approx_kl", "train/clip_fraction", "train/value_loss", "train/policy_gradient_loss"}
+GAUSSIAN_METRICS = PPO_METRICS | {
+    "train/approx_kl",
+    "train/clip_fraction",
+    "train/value_loss",
+    "train/policy_gradient_loss",
+}
 
 
 def _config(run_dir: Path, agent: str, agent_config: dict, obs_mode: str = "state", **kwargs) -> Train:
@@ -82,7 +87,8 @@ def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     assert read_meta(run_dir)["counters"]["n_updates"] == n_updates + 2 * SMALL_GAUSSIAN["n_epochs"]  # 2 more rollouts
     assert (run_dir / "logs" / "progress-resumed-000000000064.csv").exists()
 
-    out = evaluate(Eval(checkpoint=run_dir, episodes=2, max_episode_steps=10, video_dir=tmp_path / "videos", device="cpu"))
+    videos_dir = tmp_path / "videos"
+    out = evaluate(Eval(checkpoint=run_dir, episodes=2, max_episode_steps=10, video_dir=videos_dir, device="cpu"))
     assert [t.episodes for t in out.tasks] == [2] and out.tasks[0].mean_length == 10.0
     assert out.tasks[0].language == "open the middle drawer of the cabinet"
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
@@ -95,7 +101,8 @@ PIXELS = {"num_envs": 1, "total_timesteps": 32, "max_episode_steps": 16, "checkp
 
 
 def test_gaussian_pixels(tmp_path: Path) -> None:
-    result = train(_config(tmp_path / "run", "gaussian-ppo", {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 16}, obs_mode="pixels", **PIXELS))
+    agent_config = {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 16}
+    result = train(_config(tmp_path / "run", "gaussian-ppo", agent_config, obs_mode="pixels", **PIXELS))
     _check_run(tmp_path / "run", "gaussian-ppo", 32, GAUSSIAN_METRICS)
     assert result.obs_mode == "pixels"
     assert read_meta(tmp_path / "run")["observation_space"]["spaces"]["agentview_image"]["shape"] == [64, 64, 3]
@@ -108,7 +115,8 @@ def test_diffusion_ppo(tmp_path: Path, obs_mode: str, diffusion_available: bool)
     pixels = obs_mode == "pixels"
     agent_config = {**SMALL_DIFFUSION, "n_chunks": 4} if pixels else SMALL_DIFFUSION
     steps = 32 if pixels else 128
-    result = train(_config(tmp_path / "run", "diffusion-ppo", agent_config, obs_mode=obs_mode, **(PIXELS if pixels else {})))
+    extra = PIXELS if pixels else {}
+    result = train(_config(tmp_path / "run", "diffusion-ppo", agent_config, obs_mode=obs_mode, **extra))
     assert result.num_timesteps == steps
     _check_run(tmp_path / "run", "diffusion-ppo", steps, PPO_METRICS | {"train/approx_kl", "train/clip_fraction"})
     if not pixels:  # eval of a pixels checkpoint is the same code path; spare the renders
@@ -122,7 +130,7 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     argv = [
         "train", "--agent", "stable_baselines3:SAC", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--max-episode-steps", "40", "--num-envs", "2", "--total-timesteps", "160", "--run-dir", str(run_dir),
-        "--agent-config", '{"learning_starts": 64, "batch_size": 32, "net_arch": [32, 32]}'.replace('"net_arch": [32, 32]', '"policy_kwargs": {"net_arch": [32, 32]}'),
+        "--agent-config", '{"learning_starts": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [32, 32]}}',
         "--no-progress", "--device", "cpu", "--checkpoint-every", "80",
     ]  # fmt: skip
     assert cli.main(argv) == 0
@@ -137,7 +145,8 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
     # a diffusion-ppo --init-from of a SAC checkpoint names both agents
-    assert cli.main(["train", "--agent", "gaussian-ppo", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "x")]) == 2
+    argv = ["train", "--agent", "gaussian-ppo", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "x")]
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "stable_baselines3:SAC" in err and "gaussian-ppo" in err
     assert np.isfinite(meta["num_timesteps"])
@@ -146,7 +155,8 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.slow
 def test_makefile_main_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], diffusion_available: bool) -> None:
     """The Makefile's `make train` command line, as is (defaults: 2 async workers, DiffusionPPO defaults)."""
-    argv = ["train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0", "--total-timesteps", "2000"]
+    argv = ["train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0"]
+    argv += ["--total-timesteps", "2000"]
     assert cli.main([*argv, "--run-dir", str(tmp_path / "main")]) == 0
     out = capsys.readouterr().out
     assert "trained diffusion-ppo on LIBERO-Goal-v0 (state)" in out and "checkpoint:" in out

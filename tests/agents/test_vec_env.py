@@ -30,7 +30,8 @@ def _reference(seed: int, actions: np.ndarray, max_steps: int) -> list[tuple]:
         terminal = obs["proprio"][EEF].copy()
         if done:
             obs, _ = env.reset()
-        trace.append((obs["proprio"][EEF].copy(), reward, done, truncated and not terminated, terminal, obs["object"][:3].copy()))
+        eef, goal = obs["proprio"][EEF].copy(), obs["object"][:3].copy()
+        trace.append((eef, reward, done, truncated and not terminated, terminal, goal))
     return trace
 
 
