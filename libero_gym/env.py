@@ -19,6 +19,7 @@ from gymnasium import spaces
 
 from libero_gym import suites
 from libero_gym.errors import InvalidInputError
+from libero_gym.fast_physics import PHYSICS_MODES
 from libero_gym.suites import Task
 
 ObsMode = Literal["state", "pixels", "both"]
@@ -117,6 +118,33 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ``TimeLimit``; override with ``gym.make(id, max_episode_steps=N)``).
     ``info["is_success"]`` is the success flag.
 
+    ## Action chunks
+    ``env.unwrapped.step_chunk(actions)`` runs ``actions`` (Ta, 7) as Ta control
+    steps and returns ``(obs, summed_reward, terminated, truncated, info)``; it stops
+    early at success (``terminated``) or at the step limit (``truncated``), and
+    ``info["chunk_steps"]`` says how many actions ran. Only the last step's
+    observation is computed: no camera renders for the steps in between. States,
+    rewards, flags and the final observation equal those of Ta ``step`` calls.
+    ``TimeLimit`` counts ``step`` calls and the env cannot see it, so the env counts
+    control steps itself (``elapsed_steps``, reset to 0 by ``reset``; ``step`` and
+    ``step_chunk`` both add to it) and ``step_chunk`` truncates itself after
+    ``step_limit`` control steps (default: the suite's
+    :data:`~libero_gym.suites.MAX_EPISODE_STEPS`, the same budget as ``TimeLimit``'s
+    default). ``chunk_size=Ta`` makes the chunk the action: ``action_space`` becomes
+    ``Box(-1, 1, (Ta, 7))`` and ``step`` runs ``step_chunk``; this is the path for
+    vector envs (``gym.make_vec(id, n, chunk_size=8)``). ``TimeLimit`` then counts
+    chunks, which are never more than control steps, so ``step_limit`` ends the
+    episode first: with ``chunk_size``, change the budget with ``step_limit=N``,
+    not ``max_episode_steps`` (which would count chunks).
+
+    ## Physics
+    ``physics="fast"`` (default) steps through :class:`libero_gym.fast_physics.FastStepper`:
+    robosuite's OSC controller and MuJoCo's dynamics without the two redundant
+    forward passes per substep and with observables computed only when read;
+    simulator states, rewards and observations are bit-identical to LIBERO's
+    ``step`` (tested on every suite). ``physics="upstream"`` calls LIBERO's
+    ``step`` itself.
+
     ## Reset
     ``reset(seed=s)`` picks one of the task's 50 fixed LIBERO init states with the
     env's seeded RNG (and a task, when the env runs several), and the seed of
@@ -138,10 +166,15 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         render_mode: ``None`` or ``"rgb_array"`` (the agentview camera).
         settle_steps: no-op steps after each reset.
         reset_mode: ``"fast"`` or ``"hard"``.
+        physics: ``"fast"`` or ``"upstream"`` (see Physics).
+        chunk_size: None (actions (7,)), or Ta: actions are (Ta, 7) chunks.
+        step_limit: control steps after which ``step_chunk`` truncates (default:
+            the suite's ``MAX_EPISODE_STEPS``).
         assets_path: LIBERO asset folder; default ``$LIBERO_GYM_ASSETS``.
 
     ## Version history
-    - v0: initial release.
+    - v0: initial release; ``step_chunk``, ``chunk_size`` and ``physics`` added
+      later in v0 (same results as before for ``step``).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -156,6 +189,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         render_mode: str | None = None,
         settle_steps: int = DEFAULT_SETTLE_STEPS,
         reset_mode: str = "fast",
+        physics: str = "fast",
+        chunk_size: int | None = None,
+        step_limit: int | None = None,
         assets_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.suite = suites.resolve_suite(suite)
@@ -172,6 +208,15 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise InvalidInputError(f"image_size must be an int in [16, 1024], got {image_size!r}")
         if isinstance(settle_steps, bool) or not isinstance(settle_steps, int) or settle_steps < 0:
             raise InvalidInputError(f"settle_steps must be an int >= 0, got {settle_steps!r}")
+        if physics not in PHYSICS_MODES:
+            raise InvalidInputError(f"physics must be one of {list(PHYSICS_MODES)}, got {physics!r}")
+        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+            raise InvalidInputError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
+        if step_limit is not None and (isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1):
+            raise InvalidInputError(f"step_limit must be None or an int >= 1, got {step_limit!r}")
+        self.physics = physics
+        self.step_limit = step_limit if step_limit is not None else suites.MAX_EPISODE_STEPS[self.suite]
+        self.chunk_size = chunk_size
         self.obs_mode = obs_mode
         self.image_size = image_size
         self.rotate_images = rotate_images
@@ -189,7 +234,8 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.init_state_id: int | None = None
         self.layout_seed: int | None = None
 
-        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        action_shape = (ACTION_DIM,) if chunk_size is None else (chunk_size, ACTION_DIM)
+        self.action_space = spaces.Box(-1.0, 1.0, action_shape, np.float32)
         obs_spaces: dict[str, spaces.Space[Any]] = {
             "proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
         }
@@ -208,6 +254,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._fixture_qpos_addr: np.ndarray = np.zeros(0, dtype=np.int64)
         self._fixture_xml_poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_raw_obs: dict[str, np.ndarray] | None = None
+        self._stepper: Any = None  # FastStepper of the current robosuite env, or None
+        self.elapsed_steps = 0
+        """Control steps since the last reset (``step`` and ``step_chunk``)."""
 
     # ------------------------------------------------------------------ properties
     @property
@@ -345,27 +394,92 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
                 libero_env.env.sim.model.body_pos[body_id] = position
                 libero_env.env.sim.model.body_quat[body_id] = quaternion
             np.random.seed(self.layout_seed)
-            libero_env.reset()
+            # Its observation is never returned (set_init_state below makes another):
+            # no camera renders.
+            with _cameras_off(libero_env.env):
+                libero_env.reset()
         # A rebuild re-creates the robot models; a soft reset keeps them, and with them
         # the gripper's smoothed command (robosuite's PandaGripper integrates the sign of
         # the action into `current_action`). Zero it, as a rebuild does, or the first
         # gripper actions of the episode differ from LIBERO's.
         for robot in libero_env.env.robots:
             robot.gripper.current_action = np.zeros(robot.gripper.dof)
-        raw_obs = libero_env.set_init_state(self._load_init_states(self.task)[self.init_state_id])
-        for _ in range(self.settle_steps):
-            raw_obs, _, _, _ = libero_env.step(SETTLE_ACTION)
+        from libero_gym.fast_physics import FastStepper
+
+        robosuite_env = libero_env.env
+        self._stepper = None
+        if FastStepper.supports(robosuite_env):
+            stepper = FastStepper(robosuite_env, fast=self.physics == "fast")
+            self._stepper = stepper if stepper.observables_in_lockstep() else None
+        init_state = self._load_init_states(self.task)[self.init_state_id]
+        if self.settle_steps > 0 and self._stepper is not None:
+            # Only the last settle step's observation is returned: render nothing before.
+            with _cameras_off(robosuite_env):
+                libero_env.set_init_state(init_state)
+            for i in range(self.settle_steps):
+                observe = "all" if i == self.settle_steps - 1 else "state"
+                _, _, raw_obs = self._stepper.step(SETTLE_ACTION, observe=observe)
+        else:
+            raw_obs = libero_env.set_init_state(init_state)
+            for _ in range(self.settle_steps):
+                raw_obs, _, _, _ = libero_env.step(SETTLE_ACTION)
+        self.elapsed_steps = 0
         self._last_raw_obs = raw_obs
         return self._observation(raw_obs), self._info(success=False)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self.chunk_size is not None:
+            return self.step_chunk(action)
         if self._libero_env is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
         action = self._check_action(action)
-        raw_obs, _, success, _ = self._libero_env.step(action)
+        _, success, raw_obs = self._control_step(action, observe="all")
         self._last_raw_obs = raw_obs
-        success = bool(success)  # LIBERO's step returns the BDDL goal check as `done`
         return self._observation(raw_obs), float(success), success, False, self._info(success)
+
+    def step_chunk(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Run an action chunk; only the last step's observation is computed.
+
+        Args:
+            actions: (Ta, 7) actions, run in order until the chunk ends, the task
+                succeeds or the episode reaches ``step_limit`` control steps.
+
+        Returns:
+            ``(obs, summed_reward, terminated, truncated, info)``: the observation after
+            the last action that ran, the sum of the step rewards, success, whether
+            ``step_limit`` ended the episode (and success did not), and the info of that
+            last step with ``info["chunk_steps"]``, the number of actions that ran.
+        """
+        if self._libero_env is None:
+            raise gym.error.ResetNeeded("Call reset() before step_chunk().")
+        actions = self._check_actions(actions)
+        limit = self.step_limit
+        total_reward, success, raw_obs, ran = 0.0, False, None, 0
+        for i, action in enumerate(actions):
+            # The last step is known in advance unless success ends the chunk early;
+            # then the observation comes from the snapshot the stepper kept.
+            last = i == len(actions) - 1 or self.elapsed_steps + 1 >= limit
+            reward, success, raw_obs = self._control_step(action, observe="all" if last else "state")
+            total_reward += reward
+            ran = i + 1
+            if success or last:
+                break
+        if raw_obs is None:
+            raw_obs = self._stepper.observe_snapshot()
+        self._last_raw_obs = raw_obs
+        truncated = not success and self.elapsed_steps >= limit
+        info = self._info(success)
+        info["chunk_steps"] = ran
+        return self._observation(raw_obs), total_reward, success, truncated, info
+
+    def _control_step(self, action: np.ndarray, observe: str) -> tuple[float, bool, dict[str, np.ndarray] | None]:
+        """One control step: (reward, success, raw observation or None); see FastStepper.step."""
+        self.elapsed_steps += 1
+        if self._stepper is None or (self.physics == "upstream" and observe == "all"):
+            raw_obs, reward, success, _ = self._libero_env.step(action)
+            # LIBERO's step returns the BDDL goal check as `done`.
+            return float(reward), bool(success), raw_obs
+        return self._stepper.step(action, observe=observe)
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode is None:
@@ -390,6 +504,14 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise InvalidInputError(f"action must have shape ({ACTION_DIM},), got {array.shape}")
         if not np.all(np.isfinite(array)):
             raise InvalidInputError(f"action must be finite, got {array.tolist()} (NaN or inf)")
+        return array
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        array = np.asarray(actions, dtype=np.float64)
+        if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != ACTION_DIM:
+            raise InvalidInputError(f"actions must have shape (Ta, {ACTION_DIM}) with Ta >= 1, got {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise InvalidInputError("actions must be finite (got NaN or inf)")
         return array
 
     def _orient(self, image: np.ndarray) -> np.ndarray:
@@ -435,6 +557,30 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def check_success(self) -> bool:
         """Whether the current task's BDDL goal holds now."""
         return bool(self.libero_env.check_success())
+
+
+@contextlib.contextmanager
+def _cameras_off(robosuite_env: Any) -> Iterator[None]:
+    """Inside the block, camera observables return black images instead of rendering.
+
+    For observations that are computed but never returned (LIBERO's reset and
+    ``set_init_state`` each compute one). The observables' timers move as usual.
+    """
+    cameras = [obs for obs in robosuite_env._observables.values() if obs.modality == "image"]
+    saved = [obs._sensor for obs in cameras]
+    for obs in cameras:
+        blank = np.zeros(obs._data_shape, dtype=np.uint8)
+
+        def sensor(obs_cache: dict[str, Any], blank: np.ndarray = blank) -> np.ndarray:
+            return blank
+
+        sensor.__modality__ = "image"  # type: ignore[attr-defined]
+        obs._sensor = sensor
+    try:
+        yield
+    finally:
+        for obs, original in zip(cameras, saved):
+            obs._sensor = original
 
 
 @contextlib.contextmanager
