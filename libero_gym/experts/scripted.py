@@ -60,10 +60,11 @@ def _fixture_of(scene: Scene, name: str) -> str:
 def plan_subtasks(scene: Scene, goal: list[list[str]]) -> list[Subtask]:
     """Order goal predicates so that each can be achieved without undoing another.
 
-    Order: open and turn on/off first (and open any closed drawer that something
-    must go in); then place objects one at a time, an object before anything that
-    is stacked on it; close last any drawer/door something was put in, others
-    first (a closed drawer is a support: "close the drawer and put the bowl on it").
+    Order: close drawers/doors that nothing goes into (an open drawer sticks out in
+    front of the others; a closed one can be a support: "close the drawer and put
+    the bowl on it"); open and turn on/off (and open any closed drawer that
+    something must go in); place objects one at a time, an object before anything
+    stacked on it; close last any drawer/door something was put in.
     """
     preds = [tuple(str(x).lower() for x in p) for p in goal]
     placements = [p for p in preds if p[0] in PLACEMENT_PREDICATES]
@@ -84,7 +85,8 @@ def plan_subtasks(scene: Scene, goal: list[list[str]]) -> list[Subtask]:
     moved = {p[1] for p in placements}
     ordered = sorted(placements, key=lambda p: 0 if any(q[2] == p[1] for q in placements) else 1)
     del moved
-    plan = first + close_early + ordered + close_late
+    # Closing comes first: an open drawer sticks out in front of the others.
+    plan = close_early + first + ordered + close_late
     offsets = _region_offsets(scene, ordered)
     return [Subtask(p, offsets.get(p)) for p in plan]
 
