@@ -17,7 +17,7 @@ from tests.data.conftest import ENV_ID, TASK_ID
 STEPS = 20
 
 
-def test_sigkilled_worker_is_replaced_and_its_episode_dropped(tmp_path: Path) -> None:
+def test_dead_or_failing_workers_are_replaced_and_their_episodes_dropped(tmp_path: Path) -> None:
     out = tmp_path / "collection"
     plan = CollectPlan(
         env_id=ENV_ID, task_ids=(TASK_ID,), out_dir=str(out),
@@ -26,8 +26,8 @@ def test_sigkilled_worker_is_replaced_and_its_episode_dropped(tmp_path: Path) ->
         seed=3, max_episodes=3, provenance={},
     )
     result = run_collection(plan, num_workers=2, progress=False)
-    assert (tmp_path / "crashed").exists(), "the fault was injected"
-    assert result.dropped == 1
+    assert (tmp_path / "crashed").exists() and (tmp_path / "raised").exists(), "both faults were injected"
+    assert result.dropped == 2  # one SIGKILL, one exception: each episode dropped, then redone
     assert result.skipped == []
     assert result.kept == [0, 1, 2]
     assert sorted(finished_summaries(out)) == [0, 1, 2]
