@@ -177,3 +177,44 @@ def test_resilient_needs_async_shared_memory() -> None:
     with pytest.raises(InvalidInputError, match="restart_dead_workers"):
         make_vector_env(2, shared_memory=False, restart_dead_workers=True)
 
+
+
+def test_training_survives_a_killed_worker() -> None:
+    """gaussian-ppo learns through the SB3 adapter while one LIBERO worker is SIGKILLed mid-rollout."""
+    pytest.importorskip("stable_baselines3")
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from agents.checkpoint import build_agent
+    from agents.registry import resolve_agent
+    from agents.vec_env import SB3VecEnv
+
+    class KillOnce(BaseCallback):
+        """SIGKILLs worker 1 at the 5th env step of the rollout; collects the step infos."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.infos: list[dict[str, Any]] = []
+
+        def _on_step(self) -> bool:
+            self.infos.extend(self.locals["infos"])
+            if self.n_calls == 5:
+                _kill(envs, 1)
+            return True
+
+    torch.set_num_threads(1)
+    envs = make_vector_env(2, suite="libero_goal", task_id=0, obs_mode="state", max_episode_steps=STEPS,
+                           restart_dead_workers=True)
+    vec_env = SB3VecEnv(envs)
+    try:
+        spec = resolve_agent("gaussian-ppo")
+        model = build_agent(spec, vec_env, spec.make_config({"n_steps": 16, "batch_size": 16, "n_epochs": 1}),
+                            seed=0, device="cpu")
+        callback = KillOnce()
+        model.learn(total_timesteps=32, callback=callback)
+        assert model.num_timesteps == 32
+        assert envs.num_restarts == 1 and envs.dropped_episodes == 1
+        assert sum(bool(info.get("episode_dropped")) for info in callback.infos) == 1
+        assert model.rollout_buffer.full and np.isfinite(model.rollout_buffer.observations["proprio"]).all()
+    finally:
+        vec_env.close()
