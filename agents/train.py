@@ -213,8 +213,8 @@ def train(config: Train) -> TrainResult:
     """Train ``config.agent`` on ``config.env``; see the module docstring for the outputs.
 
     Raises:
-        InvalidInputError: bad agent/env/config values, or a run folder that already
-            holds a run (without ``--resume``) or none (with it).
+        InvalidInputError: bad agent/env/config values, a run folder that already
+            holds a run (without ``--resume``), or a resumed run with another agent/env.
         CheckpointError: ``--init-from``/``--resume`` checkpoint of another agent or env.
     """
     import torch
@@ -243,47 +243,15 @@ def train(config: Train) -> TrainResult:
         )
 
     env_info = env_info_for(config)
-    overrides = parse_agent_config(config.agent_config)
+    parse_agent_config(config.agent_config)  # a bad --agent-config fails before any worker starts
     check_spaces(spec, *env_spaces(env_info))  # before any worker starts
     vec_env = make_env(env_info, config.num_envs, config.vectorization)
     try:
         vec_env.seed(config.seed)
 
         # -- the agent: resumed, warm-started, or fresh
-        resumed_at: int | None = None
         log_dir = run_dir / "logs"
-        if resuming:
-            model, _ = load_agent(
-                checkpoints.latest_valid(), vec_env, agent=spec.name, env_id=env_info.env_id, device=config.device,
-                restore_rng=True, tensorboard_log=str(log_dir), verbose=config.verbose,
-            )  # fmt: skip
-            resumed_at = int(model.num_timesteps)
-            vec_env.seed(config.seed + resumed_at)  # fresh, reproducible episodes after a resume
-        else:
-            agent_config: Any
-            init_params = None
-            if config.init_from is not None:
-                meta, init_params = read_checkpoint(config.init_from)
-                check_compatible(
-                    meta, agent=spec.name, env_id=None, observation_space=vec_env.observation_space,
-                    action_space=vec_env.action_space, where=f"--init-from {config.init_from}",
-                )  # fmt: skip
-                base = dict(meta["config"])
-                base.update(overrides)
-                overrides = base
-            if spec.protocol == PROTOCOL_SB3:
-                agent_config = _sb3_kwargs(spec, overrides, config)
-            else:
-                agent_config = spec.make_config(overrides)
-            model = build_agent(
-                spec, vec_env, agent_config, seed=config.seed, device=config.device,
-                tensorboard_log=str(log_dir), verbose=config.verbose,
-            )  # fmt: skip
-            if init_params is not None:
-                if hasattr(model, "load_pretrained_policy"):  # DiffusionPPO: also syncs the fine-tuned copy
-                    model.load_pretrained_policy(init_params["params"]["policy"])
-                else:
-                    load_params_into(model, init_params, strict=False, only=("policy",))
+        model, resumed_at = _make_model(config, spec, vec_env, env_info, checkpoints, resuming, log_dir)
         model.set_logger(_make_logger(log_dir, resumed_at, config.verbose))
 
         resolved = {
@@ -335,6 +303,51 @@ def train(config: Train) -> TrainResult:
     return result
 
 
+def _make_model(
+    config: Train,
+    spec: Any,
+    vec_env: SB3VecEnv,
+    env_info: EnvInfo,
+    checkpoints: CheckpointManager,
+    resuming: bool,
+    log_dir: Path,
+) -> tuple[Any, int | None]:
+    """The agent: resumed from the run's newest valid checkpoint, warm-started from
+    ``--init-from``, or fresh. Returns it and the step it resumed at (``None`` if new)."""
+    if resuming:
+        model, _ = load_agent(
+            checkpoints.latest_valid(), vec_env, agent=spec.name, env_id=env_info.env_id, device=config.device,
+            restore_rng=True, tensorboard_log=str(log_dir), verbose=config.verbose,
+        )  # fmt: skip
+        resumed_at = int(model.num_timesteps)
+        vec_env.seed(config.seed + resumed_at)  # fresh, reproducible episodes after a resume
+        return model, resumed_at
+    overrides = parse_agent_config(config.agent_config)
+    init_params = None
+    if config.init_from is not None:
+        meta, init_params = read_checkpoint(config.init_from)
+        check_compatible(
+            meta, agent=spec.name, env_id=None, observation_space=vec_env.observation_space,
+            action_space=vec_env.action_space, where=f"--init-from {config.init_from}",
+        )  # fmt: skip
+        overrides = _deep_merge(meta["config"], overrides)  # the checkpoint's config is the base
+    agent_config: Any
+    if spec.protocol == PROTOCOL_SB3:
+        agent_config = _sb3_kwargs(spec, overrides, config)
+    else:
+        agent_config = spec.make_config(overrides)
+    model = build_agent(
+        spec, vec_env, agent_config, seed=config.seed, device=config.device,
+        tensorboard_log=str(log_dir), verbose=config.verbose,
+    )  # fmt: skip
+    if init_params is not None:
+        if hasattr(model, "load_pretrained_policy"):  # DiffusionPPO: also syncs the fine-tuned copy
+            model.load_pretrained_policy(init_params["params"]["policy"])
+        else:
+            load_params_into(model, init_params, strict=False, only=("policy",))
+    return model, None
+
+
 def print_summary(result: TrainResult) -> None:
     """A few lines: what ran, how fast, how well, where the checkpoint is."""
     success = "n/a" if result.success_rate is None else f"{100 * result.success_rate:.1f}%"
@@ -346,6 +359,17 @@ def print_summary(result: TrainResult) -> None:
         f"checkpoint: {result.checkpoint}\n"
         f"run folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'logs'})"
     )
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overrides``, nested dicts (e.g. ``policy``) merged key by key."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _sb3_kwargs(spec: Any, overrides: dict[str, Any], config: Train) -> dict[str, Any]:
