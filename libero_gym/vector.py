@@ -9,6 +9,13 @@ travel through shared memory (Gymnasium's ``AsyncVectorEnv(shared_memory=True)``
 ``gym.make_vec(..., vectorization_mode="async")`` uses Gymnasium's own
 ``AsyncVectorEnv`` with the platform's default start method; that is safe too,
 because a libero-gym env builds its simulator lazily, in the worker.
+
+``make_vector_env(..., restart_dead_workers=True)`` returns a
+:class:`ResilientAsyncVectorEnv`: a worker that dies or whose simulator raises is
+restarted and the episode it was running is ended with ``truncated=True`` and
+``info["episode_dropped"]`` (:func:`dropped_mask`), counted in
+``dropped_episodes``; see the class docstring for what is guaranteed and
+docs/faults.md for what is not covered.
 """
 
 from __future__ import annotations
