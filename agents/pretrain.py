@@ -4,7 +4,7 @@ The policy is trained by its denoising loss (``policy.bc_loss``) on (observation
 action chunk) pairs:
 
 * observations are regenerated for *our* env and obs_mode by replaying the stored
-  MuJoCo states (``env.unwrapped.set_sim_state(state)`` returns our observation),
+  MuJoCo states in the episode's re-created scene (``libero_gym.data.replay.env_observations``),
   so the same file serves ``state``, ``pixels`` and ``both`` policies and LIBERO's
   own datasets (whose images are upside down and 128x128) need no conversion;
 * the chunk at step t is ``actions[t : t + Ta]``, the tail padded with the last
@@ -83,6 +83,7 @@ def load_demos(config: Pretrain, horizon: int) -> DemoData:
     import gymnasium as gym
 
     from libero_gym.data.dataset import read_dataset
+    from libero_gym.data.replay import env_observations
     from libero_gym.registration import suite_env_ids, task_env_ids
 
     observations: dict[str, list[np.ndarray]] = {}
@@ -115,10 +116,11 @@ def load_demos(config: Pretrain, horizon: int) -> DemoData:
             spaces_ = spaces_ or (env.observation_space, env.action_space)
             episodes = dataset.episodes[: config.max_demos] if config.max_demos is not None else dataset.episodes
             for episode in episodes:
-                for state in episode.states:
-                    obs = env.unwrapped.set_sim_state(state)
-                    for key, value in obs.items():
-                        observations.setdefault(key, []).append(np.asarray(value))
+                # Our own demos record their scene (init state id, fixture layout) and are
+                # replayed in it; LIBERO's human demos do not, and replay in the current one.
+                restore = "init_state_id" in episode.attrs
+                for key, value in env_observations(env, episode, restore=restore).items():
+                    observations.setdefault(key, []).extend(value)
                 chunks.append(action_chunks(episode.actions, horizon))
                 demos += 1
         finally:

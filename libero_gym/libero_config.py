@@ -56,7 +56,7 @@ def _default_home() -> Path:
     return Path(os.environ.get(HOME_ENV_VAR, Path.home() / ".cache" / "libero_gym"))
 
 
-def _libero_package_dir() -> Path:
+def libero_package_dir() -> Path:
     """The installed ``libero/libero`` folder, found without importing it."""
     spec = importlib.util.find_spec("libero")
     if spec is None or spec.origin is None:
@@ -82,7 +82,7 @@ def resolve_assets_path(assets_path: str | os.PathLike[str] | None = None) -> Pa
         assets_path = os.environ.get(ASSETS_ENV_VAR) or None
     if assets_path is None:
         try:
-            installed = _libero_package_dir() / "assets"
+            installed = libero_package_dir() / "assets"
         except ModuleNotFoundError:
             installed = None
         if installed is not None and installed.is_dir():
@@ -120,7 +120,7 @@ def ensure_libero_config() -> Path:
         return Path(user_dir)
     config_dir = Path(user_dir) if user_dir else _default_home() / "libero_config"
     config_file = config_dir / "config.yaml"
-    root = _libero_package_dir()
+    root = libero_package_dir()
     wanted = {
         "benchmark_root": str(root),
         "bddl_files": str(root / "bddl_files"),

@@ -236,9 +236,9 @@ def _json_default(value: Any) -> Any:
 # ---------------------------------------------------------------------- metadata
 def bddl_path(task: Task) -> Path:
     """The installed BDDL file of a task (found without importing LIBERO)."""
-    from libero_gym.libero_config import _libero_package_dir
+    from libero_gym.libero_config import libero_package_dir
 
-    return _libero_package_dir() / "bddl_files" / task.problem_folder / task.bddl_file
+    return libero_package_dir() / "bddl_files" / task.problem_folder / task.bddl_file
 
 
 def env_args_for(task: Task, image_size: int) -> dict[str, Any]:
