@@ -27,8 +27,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps libero==0.1.1
 	touch $@
 
+# --resume: the first run starts fresh; running it again continues (or re-reports) the same run.
 train: install
-	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --total-timesteps 2000 --run-dir runs/main
+	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --total-timesteps 2000 --run-dir runs/main --resume
 
 test: install
 	$(BIN)/python -m pytest -n 2 --timeout 900 $(PYTEST_ARGS)
@@ -38,6 +39,8 @@ test-slow: install
 
 bench: install
 	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/agents.py
+	$(BIN)/python benchmarks/data.py
 
 clean:
 	rm -rf $(VENV) .cache runs
