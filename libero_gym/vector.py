@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import logging
 import multiprocessing
+import queue
 import signal
 from collections.abc import Callable, Sequence
 from copy import deepcopy
@@ -144,7 +145,8 @@ PROPAGATED_ERRORS: tuple[type[BaseException], ...] = (
 # A slot that breaks this many times without one good step in between is not a flaky
 # simulator but a deterministic fault (a bug, a task that cannot be built): raise it.
 MAX_CONSECUTIVE_FAILURES = 3
-# Seconds to wait for a dead or failed worker process to be reaped before terminating it.
+# Seconds to wait for a dead or failed worker process to be reaped before terminating it, and
+# for a failed worker's error report (it is sent before the worker answers, so it is there at once).
 _JOIN_TIMEOUT_S = 5.0
 
 
@@ -416,9 +418,14 @@ class ResilientAsyncVectorEnv(AsyncVectorEnv):
                 results[index] = result
             else:
                 failed[index] = None
-        errors = [self.error_queue.get() for _ in range(sum(v is None for v in failed.values()))]
         propagated: BaseException | None = None
-        for index, exc_type, value, trace in errors:
+        for _ in range(sum(v is None for v in failed.values())):
+            try:
+                index, exc_type, value, trace = self.error_queue.get(timeout=_JOIN_TIMEOUT_S)
+            except queue.Empty:  # the report was lost (e.g. an exception that does not pickle)
+                break
+            if failed.get(index, "") is not None:
+                continue  # not a slot waiting for its report (a stale entry): ignore it
             if issubclass(exc_type, self.propagate):
                 propagated = propagated or value
                 self._restart(index)
@@ -432,7 +439,7 @@ class ResilientAsyncVectorEnv(AsyncVectorEnv):
             raise propagated
         for index, message in failed.items():
             if retry_reset is None:
-                self._recover(index, message or "")
+                self._recover(index, message or "worker raised; its error report was lost")
             else:  # a reset that broke: restart and reset again with the same seed
                 seeds, options = retry_reset
                 self._count_failure(index, message or "")
