@@ -7,6 +7,9 @@ and turns user errors into one line on stderr and a non-zero exit.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +44,21 @@ def _register_optional_commands() -> None:
         COMMANDS.update(DATA_COMMANDS)
 
 
+def _one_line(box: str) -> str:
+    """tyro's boxed parse error as one line: its first paragraph, frame and colours removed."""
+    words: list[str] = []
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", box).splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("╭", "╰")):
+            continue
+        if stripped.startswith("│ ─"):  # the rule that ends the first paragraph
+            break
+        text = stripped.strip("│╭╮╰╯─ ").strip()
+        if text:
+            words.append(text)
+    return " ".join(words) or "invalid arguments (see --help)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv``, run the command, return the exit code."""
     from gymnasium import error as gym_error
@@ -48,11 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     from libero_gym.errors import LiberoGymError
 
     _register_optional_commands()
-    config = tyro.extras.subcommand_cli_from_dict(
-        {name: config_cls for name, (config_cls, _) in COMMANDS.items()},
-        args=argv,
-        description=__doc__,
-    )
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            config = tyro.extras.subcommand_cli_from_dict(
+                {name: config_cls for name, (config_cls, _) in COMMANDS.items()},
+                args=argv,
+                description=__doc__,
+            )
+    except SystemExit as exit_:
+        if exit_.code in (0, None):  # --help: show what tyro wrote
+            sys.stderr.write(captured.getvalue())
+            raise
+        print(f"error: {_one_line(captured.getvalue())}", file=sys.stderr)
+        return 2
+    sys.stderr.write(captured.getvalue())
     function = next(fn for config_cls, fn in COMMANDS.values() if type(config) is config_cls)
     try:
         result = function(config)

@@ -52,5 +52,10 @@ class Doctor:
 def doctor(config: Doctor) -> int:
     """Run the checks; returns 0 if all pass, 1 otherwise."""
     from libero_gym.doctor import run_checks
+    from libero_gym.errors import InvalidInputError
+    from libero_gym.registration import all_env_ids
+
+    if config.env_id not in all_env_ids():
+        raise InvalidInputError(f"--env-id must be a libero-gym id (see `python cli.py envs`), got {config.env_id!r}")
 
     return run_checks(env_id=config.env_id, pixels=config.pixels)

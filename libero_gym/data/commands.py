@@ -80,6 +80,11 @@ def collect(config: CollectConfig) -> int:
         raise InvalidInputError(f"num_workers must be >= 1, got {config.num_workers}")
     if config.policy == "checkpoint" and not config.checkpoint:
         raise InvalidInputError("--policy checkpoint needs --checkpoint DIR")
+    if config.policy == "checkpoint":
+        # Verify it here, once, before any worker starts (each would fail on it).
+        from agents.checkpoint import read_checkpoint
+
+        read_checkpoint(config.checkpoint)
     if config.max_episode_steps is not None and config.max_episode_steps < 1:
         raise InvalidInputError(f"max_episode_steps must be >= 1, got {config.max_episode_steps}")
     if not 16 <= config.image_size <= 1024:
