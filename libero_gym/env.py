@@ -11,24 +11,32 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from libero_gym import suites
 from libero_gym.errors import InvalidInputError
 from libero_gym.fast_physics import PHYSICS_MODES
+from libero_gym.spaces import (  # noqa: F401  (re-exported: the observation layout)
+    ACTION_DIM,
+    CAMERAS,
+    MAX_FIXTURE_JOINTS,
+    OBJECT_DIM,
+    OBJECT_STATE_PER_OBJECT,
+    OBS_MODES,
+    PROPRIO_DIM,
+    PROPRIO_KEYS,
+    PROPRIO_SLICES,
+    ObsMode,
+    action_space,
+    observation_space,
+)
 from libero_gym.suites import Task
 
-ObsMode = Literal["state", "pixels", "both"]
-OBS_MODES: tuple[str, ...] = ("state", "pixels", "both")
 RESET_MODES: tuple[str, ...] = ("fast", "hard")
 RESET_OPTIONS: tuple[str, ...] = ("task_id", "init_state_id", "layout_seed")
-
-ACTION_DIM = 7
-"""OSC_POSE delta (dx, dy, dz, dax, day, daz) plus gripper, each in [-1, 1]."""
 
 SETTLE_ACTION = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0])
 """No motion, gripper open: what openvla-oft/openpi send while objects settle."""
@@ -37,38 +45,6 @@ DEFAULT_SETTLE_STEPS = 10
 """Steps of :data:`SETTLE_ACTION` after restoring an init state, so that objects
 placed slightly above their supports come to rest (openvla-oft, openpi use 10).
 Not counted in the episode's step budget."""
-
-CAMERAS: dict[str, str] = {"agentview_image": "agentview", "eye_in_hand_image": "robot0_eye_in_hand"}
-"""Observation key -> robosuite camera name."""
-
-# Proprioception: robosuite observables concatenated in this order (39 values).
-PROPRIO_KEYS: tuple[tuple[str, int], ...] = (
-    ("robot0_joint_pos", 7),
-    ("robot0_joint_pos_cos", 7),
-    ("robot0_joint_pos_sin", 7),
-    ("robot0_joint_vel", 7),
-    ("robot0_eef_pos", 3),
-    ("robot0_eef_quat", 4),
-    ("robot0_gripper_qpos", 2),
-    ("robot0_gripper_qvel", 2),
-)
-PROPRIO_SLICES: dict[str, slice] = {}
-_start = 0
-for _key, _size in PROPRIO_KEYS:
-    PROPRIO_SLICES[_key.removeprefix("robot0_")] = slice(_start, _start + _size)
-    _start += _size
-PROPRIO_DIM = _start
-"""Length of the ``proprio`` observation; :data:`PROPRIO_SLICES` names its parts."""
-
-OBJECT_STATE_PER_OBJECT = 14
-"""Per movable object: position (3), quaternion xyzw (4), position and quaternion
-relative to the end effector (3 + 4), as LIBERO's ``object-state``."""
-MAX_FIXTURE_JOINTS = 8
-"""Articulated-fixture joint positions (drawers, doors, knobs) kept in the object
-observation, zero-padded; the largest LIBERO scene has fewer."""
-OBJECT_DIM = suites.MAX_OBJECTS * OBJECT_STATE_PER_OBJECT + MAX_FIXTURE_JOINTS
-"""Length of the ``object`` observation: objects zero-padded to the most any task
-has, so that every task of every suite shares one observation space."""
 
 
 class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
@@ -234,18 +210,8 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.init_state_id: int | None = None
         self.layout_seed: int | None = None
 
-        action_shape = (ACTION_DIM,) if chunk_size is None else (chunk_size, ACTION_DIM)
-        self.action_space = spaces.Box(-1.0, 1.0, action_shape, np.float32)
-        obs_spaces: dict[str, spaces.Space[Any]] = {
-            "proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
-        }
-        if self.uses_state:
-            obs_spaces["object"] = spaces.Box(-np.inf, np.inf, (OBJECT_DIM,), np.float32)
-        if self.uses_pixels:
-            for key in CAMERAS:
-                obs_spaces[key] = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
-        obs_spaces["task_index"] = spaces.Discrete(len(suites.get_suite(self.suite)))
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = action_space(chunk_size)
+        self.observation_space = observation_space(obs_mode, image_size, len(suites.get_suite(self.suite)))
 
         # Built lazily in the process that steps the env (see _build).
         self._libero_env: Any = None

@@ -15,9 +15,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
-
-from libero_gym.env import ACTION_DIM, CAMERAS, OBJECT_DIM, PROPRIO_DIM, PROPRIO_SLICES
+from libero_gym.spaces import (
+    ACTION_DIM,
+    CAMERAS,
+    OBJECT_DIM,
+    PROPRIO_DIM,
+    PROPRIO_SLICES,
+    action_space,
+    observation_space,
+)
 
 STEP_SCALE = 0.05
 """Metres moved per step at action 1.0 (robosuite OSC_POSE's default output_max)."""
@@ -56,17 +62,8 @@ class FakeLiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.goal_range = goal_range
         self.require_grasp = require_grasp
         self.render_mode = render_mode
-        self.action_space = spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        obs_spaces: dict[str, spaces.Space[Any]] = {
-            "proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)
-        }
-        if obs_mode in ("state", "both"):
-            obs_spaces["object"] = spaces.Box(-np.inf, np.inf, (OBJECT_DIM,), np.float32)
-        if obs_mode in ("pixels", "both"):
-            for key in CAMERAS:
-                obs_spaces[key] = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
-        obs_spaces["task_index"] = spaces.Discrete(n_tasks)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self.action_space = action_space()
+        self.observation_space = observation_space(obs_mode, image_size, n_tasks)
         self._pos = np.zeros(3)
         self._goal = np.zeros(3)
         self._gripper = -1.0
