@@ -60,7 +60,9 @@ class EnvInfo:
         task_ids: task indices within the suite.
         obs_mode: ``state``, ``pixels`` or ``both``.
         image_size: camera image size (pixels/both), ``None`` for the env default.
-        max_episode_steps: episode limit, ``None`` for the suite's.
+        max_episode_steps: episode limit in control steps, ``None`` for the suite's.
+        chunk_size: ``None`` (actions (7,)), or Ta: the env steps (Ta, 7) action
+            chunks (``LiberoEnv(chunk_size=Ta)``; the limit is then its ``step_limit``).
     """
 
     env_id: str
@@ -68,6 +70,7 @@ class EnvInfo:
     obs_mode: str = "state"
     image_size: int | None = None
     max_episode_steps: int | None = None
+    chunk_size: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "task_ids": list(self.task_ids)}
@@ -80,6 +83,7 @@ class EnvInfo:
             str(data.get("obs_mode", "state")),
             data.get("image_size"),
             data.get("max_episode_steps"),
+            data.get("chunk_size"),  # absent in checkpoints written before chunk envs: per-step
         )
 
     def make_kwargs(self) -> dict[str, Any]:
@@ -87,7 +91,14 @@ class EnvInfo:
         kwargs: dict[str, Any] = {"obs_mode": self.obs_mode}
         if self.image_size is not None:
             kwargs["image_size"] = self.image_size
-        if self.max_episode_steps is not None:
+        if self.chunk_size is not None:
+            # TimeLimit counts chunks, so the env counts its control steps itself (step_limit,
+            # LiberoEnv docs); a TimeLimit of as many chunks never ends an episode first.
+            kwargs["chunk_size"] = self.chunk_size
+            if self.max_episode_steps is not None:
+                kwargs["step_limit"] = self.max_episode_steps
+                kwargs["max_episode_steps"] = self.max_episode_steps
+        elif self.max_episode_steps is not None:
             kwargs["max_episode_steps"] = self.max_episode_steps
         return kwargs
 
@@ -367,10 +378,22 @@ def check_compatible(
             f"{where} is for env {env['env_id']!r} with obs_mode {env.get('obs_mode')!r} and observation space "
             f"{_space_summary(meta['observation_space'])}, not {_space_summary(describe_space(observation_space))}"
         )
-    if action_space is not None and describe_space(action_space) != meta["action_space"]:
+    if action_space is not None and _step_space(describe_space(action_space)) != _step_space(meta["action_space"]):
         raise CheckpointError(
             f"{where} has action space {meta['action_space']}, not {describe_space(action_space)}"
         )
+
+
+def _step_space(desc: Mapping[str, Any]) -> dict[str, Any]:
+    """An action space as one control step sees it: a (Ta, 7) chunk of Boxes is its (7,) Box.
+
+    The weights of an agent do not depend on whether its env steps chunks (DiffusionPPO
+    acts in both), so a checkpoint of one kind loads on an env of the other.
+    """
+    out = dict(desc)
+    if out.get("type") == "Box" and len(out.get("shape", ())) == 2:
+        out["shape"] = list(out["shape"][1:])
+    return out
 
 
 def _space_summary(desc: Mapping[str, Any]) -> str:
@@ -432,8 +455,10 @@ def load_agent(
 
     Args:
         path: checkpoint folder/zip, or a run folder (its newest valid checkpoint).
-        env: an SB3 VecEnv with the checkpoint's spaces; ``None`` builds the agent
-            on a spaces-only env rebuilt from ``agent.json`` (enough for ``predict``).
+        env: an SB3 VecEnv with the checkpoint's spaces (an action chunk space and its
+            per-step space are interchangeable); ``None`` builds the agent on a spaces-only
+            env rebuilt from ``agent.json`` with the per-step action space (enough for
+            ``predict``, one action per call).
         agent: expected agent name; a checkpoint of another agent is an error.
         env_id: expected env id; a checkpoint of another env is an error.
         device: torch device.
@@ -454,7 +479,9 @@ def load_agent(
         from agents.registry import SpacesOnlyEnv
 
         obs_space = space_from_description(meta["observation_space"])
-        act_space = space_from_description(meta["action_space"])
+        # A standalone policy acts one control step at a time (``predict`` queues a chunk
+        # agent's chunk per env), so a chunk env's (Ta, 7) space is rebuilt as (7,).
+        act_space = space_from_description(_step_space(meta["action_space"]))
         env = DummyVecEnv([lambda: SpacesOnlyEnv(obs_space, act_space)])
     check_compatible(
         meta, agent=agent, env_id=env_id, observation_space=env.observation_space, action_space=env.action_space

@@ -67,9 +67,10 @@ class Train:
     """Seed of the agent and of the envs' first reset."""
     init_from: Path | None = None
     """Start from this checkpoint's policy (e.g. a `pretrain` BC checkpoint); its agent config is the base."""
-    resume: bool = False
-    """Continue the run in --run-dir from its newest valid checkpoint (counters, optimizer, RNG);
-    with no checkpoint there yet, start a new run in it (so a crashed command can simply be rerun)."""
+    resume: Path | None = None
+    """RUN_DIR: continue the run in this folder from its newest valid checkpoint (counters, optimizer,
+    RNG, log); with no checkpoint there yet, start a new run in it (so a killed command can simply be
+    rerun). The run folder; --run-dir may be left out."""
     checkpoint_every: int = 10_000
     """Save a checkpoint every this many env steps (and at the end)."""
     keep_checkpoints: int = 2
@@ -95,9 +96,9 @@ class Train:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise InvalidInputError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
-        if self.resume and self.run_dir is None:
-            raise InvalidInputError("--resume needs --run-dir (the run to continue)")
-        if self.resume and self.init_from is not None:
+        if self.resume is not None and self.run_dir is not None and Path(self.resume) != Path(self.run_dir):
+            raise InvalidInputError(f"--resume {self.resume} and --run-dir {self.run_dir} name different folders")
+        if self.resume is not None and self.init_from is not None:
             raise InvalidInputError("--resume and --init-from are exclusive (a resumed run has its own weights)")
         parse_agent_config(self.agent_config)
 

@@ -12,12 +12,21 @@ network on the observation alone is the critic; it trains alone for the first
 :mod:`agents.gaussian_ppo`): same ``learn``/``predict``/callbacks/logger, chunked
 rollouts, a chain instead of an action.
 
-Rollouts execute each chunk step by step in the ``VecEnv``. When an env's episode
-ends inside a chunk, its remaining actions are dropped: the env receives
-:data:`HOLD_ACTION` for the rest of the chunk (its new episode thus starts with up to
-Ta-1 hold steps, counted in its step budget), and the chunk is stored as the
-episode's last, with the value of SB3's ``terminal_observation`` bootstrapped into
-its reward if the episode was truncated.
+Two kinds of env, told apart by the action space:
+
+* a chunk env (``Box(-1, 1, (Ta, 7))``, ``LiberoEnv(chunk_size=Ta)``, e.g. what
+  ``train`` builds for this agent): one ``env.step`` per chunk. The env runs the Ta
+  actions without computing the observations in between, stops at success or at its
+  step limit, and returns the summed reward and ``info["chunk_steps"]``, the control
+  steps that ran; a truncated chunk's reward gets ``gamma ** chunk_steps *
+  V(terminal_observation)``. ``num_timesteps`` counts control steps (the sum of
+  ``chunk_steps``).
+* a per-step env (``Box(-1, 1, (7,))``): the chunk is executed step by step. When an
+  env's episode ends inside a chunk, its remaining actions are dropped: the env
+  receives :data:`HOLD_ACTION` for the rest of the chunk (its new episode thus starts
+  with up to Ta-1 hold steps, counted in its step budget), and the chunk is stored as
+  the episode's last, with the value of SB3's ``terminal_observation`` bootstrapped
+  into its reward if the episode was truncated.
 
 Shape legend:
     E: number of envs, B: minibatch of chunks
@@ -124,6 +133,11 @@ class DiffusionPPOConfig:
             raise ValueError(f"n_critic_warmup_iterations must be >= 0, got {self.n_critic_warmup_iterations}")
 
     @property
+    def chunk_size(self) -> int:
+        """Ta: ``train`` gives an agent whose config has this property chunk envs (``LiberoEnv(chunk_size=Ta)``)."""
+        return self.policy.horizon_steps
+
+    @property
     def chunk_gamma(self) -> float:
         """Discount of one full chunk, gamma ** Ta."""
         return self.gamma**self.policy.horizon_steps
@@ -168,7 +182,8 @@ class DiffusionPPO(BaseAlgorithm):
         critic: the :class:`ValueNetwork`.
 
     Raises:
-        InvalidInputError: the action space is not ``Box(-1, 1, (7,))``.
+        InvalidInputError: the action space is neither ``Box(-1, 1, (7,))`` nor the chunk
+            ``Box(-1, 1, (Ta, 7))`` with Ta = ``config.policy.horizon_steps``.
     """
 
     policy: DiffusionPolicy  # type: ignore[assignment]
@@ -184,15 +199,19 @@ class DiffusionPPO(BaseAlgorithm):
         verbose: int = 0,
         _init_setup_model: bool = True,
     ) -> None:
+        self.config = config if config is not None else DiffusionPPOConfig()
         action_space = env.action_space
+        horizon = self.config.policy.horizon_steps
         if not (
             isinstance(action_space, spaces.Box)
-            and action_space.shape == (ACTION_DIM,)
+            and action_space.shape in ((ACTION_DIM,), (horizon, ACTION_DIM))
             and np.all(action_space.low == -1.0)
             and np.all(action_space.high == 1.0)
         ):
-            raise InvalidInputError(f"DiffusionPPO needs the action space Box(-1, 1, ({ACTION_DIM},)), got {action_space}")
-        self.config = config if config is not None else DiffusionPPOConfig()
+            raise InvalidInputError(
+                f"DiffusionPPO needs the action space Box(-1, 1, ({ACTION_DIM},)) or the chunk "
+                f"Box(-1, 1, ({horizon}, {ACTION_DIM})) (horizon_steps={horizon}), got {action_space}"
+            )
         super().__init__(
             DiffusionPolicy,  # type: ignore[arg-type]  # SB3 records it as policy_class
             env,
@@ -280,10 +299,14 @@ class DiffusionPPO(BaseAlgorithm):
 
     # ------------------------------------------------------------------ rollouts
 
+    @property
+    def chunked_env(self) -> bool:
+        """True when the agent's env steps whole chunks (action space (Ta, 7))."""
+        return len(self.action_space.shape or ()) == 2
+
     def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: ChunkRolloutBuffer) -> bool:
         """Fill ``rollout_buffer`` with ``n_chunks`` chunks per env; False if a callback stopped training."""
         assert self._last_obs is not None and self._last_episode_starts is not None
-        n_envs, horizon = env.num_envs, self.config.policy.horizon_steps
         rollout_buffer.reset()
         callback.on_rollout_start()
         self.policy.train(False)
@@ -295,29 +318,11 @@ class DiffusionPPO(BaseAlgorithm):
                 actions, chain = self.policy.sample(obs_tensor, deterministic=False)
                 values = self.critic(obs_tensor)
             actions_np = actions.cpu().numpy()  # [E, Ta, Da]
-
-            # Execute it step by step; an env whose episode ends stops using its chunk.
-            chunk_rewards = np.zeros(n_envs, dtype=np.float32)
-            chunk_dones = np.zeros(n_envs, dtype=bool)
-            for k in range(horizon):
-                step_actions = np.where(chunk_dones[:, None], HOLD_ACTION, actions_np[:, k])
-                new_obs, rewards, dones, infos = env.step(step_actions)
-                self.num_timesteps += n_envs
-                callback.update_locals(locals())
-                if not callback.on_step():
-                    return False
-                ended = dones & ~chunk_dones  # episodes that end in this step of their own chunk
-                self._update_info_buffer(infos, ended)
-                chunk_rewards += np.where(chunk_dones, 0.0, rewards).astype(np.float32)
-                # Truncated: bootstrap V(final obs), discounted from the chunk's start (SB3's PPO does this per step).
-                truncated = [i for i in np.flatnonzero(ended) if infos[i].get("TimeLimit.truncated", False)]
-                if truncated:
-                    final_obs = {key: np.stack([infos[i]["terminal_observation"][key] for i in truncated]) for key in new_obs}  # type: ignore[index]
-                    with torch.no_grad():
-                        final_values = self.critic(obs_as_tensor(final_obs, self.device)).cpu().numpy()
-                    chunk_rewards[truncated] += self.config.gamma ** (k + 1) * final_values
-                chunk_dones |= ended
-                self._last_obs = new_obs  # type: ignore[assignment]
+            execute = self._execute_chunk if self.chunked_env else self._execute_steps
+            outcome = execute(env, callback, actions_np)
+            if outcome is None:
+                return False
+            chunk_rewards, chunk_dones = outcome
 
             # Store the chunk; the next one starts an episode where this one ended.
             rollout_buffer.add(plan_obs, chain.cpu().numpy(), chunk_rewards, self._last_episode_starts, values.cpu().numpy())  # type: ignore[arg-type]
@@ -329,6 +334,53 @@ class DiffusionPPO(BaseAlgorithm):
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
+
+    def _execute_chunk(self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """One ``env.step`` of the chunks [E, Ta, Da] on a chunk env: (rewards [E], dones [E]), or None if stopped."""
+        new_obs, rewards, dones, infos = env.step(actions_np)
+        steps = np.array([int(info.get("chunk_steps", 0)) for info in infos])  # 0: a dropped (restarted) slot
+        self.num_timesteps += int(steps.sum())
+        callback.update_locals(locals())
+        if not callback.on_step():
+            return None
+        self._update_info_buffer(infos, dones)
+        chunk_rewards = np.asarray(rewards, dtype=np.float32).copy()
+        # Truncated: bootstrap V(final obs), discounted by the control steps the chunk ran.
+        truncated = [i for i in np.flatnonzero(dones) if infos[i].get("TimeLimit.truncated", False)]
+        if truncated:
+            final_obs = {key: np.stack([infos[i]["terminal_observation"][key] for i in truncated]) for key in new_obs}  # type: ignore[index]
+            with torch.no_grad():
+                final_values = self.critic(obs_as_tensor(final_obs, self.device)).cpu().numpy()
+            chunk_rewards[truncated] += self.config.gamma ** steps[truncated] * final_values
+        self._last_obs = new_obs  # type: ignore[assignment]
+        return chunk_rewards, np.asarray(dones, dtype=bool)
+
+    def _execute_steps(self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The chunks [E, Ta, Da] step by step on a per-step env: (rewards [E], dones [E]), or None if stopped."""
+        n_envs, horizon = env.num_envs, self.config.policy.horizon_steps
+        # Execute it step by step; an env whose episode ends stops using its chunk.
+        chunk_rewards = np.zeros(n_envs, dtype=np.float32)
+        chunk_dones = np.zeros(n_envs, dtype=bool)
+        for k in range(horizon):
+            step_actions = np.where(chunk_dones[:, None], HOLD_ACTION, actions_np[:, k])
+            new_obs, rewards, dones, infos = env.step(step_actions)
+            self.num_timesteps += n_envs
+            callback.update_locals(locals())
+            if not callback.on_step():
+                return None
+            ended = dones & ~chunk_dones  # episodes that end in this step of their own chunk
+            self._update_info_buffer(infos, ended)
+            chunk_rewards += np.where(chunk_dones, 0.0, rewards).astype(np.float32)
+            # Truncated: bootstrap V(final obs), discounted from the chunk's start (SB3's PPO does this per step).
+            truncated = [i for i in np.flatnonzero(ended) if infos[i].get("TimeLimit.truncated", False)]
+            if truncated:
+                final_obs = {key: np.stack([infos[i]["terminal_observation"][key] for i in truncated]) for key in new_obs}  # type: ignore[index]
+                with torch.no_grad():
+                    final_values = self.critic(obs_as_tensor(final_obs, self.device)).cpu().numpy()
+                chunk_rewards[truncated] += self.config.gamma ** (k + 1) * final_values
+            chunk_dones |= ended
+            self._last_obs = new_obs  # type: ignore[assignment]
+        return chunk_rewards, chunk_dones
 
     # ------------------------------------------------------------------ training
 
@@ -472,12 +524,15 @@ class DiffusionPPO(BaseAlgorithm):
         episode_start: np.ndarray | None = None,
         deterministic: bool = False,
     ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """SB3's ``predict``: one action per env, from a per-env queue of the current chunk.
+        """SB3's ``predict``: an action of the agent's action space per env.
 
-        An env re-plans when its chunk is used up (every Ta calls) or when
-        ``episode_start`` is True for it; a batch of another size starts afresh.
-        Pass ``episode_start`` as SB3's ``evaluate_policy`` does, or call with
-        one env's observations only between episode starts.
+        On a chunk env (action space (Ta, 7)) every call plans a whole chunk
+        (:meth:`predict_chunk`). On a per-step env ((7,), also what
+        ``agents.checkpoint.load_agent(path)`` without an env builds) one action per env
+        comes from a per-env queue of the current chunk: an env re-plans when its chunk
+        is used up (every Ta calls) or when ``episode_start`` is True for it; a batch of
+        another size starts afresh. Pass ``episode_start`` as SB3's ``evaluate_policy``
+        does, or call with one env's observations only between episode starts.
 
         Args:
             observation: a Dict observation, batched [E, ...] or a single one.
@@ -486,12 +541,15 @@ class DiffusionPPO(BaseAlgorithm):
             deterministic: evaluation sampling (see :meth:`DiffusionPolicy.sample`).
 
         Returns:
-            (actions [E, Da] or [Da] for a single observation, None).
+            (actions [E, Da], or [E, Ta, Da] on a chunk env, without E for a single observation; None).
         """
         if not isinstance(observation, dict):
             raise InvalidInputError(f"DiffusionPPO.predict needs a libero-gym Dict observation, got {type(observation).__name__}")
         single = np.asarray(observation["proprio"]).ndim == 1
         batch_obs = {key: np.asarray(value)[None] if single else np.asarray(value) for key, value in observation.items()}
+        if self.chunked_env:
+            chunks = self.predict_chunk(batch_obs, deterministic)
+            return (chunks[0] if single else chunks), None
         n_envs = len(batch_obs["proprio"])
         if self._action_queue is None or len(self._action_queue) != n_envs:
             self._action_queue = np.zeros((n_envs, *self.policy.chunk_shape), dtype=np.float32)

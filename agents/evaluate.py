@@ -4,7 +4,12 @@ Every task of the checkpoint (or ``--task-id``) gets ``episodes`` episodes, on t
 env the checkpoint records (id, obs_mode, image size, episode limit), seeded
 ``seed, seed + 1, ...`` per env. Actions are deterministic by default (the
 Gaussian mean; DDIM with eta = 0 for diffusion-ppo). With ``num_envs > 1`` the
-first ``episodes`` episodes to finish are counted.
+first ``episodes`` episodes to finish are counted; the async workers restart if they
+die, and an episode cut that way is not counted (another one runs instead).
+
+A checkpoint trained on a chunk env (diffusion-ppo: ``env.chunk_size`` in agent.json)
+is evaluated on a chunk env: one ``predict`` and one env step per chunk, lengths in
+control steps; its videos then hold one frame per chunk (played at 20/Ta fps, real time).
 """
 
 from __future__ import annotations
@@ -75,7 +80,8 @@ def evaluate(config: Eval) -> EvalResult:
     """
     from libero_gym import suites
     from libero_gym.registration import suite_env_ids, task_env_ids
-    from libero_gym.vector import make_vec
+
+    from agents.train import make_env
 
     config.validate()
     meta = read_meta(config.checkpoint)
@@ -85,20 +91,20 @@ def evaluate(config: Eval) -> EvalResult:
     suite = task_env_ids()[env.env_id].suite if single_task else suite_env_ids().get(env.env_id)
     if suite is not None:
         suites.resolve_task_ids(suite, list(task_ids))  # raises InvalidInputError on a bad id
-    make_kwargs = env.make_kwargs()
     if config.max_episode_steps is not None:
-        make_kwargs["max_episode_steps"] = config.max_episode_steps
+        env = dataclasses.replace(env, max_episode_steps=config.max_episode_steps)
+    extra: dict[str, Any] = {}
     if config.video_dir is not None:
-        make_kwargs["render_mode"] = "rgb_array"
+        extra["render_mode"] = "rgb_array"
         Path(config.video_dir).mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     model = None
     results, videos = [], []
     for task_id in task_ids:
-        kwargs = dict(make_kwargs) if single_task else {**make_kwargs, "task_id": task_id}
+        task_env = env if single_task else dataclasses.replace(env, task_ids=(task_id,))
         mode = "sync" if config.num_envs == 1 else "async"
-        vec_env = SB3VecEnv(make_vec(env.env_id, config.num_envs, vectorization_mode=mode, **kwargs))
+        vec_env = make_env(task_env, config.num_envs, mode, **extra)
         try:
             if model is None:
                 model, _ = load_agent(config.checkpoint, vec_env, device=config.device)
@@ -126,6 +132,7 @@ def evaluate(config: Eval) -> EvalResult:
 def _run_task(model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval) -> tuple[TaskResult, list[str]]:
     """``config.episodes`` episodes of one task; returns the result and the video paths."""
     n = vec_env.num_envs
+    env_chunk = vec_env.action_space.shape[0] if vec_env.is_chunked else None  # frames per chunk: one
     obs = vec_env.reset()
     language = str(vec_env.reset_infos[0].get("language_instruction", ""))
     episode_start = np.ones(n, dtype=bool)
@@ -142,6 +149,9 @@ def _run_task(model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval) -> tup
         for i in np.flatnonzero(dones):
             if len(lengths) >= config.episodes:
                 break
+            if "episode" not in infos[i]:  # dropped: its worker died; it does not count
+                frames[i] = []
+                continue
             success = bool(infos[i].get("is_success", False))
             successes += success
             lengths.append(int(infos[i]["episode"]["l"]))
@@ -151,19 +161,19 @@ def _run_task(model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval) -> tup
                     frames[i].append(np.asarray(terminal["agentview_image"]))
                 name = f"task{task_id:02d}_ep{len(lengths) - 1:03d}_{'success' if success else 'fail'}.mp4"
                 path = Path(config.video_dir) / name
-                _write_video(path, frames[i])
+                _write_video(path, frames[i], fps=VIDEO_FPS / (env_chunk or 1))
                 videos.append(str(path))
             frames[i] = []
     return TaskResult(task_id, len(lengths), successes, float(np.mean(lengths)), language), videos
 
 
-def _write_video(path: Path, frames: list[np.ndarray]) -> None:
+def _write_video(path: Path, frames: list[np.ndarray], fps: float = VIDEO_FPS) -> None:
     import imageio.v2 as imageio
 
     if not frames:
         return
     # macro_block_size=1: LIBERO image sizes (e.g. 84) need not be multiples of 16.
-    imageio.mimsave(path, frames, fps=VIDEO_FPS, macro_block_size=1)
+    imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
 
 
 def print_results(result: EvalResult) -> None:

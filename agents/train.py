@@ -8,8 +8,18 @@ Run folder layout::
     RUN_DIR/summary.json         what print_summary shows, written at the end
 
 Metrics (SB3's logger, same names for every agent): ``rollout/success_rate``,
-``rollout/ep_len_mean``, ``rollout/ep_rew_mean``, ``time/fps``, ``train/*`` (losses,
-``approx_kl``, ``clip_fraction``, ``explained_variance``, ...).
+``rollout/ep_len_mean`` (control steps, also for chunk envs), ``rollout/ep_rew_mean``,
+``time/fps``, ``train/*`` (losses, ``approx_kl``, ``clip_fraction``,
+``explained_variance``, ...); with async workers also ``rollout/dropped_episodes`` and
+``rollout/worker_restarts`` (since this process started).
+
+Envs: async workers restart when they die (``restart_dead_workers``: the episode in
+flight is dropped, never counted in the rollout metrics). An agent whose config has a
+``chunk_size`` property (diffusion-ppo: ``policy.horizon_steps``) trains on chunk envs,
+``LiberoEnv(chunk_size=Ta, step_limit=--max-episode-steps)``, one ``step`` per chunk.
+
+Resume: ``train --resume RUN_DIR`` continues RUN_DIR's run from its newest valid
+checkpoint (or starts it there if it has none yet).
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from agents.checkpoint import (
     load_agent,
     load_params_into,
     read_checkpoint,
+    read_meta,
 )
 from agents.commands import Train, parse_agent_config
 from agents.registry import PROTOCOL_SB3, check_spaces, resolve_agent
@@ -60,6 +71,8 @@ class TrainResult:
     success_rate: float | None
     ep_len_mean: float | None
     checkpoint: Path
+    dropped_episodes: int = 0
+    worker_restarts: int = 0
 
     @property
     def steps_per_s(self) -> float:
@@ -67,8 +80,8 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------- env
-def env_info_for(config: Train) -> EnvInfo:
-    """The env a run trains on, as checkpoints record it."""
+def env_info_for(config: Train, chunk_size: int | None = None) -> EnvInfo:
+    """The env a run trains on, as checkpoints record it (``chunk_size``: Ta for a chunk env)."""
     from libero_gym.registration import task_env_ids
 
     tasks = task_env_ids()
@@ -79,18 +92,26 @@ def env_info_for(config: Train) -> EnvInfo:
         obs_mode=config.obs_mode,
         image_size=config.image_size if config.obs_mode != "state" else None,
         max_episode_steps=config.max_episode_steps,
+        chunk_size=chunk_size,
     )
 
 
-def make_env(env: EnvInfo, num_envs: int, vectorization: str = "async") -> SB3VecEnv:
-    """libero-gym vector env (``make_vec``) behind the SB3 adapter."""
+def make_env(env: EnvInfo, num_envs: int, vectorization: str = "async", **extra: Any) -> SB3VecEnv:
+    """libero-gym vector env (``make_vec``) behind the SB3 adapter.
+
+    Async workers that die are restarted (``restart_dead_workers``); their episode is
+    dropped. ``extra``: more ``make_vec`` keyword arguments (e.g. ``render_mode``).
+    """
     from libero_gym.registration import task_env_ids
     from libero_gym.vector import make_vec
 
-    kwargs: dict[str, Any] = dict(env.make_kwargs())
+    kwargs: dict[str, Any] = {**env.make_kwargs(), **extra}
     if env.env_id not in task_env_ids():
         kwargs["task_id"] = list(env.task_ids) if len(env.task_ids) > 1 else env.task_ids[0]
-    return SB3VecEnv(make_vec(env.env_id, num_envs, vectorization_mode=vectorization, **kwargs))
+    restart = vectorization == "async"
+    return SB3VecEnv(
+        make_vec(env.env_id, num_envs, vectorization_mode=vectorization, restart_dead_workers=restart, **kwargs)
+    )
 
 
 def env_spaces(env: EnvInfo) -> tuple[Any, Any]:
@@ -128,12 +149,27 @@ class CheckpointCallback(BaseCallback):
         return True
 
 
-class RichProgressCallback(BaseCallback):
-    """A rich progress bar: steps, speed, recent success rate and episode length."""
+class WorkerFaultsCallback(BaseCallback):
+    """Log ``rollout/dropped_episodes`` and ``rollout/worker_restarts`` at each rollout's end."""
 
-    def __init__(self, total: int, description: str) -> None:
+    def __init__(self, vec_env: SB3VecEnv) -> None:
         super().__init__()
-        self.total, self.description = total, description
+        self.vec_env = vec_env
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.logger.record("rollout/dropped_episodes", self.vec_env.dropped_episodes)
+        self.logger.record("rollout/worker_restarts", self.vec_env.num_restarts)
+
+
+class RichProgressCallback(BaseCallback):
+    """A rich progress bar: steps, speed, recent success rate and episode length, dropped episodes."""
+
+    def __init__(self, total: int, description: str, vec_env: SB3VecEnv | None = None) -> None:
+        super().__init__()
+        self.total, self.description, self.vec_env = total, description, vec_env
         self.progress: Any = None
         self.task: Any = None
 
@@ -163,22 +199,25 @@ class RichProgressCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.n_calls % 16 == 0 or self.model.num_timesteps >= self.total:
-            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model))
+            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model, self.vec_env))
         return True
 
     def _on_training_end(self) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model))
+            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model, self.vec_env))
             self.progress.stop()
 
 
-def _stats_text(model: Any) -> str:
+def _stats_text(model: Any, vec_env: SB3VecEnv | None = None) -> str:
     success, ep_len = _recent_stats(model)
     parts = []
     if success is not None:
         parts.append(f"success {100 * success:.0f}%")
     if ep_len is not None:
         parts.append(f"ep_len {ep_len:.0f}")
+    dropped = vec_env.dropped_episodes if vec_env is not None else 0
+    if dropped:
+        parts.append(f"dropped {dropped}")
     return " ".join(parts)
 
 
@@ -202,7 +241,9 @@ def _make_logger(log_dir: Path, resumed_at: int | None, verbose: int) -> Logger:
 
 # ---------------------------------------------------------------------- train
 def resolve_run_dir(config: Train) -> Path:
-    """``--run-dir`` or ``runs/<agent>-<env>-<UTC time>``."""
+    """``--resume RUN_DIR``, ``--run-dir``, or ``runs/<agent>-<env>-<UTC time>``."""
+    if config.resume is not None:
+        return Path(config.resume)
     if config.run_dir is not None:
         return Path(config.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -226,9 +267,10 @@ def train(config: Train) -> TrainResult:
     checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
 
     # -- the run folder: new, or the one being resumed
-    resuming = config.resume and bool(checkpoints.paths())
-    if config.resume and not resuming:  # nothing saved yet (new folder, or killed before the first checkpoint)
+    resuming = config.resume is not None and bool(checkpoints.paths())
+    if config.resume is not None and not resuming:  # nothing saved yet (new folder, or killed before the first checkpoint)
         print(f"--resume: no checkpoint in {str(run_dir)!r}; starting a new run there", file=sys.stderr)
+    resume_from: Path | None = None
     if resuming:
         if not (run_dir / CONFIG_FILE).exists():
             raise InvalidInputError(f"--resume: {str(run_dir)!r} has checkpoints but no {CONFIG_FILE}; not a train run")
@@ -237,13 +279,15 @@ def train(config: Train) -> TrainResult:
             old, new = previous["train"][key], _jsonable(getattr(config, key))
             if old != new:
                 raise InvalidInputError(f"--resume: the run in {str(run_dir)!r} has {key}={old!r}, not {new!r}")
+        resume_from = checkpoints.latest_valid()
     elif checkpoints.paths():
         raise InvalidInputError(
-            f"{str(run_dir)!r} already holds a run; pass --resume to continue it or choose another --run-dir"
+            f"{str(run_dir)!r} already holds a run; pass --resume {run_dir} to continue it or choose another --run-dir"
         )
 
-    env_info = env_info_for(config)
-    parse_agent_config(config.agent_config)  # a bad --agent-config fails before any worker starts
+    # -- the agent's config (a bad --agent-config fails before any worker starts) and its env
+    plan = _plan_agent(config, spec, resume_from)
+    env_info = env_info_for(config, plan.chunk_size)
     check_spaces(spec, *env_spaces(env_info))  # before any worker starts
     vec_env = make_env(env_info, config.num_envs, config.vectorization)
     try:
@@ -251,7 +295,7 @@ def train(config: Train) -> TrainResult:
 
         # -- the agent: resumed, warm-started, or fresh
         log_dir = run_dir / "logs"
-        model, resumed_at = _make_model(config, spec, vec_env, env_info, checkpoints, resuming, log_dir)
+        model, resumed_at = _make_model(config, spec, vec_env, env_info, plan, log_dir)
         model.set_logger(_make_logger(log_dir, resumed_at, config.verbose))
 
         resolved = {
@@ -267,10 +311,11 @@ def train(config: Train) -> TrainResult:
         # -- learn
         extra = {"run": {"run_dir": str(run_dir), "seed": config.seed}}
         callbacks: list[BaseCallback] = [
-            CheckpointCallback(checkpoints, config.checkpoint_every, spec.name, env_info, extra)
+            CheckpointCallback(checkpoints, config.checkpoint_every, spec.name, env_info, extra),
+            WorkerFaultsCallback(vec_env),
         ]
         if config.progress:
-            callbacks.append(RichProgressCallback(config.total_timesteps, f"{spec.name} {config.env}"))
+            callbacks.append(RichProgressCallback(config.total_timesteps, f"{spec.name} {config.env}", vec_env))
         start_steps = int(model.num_timesteps)
         remaining = config.total_timesteps - start_steps
         start = time.perf_counter()
@@ -298,53 +343,76 @@ def train(config: Train) -> TrainResult:
         success_rate=success,
         ep_len_mean=ep_len,
         checkpoint=final,
+        dropped_episodes=vec_env.dropped_episodes,
+        worker_restarts=vec_env.num_restarts,
     )
     _write_json(run_dir / SUMMARY_FILE, {k: _jsonable(v) for k, v in dataclasses.asdict(result).items()})
     return result
 
 
-def _make_model(
-    config: Train,
-    spec: Any,
-    vec_env: SB3VecEnv,
-    env_info: EnvInfo,
-    checkpoints: CheckpointManager,
-    resuming: bool,
-    log_dir: Path,
-) -> tuple[Any, int | None]:
-    """The agent: resumed from the run's newest valid checkpoint, warm-started from
-    ``--init-from``, or fresh. Returns it and the step it resumed at (``None`` if new)."""
-    if resuming:
-        model, _ = load_agent(
-            checkpoints.latest_valid(), vec_env, agent=spec.name, env_id=env_info.env_id, device=config.device,
-            restore_rng=True, tensorboard_log=str(log_dir), verbose=config.verbose,
-        )  # fmt: skip
-        resumed_at = int(model.num_timesteps)
-        vec_env.seed(config.seed + resumed_at)  # fresh, reproducible episodes after a resume
-        return model, resumed_at
+@dataclasses.dataclass(frozen=True)
+class _AgentPlan:
+    """What the run's agent will be, known before any env worker starts."""
+
+    resume_from: Path | None
+    """The checkpoint to resume (``None``: a new agent)."""
+    agent_config: Any
+    """Config dataclass (built-ins) or SB3 kwargs of a new agent; ``None`` when resuming."""
+    init_meta: dict[str, Any] | None
+    """``--init-from``'s agent.json."""
+    init_params: dict[str, Any] | None
+    """``--init-from``'s parameters."""
+    chunk_size: int | None
+    """Ta when the agent steps chunk envs (its config's ``chunk_size``; a resumed run keeps its env's)."""
+
+
+def _plan_agent(config: Train, spec: Any, resume_from: Path | None) -> _AgentPlan:
+    """The agent's config (``--agent-config`` merged onto ``--init-from``'s) and env kind."""
+    if resume_from is not None:
+        chunk_size = read_meta(resume_from)["env"].get("chunk_size")
+        return _AgentPlan(resume_from, None, None, None, chunk_size)
     overrides = parse_agent_config(config.agent_config)
-    init_params = None
+    init_meta = init_params = None
     if config.init_from is not None:
-        meta, init_params = read_checkpoint(config.init_from)
-        check_compatible(
-            meta, agent=spec.name, env_id=None, observation_space=vec_env.observation_space,
-            action_space=vec_env.action_space, where=f"--init-from {config.init_from}",
-        )  # fmt: skip
-        overrides = _deep_merge(meta["config"], overrides)  # the checkpoint's config is the base
+        init_meta, init_params = read_checkpoint(config.init_from)
+        check_compatible(init_meta, agent=spec.name, env_id=None, where=f"--init-from {config.init_from}")
+        overrides = _deep_merge(init_meta["config"], overrides)  # the checkpoint's config is the base
     agent_config: Any
     if spec.protocol == PROTOCOL_SB3:
         agent_config = _sb3_kwargs(spec, overrides, config)
     else:
         agent_config = spec.make_config(overrides)
+    chunk_size = getattr(agent_config, "chunk_size", None)
+    return _AgentPlan(None, agent_config, init_meta, init_params, chunk_size)
+
+
+def _make_model(
+    config: Train, spec: Any, vec_env: SB3VecEnv, env_info: EnvInfo, plan: _AgentPlan, log_dir: Path
+) -> tuple[Any, int | None]:
+    """The agent: resumed from the run's newest valid checkpoint, warm-started from
+    ``--init-from``, or fresh. Returns it and the step it resumed at (``None`` if new)."""
+    if plan.resume_from is not None:
+        model, _ = load_agent(
+            plan.resume_from, vec_env, agent=spec.name, env_id=env_info.env_id, device=config.device,
+            restore_rng=True, tensorboard_log=str(log_dir), verbose=config.verbose,
+        )  # fmt: skip
+        resumed_at = int(model.num_timesteps)
+        vec_env.seed(config.seed + resumed_at)  # fresh, reproducible episodes after a resume
+        return model, resumed_at
+    if plan.init_meta is not None:
+        check_compatible(
+            plan.init_meta, agent=spec.name, env_id=None, observation_space=vec_env.observation_space,
+            action_space=vec_env.action_space, where=f"--init-from {config.init_from}",
+        )  # fmt: skip
     model = build_agent(
-        spec, vec_env, agent_config, seed=config.seed, device=config.device,
+        spec, vec_env, plan.agent_config, seed=config.seed, device=config.device,
         tensorboard_log=str(log_dir), verbose=config.verbose,
     )  # fmt: skip
-    if init_params is not None:
+    if plan.init_params is not None:
         if hasattr(model, "load_pretrained_policy"):  # DiffusionPPO: also syncs the fine-tuned copy
-            model.load_pretrained_policy(init_params["params"]["policy"])
+            model.load_pretrained_policy(plan.init_params["params"]["policy"])
         else:
-            load_params_into(model, init_params, strict=False, only=("policy",))
+            load_params_into(model, plan.init_params, strict=False, only=("policy",))
     return model, None
 
 
@@ -352,10 +420,13 @@ def print_summary(result: TrainResult) -> None:
     """A few lines: what ran, how fast, how well, where the checkpoint is."""
     success = "n/a" if result.success_rate is None else f"{100 * result.success_rate:.1f}%"
     ep_len = "n/a" if result.ep_len_mean is None else f"{result.ep_len_mean:.1f}"
+    faults = ""
+    if result.worker_restarts or result.dropped_episodes:
+        faults = f", dropped {result.dropped_episodes} (worker restarts {result.worker_restarts})"
     print(
         f"trained {result.agent} on {result.env_id} ({result.obs_mode}): {result.num_timesteps} env steps "
         f"({result.steps_this_run} this run) in {result.wall_time_s:.1f}s, {result.steps_per_s:.1f} steps/s\n"
-        f"recent episodes: {result.episodes}, success rate {success}, mean length {ep_len}\n"
+        f"recent episodes: {result.episodes}, success rate {success}, mean length {ep_len}{faults}\n"
         f"checkpoint: {result.checkpoint}\n"
         f"run folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'logs'})"
     )

@@ -22,6 +22,18 @@ action is ever swallowed by a NEXT_STEP autoreset. It also adds what SB3's
 keeps ``is_success`` in the final info, so SB3's logger reports
 ``rollout/ep_rew_mean``, ``rollout/ep_len_mean`` and ``rollout/success_rate``.
 
+Action chunks: with a chunk env (``LiberoEnv(chunk_size=Ta)``, actions (N, Ta, 7)),
+one ``step`` runs up to Ta control steps; ``episode["l"]`` counts control steps (the
+sum of ``info["chunk_steps"]``), so episode lengths read the same as with (N, 7) envs.
+
+Dropped episodes: a :class:`~libero_gym.vector.ResilientAsyncVectorEnv` that restarts
+a dead worker ends that worker's episode with ``truncated`` and
+``info["episode_dropped"]``. The adapter reports it as a time-limit truncation
+(``TimeLimit.truncated``) whose ``terminal_observation`` is the slot's last
+observation before the break (the one the agent acted on), and adds no ``"episode"``
+or ``"is_success"``: a cut episode never counts in success rate or episode length.
+:attr:`SB3VecEnv.dropped_episodes` and :attr:`SB3VecEnv.num_restarts` read the counters.
+
 Shapes: N sub-envs; observations are Dicts of arrays with a leading N axis.
 """
 
@@ -71,6 +83,22 @@ class SB3VecEnv(VecEnv):
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._t_start = time.time()
+        self._last_obs: dict[str, np.ndarray] | None = None  # terminal obs of a dropped episode
+
+    @property
+    def is_chunked(self) -> bool:
+        """True when the env steps action chunks: action space (Ta, 7)."""
+        return len(self.action_space.shape or ()) == 2
+
+    @property
+    def dropped_episodes(self) -> int:
+        """Episodes cut by a worker restart (0 for a vector env that does not restart workers)."""
+        return int(getattr(self.vec_env, "dropped_episodes", 0))
+
+    @property
+    def num_restarts(self) -> int:
+        """Worker processes restarted (0 for a vector env that does not restart workers)."""
+        return int(getattr(self.vec_env, "num_restarts", 0))
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self) -> VecEnvObs:
@@ -83,7 +111,9 @@ class SB3VecEnv(VecEnv):
         self._episode_returns[:] = 0.0
         self._episode_lengths[:] = 0
         self.reset_infos = _unbatch_infos(infos, self.num_envs)
-        return _copy_obs(obs)
+        obs = _copy_obs(obs)
+        self._last_obs = _copy_obs(obs)
+        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -99,8 +129,9 @@ class SB3VecEnv(VecEnv):
         truncated = np.asarray(truncated, dtype=bool)
         dones = terminated | truncated
         infos = _unbatch_infos(batched_infos, self.num_envs)
+        dropped = np.array([bool(info.get("episode_dropped", False)) for info in infos])
         self._episode_returns += rewards
-        self._episode_lengths += 1
+        self._episode_lengths += [int(info.get("chunk_steps", 1)) for info in infos]  # control steps
 
         if self.autoreset_mode == AutoresetMode.SAME_STEP:
             # obs already holds the reset observations; the final ones are in the infos.
@@ -117,7 +148,16 @@ class SB3VecEnv(VecEnv):
             for key in obs:
                 obs[key][dones] = reset_obs[key][dones]
 
-        for i in np.flatnonzero(dones):
+        for i in np.flatnonzero(dropped):
+            # The worker died: its episode's last observation is lost; the one the agent last saw
+            # stands in for it, and nothing about the cut episode is reported as its outcome.
+            assert self._last_obs is not None
+            infos[i]["terminal_observation"] = {key: value[i].copy() for key, value in self._last_obs.items()}
+            infos[i]["TimeLimit.truncated"] = True
+            infos[i].pop("is_success", None)
+            self._episode_returns[i] = 0.0
+            self._episode_lengths[i] = 0
+        for i in np.flatnonzero(dones & ~dropped):
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
             infos[i].setdefault("is_success", bool(terminated[i] and rewards[i] > 0))
             infos[i]["episode"] = {
@@ -127,6 +167,7 @@ class SB3VecEnv(VecEnv):
             }
             self._episode_returns[i] = 0.0
             self._episode_lengths[i] = 0
+        self._last_obs = _copy_obs(obs)
         return obs, rewards, dones, infos
 
     def close(self) -> None:

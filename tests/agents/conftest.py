@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
 import pytest
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from agents.vec_env import SB3VecEnv
@@ -32,11 +35,37 @@ SMALL_GAUSSIAN = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "net_arch": [3
 """A GaussianPPO config small enough for CPU tests."""
 
 
+class ChunkedFake(gym.Wrapper):
+    """A FakeLiberoEnv that steps (Ta, 7) chunks as ``LiberoEnv(chunk_size=Ta)`` does.
+
+    Runs the actions until the chunk ends or the episode does (success or the step
+    limit), returns the summed reward and ``info["chunk_steps"]``.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], chunk_size: int) -> None:
+        super().__init__(env)
+        self.action_space = spaces.Box(-1.0, 1.0, (chunk_size, 7), np.float32)
+
+    def step(self, actions: np.ndarray) -> Any:
+        total = 0.0
+        for ran, action in enumerate(actions, start=1):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += reward
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, {**info, "chunk_steps": ran}
+
+
 def fake_vec(
-    n: int = 2, autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP, **kwargs: Any
+    n: int = 2, autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP, chunk_size: int | None = None, **kwargs: Any
 ) -> SB3VecEnv:
-    """``n`` FakeLiberoEnvs in a SyncVectorEnv behind the adapter."""
-    fns: list[Callable[[], FakeLiberoEnv]] = [lambda: FakeLiberoEnv(**kwargs) for _ in range(n)]
+    """``n`` FakeLiberoEnvs in a SyncVectorEnv behind the adapter (chunk envs if ``chunk_size``)."""
+
+    def make() -> gym.Env[Any, Any]:
+        env = FakeLiberoEnv(**kwargs)
+        return env if chunk_size is None else ChunkedFake(env, chunk_size)
+
+    fns: list[Callable[[], gym.Env[Any, Any]]] = [make for _ in range(n)]
     return SB3VecEnv(SyncVectorEnv(fns, autoreset_mode=autoreset_mode))
 
 

@@ -66,6 +66,7 @@ class RecordingWriter(KVWriter):
         (spaces.Discrete(3), "Box"),
         (spaces.Box(-1, 1, (6,), np.float32), r"\(7,\)"),
         (spaces.Box(-2, 2, (7,), np.float32), "Box"),
+        (spaces.Box(-1, 1, (3, 7), np.float32), "horizon_steps=4"),  # a chunk of another length
     ],
 )
 def test_rejects_unfit_action_space(action_space: spaces.Space[Any], match: str) -> None:
@@ -128,6 +129,64 @@ def test_chunked_rollout_episode_ends_inside_a_chunk() -> None:
     assert [info["l"] for info in model.ep_info_buffer] == [10, 10]
     # The last chunk ended its episode: no bootstrap beyond the rollout either.
     assert model._last_episode_starts.tolist() == [True]
+
+
+class StepCounter(BaseCallback):
+    """Counts env.step calls (one on_step each)."""
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_chunk_env_rollout_one_step_per_chunk() -> None:
+    """The same episodes on a chunk env (Ta = 4, horizon 10): one env.step per chunk, the env stops
+    the chunk at the limit (no hold actions), num_timesteps counts control steps, and the truncated
+    chunk bootstraps gamma ** chunk_steps * V(terminal obs)."""
+    from tests.agents.conftest import fake_vec
+
+    env = fake_vec(1, chunk_size=4, max_episode_steps=10, success_radius=0.0)
+    model = DiffusionPPO(env, dataclasses.replace(SMALL, n_chunks=5, gamma=0.9), seed=0, device="cpu")
+    assert model.chunked_env
+    model.critic = ConstantCritic()
+    counter = StepCounter()
+    model.learn(total_timesteps=1, callback=counter)
+    buffer = model.rollout_buffer
+    assert counter.n_calls == 5  # one env step per chunk
+    assert model.num_timesteps == 4 + 4 + 2 + 4 + 4  # control steps, the cut chunk ran 2
+    np.testing.assert_array_equal(buffer.episode_starts[:, 0], [1, 0, 0, 1, 0])
+    np.testing.assert_allclose(buffer.rewards[:, 0], [0, 0, 0.9**2, 0, 0], rtol=1e-6)
+    assert [info["l"] for info in model.ep_info_buffer] == [10]  # in control steps, as on a (7,) env
+    env.close()
+
+
+def test_predict_on_chunk_env_and_per_step_after_load(tmp_path: Any) -> None:
+    """A chunk-env agent predicts whole chunks; its checkpoint loads without an env (collect) as a
+    per-step policy serving the same chunk, and on a chunk or per-step env (eval)."""
+    from agents.checkpoint import EnvInfo, load_agent, read_meta, save_checkpoint
+    from tests.agents.conftest import fake_vec
+
+    env = fake_vec(2, chunk_size=4)
+    model = DiffusionPPO(env, SMALL, seed=0, device="cpu")
+    obs = env.reset()
+    chunks, state = model.predict(obs, deterministic=True)
+    assert chunks.shape == (2, 4, 7) and state is None
+    np.testing.assert_array_equal(chunks, model.predict_chunk(obs, deterministic=True))
+    single = {key: value[0] for key, value in obs.items()}
+    assert model.predict(single, deterministic=True)[0].shape == (4, 7)
+
+    info = EnvInfo("LIBERO-Goal-v0", (0,), chunk_size=4)
+    path = save_checkpoint(model, tmp_path / "ckpt", agent="diffusion-ppo", env=info)
+    assert read_meta(path)["action_space"]["shape"] == [4, 7] and read_meta(path)["env"]["chunk_size"] == 4
+    standalone, _ = load_agent(path, device="cpu")
+    assert standalone.action_space.shape == (7,)
+    for k in range(4):  # the per-env queue serves the chunk step by step
+        action, _ = standalone.predict(single, episode_start=np.array([k == 0]), deterministic=True)
+        np.testing.assert_allclose(action, chunks[0, k], atol=1e-6)
+    on_chunks, _ = load_agent(path, fake_vec(2, chunk_size=4), device="cpu")
+    np.testing.assert_array_equal(on_chunks.predict(obs, deterministic=True)[0], chunks)
+    on_steps, _ = load_agent(path, fake_vec(2), device="cpu")
+    np.testing.assert_array_equal(on_steps.predict(obs, deterministic=True)[0], chunks[:, 0])
+    env.close()
 
 
 def test_learn_logs_sb3_metrics_and_calls_callbacks() -> None:

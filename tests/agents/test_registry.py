@@ -80,7 +80,8 @@ def test_cli_lists_agents(capsys: pytest.CaptureFixture[str]) -> None:
         (["train", "--agent", "stable_baselines3:DQN", "--run-dir", "{tmp}/x"], "DQN"),
         (["train", "--agent-config", "[1]", "--run-dir", "{tmp}/x"], "JSON object"),
         (["train", "--agent-config", '{"n_stepz": 3}', "--run-dir", "{tmp}/x"], "n_stepz"),
-        (["train", "--resume"], "--run-dir"),
+        (["train", "--resume"], "--resume"),  # --resume RUN_DIR: the folder is its value
+        (["train", "--resume", "{tmp}/x", "--run-dir", "{tmp}/y"], "different folders"),
         (["train", "--num-envs", "0"], "num_envs"),
         (["eval", "--checkpoint", "{tmp}/missing"], "does not exist"),
     ],

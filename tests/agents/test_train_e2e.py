@@ -73,7 +73,7 @@ def _check_run(run_dir: Path, agent: str, steps: int, metrics: set[str]) -> None
 
 def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, resume=True))  # --resume: nothing yet, starts
+    result = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, resume=run_dir))  # --resume: nothing yet, starts
     assert result.num_timesteps == 128 and result.episodes >= 2
     _check_run(run_dir, "gaussian-ppo", 128, GAUSSIAN_METRICS)
     n_updates = read_meta(run_dir / "checkpoints" / "step_000000000064")["counters"]["n_updates"]
@@ -82,7 +82,7 @@ def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     newest = run_dir / "checkpoints" / "step_000000000128" / "params.pt"
     newest.write_bytes(newest.read_bytes()[:100])
     with pytest.warns(UserWarning, match="skipping checkpoint"):
-        resumed = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, total_timesteps=192, resume=True))
+        resumed = train(_config(run_dir, "gaussian-ppo", SMALL_GAUSSIAN, total_timesteps=192, resume=run_dir))
     assert resumed.num_timesteps == 192 and resumed.steps_this_run == 128  # from step 64
     assert read_meta(run_dir)["counters"]["n_updates"] == n_updates + 2 * SMALL_GAUSSIAN["n_epochs"]  # 2 more rollouts
     assert (run_dir / "logs" / "progress-resumed-000000000064.csv").exists()
@@ -119,6 +119,10 @@ def test_diffusion_ppo(tmp_path: Path, obs_mode: str, diffusion_available: bool)
     result = train(_config(tmp_path / "run", "diffusion-ppo", agent_config, obs_mode=obs_mode, **extra))
     assert result.num_timesteps == steps
     _check_run(tmp_path / "run", "diffusion-ppo", steps, PPO_METRICS | {"train/approx_kl", "train/clip_fraction"})
+    # trained on chunk envs (one env step per Ta = 4 actions); episode lengths in control steps
+    meta = read_meta(tmp_path / "run")
+    assert meta["env"]["chunk_size"] == 4 and meta["action_space"]["shape"] == [4, 7]
+    assert result.ep_len_mean == (16.0 if pixels else 40.0)  # no success in a few random episodes: the step limit
     if not pixels:  # eval of a pixels checkpoint is the same code path; spare the renders
         out = evaluate(Eval(checkpoint=tmp_path / "run", episodes=1, max_episode_steps=8, device="cpu"))
         assert out.tasks[0].episodes == 1 and out.agent == "diffusion-ppo"

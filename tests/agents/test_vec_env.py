@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
@@ -136,3 +137,65 @@ def test_real_libero_async_two_workers() -> None:
         assert not dones.any()
     finally:
         env.close()
+
+
+def test_chunk_env_episode_length_in_control_steps() -> None:
+    """(N, Ta, 7) actions: one step per chunk, episode length = summed chunk_steps (10, not 3 chunks)."""
+    env = fake_vec(2, chunk_size=4, max_episode_steps=10, success_radius=0.0)  # never succeeds
+    assert env.action_space.shape == (4, 7) and env.is_chunked
+    env.seed(0)
+    env.reset()
+    chunk = np.zeros((2, 4, 7), np.float32)
+    for _ in range(2):
+        _, _, dones, infos = env.step(chunk)
+        assert not dones.any() and [info["chunk_steps"] for info in infos] == [4, 4]
+    _, _, dones, infos = env.step(chunk)
+    assert dones.all()
+    for info in infos:
+        assert info["chunk_steps"] == 2 and info["TimeLimit.truncated"] is True
+        assert info["episode"]["l"] == 10 and info["is_success"] is False
+    env.close()
+
+
+class _DropAt(gym.Wrapper):
+    """Reports its episode as dropped at step ``at``, as ResilientAsyncVectorEnv does for a dead worker:
+    ``truncated``, reward 0, a fresh env's observation, ``info["episode_dropped"]``."""
+
+    def __init__(self, env: gym.Env, at: int) -> None:
+        super().__init__(env)
+        self.at, self.calls = at, 0
+
+    def step(self, action: np.ndarray):
+        self.calls += 1
+        if self.calls == self.at:
+            obs, _ = self.env.reset()
+            return obs, 0.0, False, True, {"episode_dropped": True, "worker_restarted": True}
+        return self.env.step(action)
+
+
+def test_dropped_episode_is_truncated_and_never_counted() -> None:
+    from gymnasium.vector import SyncVectorEnv
+
+    max_steps = 5
+    fns = [lambda: _DropAt(FakeLiberoEnv(max_episode_steps=max_steps, success_radius=0.0), at=3),
+           lambda: FakeLiberoEnv(max_episode_steps=max_steps, success_radius=0.0)]  # fmt: skip
+    env = SB3VecEnv(SyncVectorEnv(fns))
+    env.seed(0)
+    env.reset()
+    actions = _actions(2 * max_steps + 2, 2)
+    seen = None
+    for t in range(len(actions)):
+        obs, rewards, dones, infos = env.step(actions[t])
+        if t == 2:  # the third step: slot 0's episode is cut
+            assert dones.tolist() == [True, False] and rewards[0] == 0.0
+            info = infos[0]
+            assert info["TimeLimit.truncated"] is True and info["episode_dropped"] is True
+            assert "episode" not in info and "is_success" not in info  # never in success rate or length
+            for key in seen:  # the last observation the agent saw stands in for the lost one
+                np.testing.assert_array_equal(info["terminal_observation"][key], seen[key][0])
+        if t == 2 + max_steps:  # slot 0's next episode is a whole one, counted from its start
+            assert dones[0] and infos[0]["episode"]["l"] == max_steps and "episode_dropped" not in infos[0]
+        seen = {key: value.copy() for key, value in obs.items()}
+    env.vec_env.dropped_episodes, env.vec_env.num_restarts = 1, 1  # what ResilientAsyncVectorEnv counts
+    assert (env.dropped_episodes, env.num_restarts) == (1, 1)
+    env.close()
