@@ -66,7 +66,8 @@ class Train:
     seed: int = 0
     """Seed of the agent and of the envs' first reset."""
     init_from: Path | None = None
-    """Start from this checkpoint's policy (e.g. a `pretrain` BC checkpoint); its agent config is the base."""
+    """Start from this checkpoint's policy (e.g. a `pretrain` BC checkpoint); its agent config is the base.
+    With --resume: used only when the run has no checkpoint yet (a resumed run has its own weights)."""
     resume: Path | None = None
     """RUN_DIR: continue the run in this folder from its newest valid checkpoint (counters, optimizer,
     RNG, log); with no checkpoint there yet, start a new run in it (so a killed command can simply be
@@ -98,8 +99,6 @@ class Train:
             raise InvalidInputError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.resume is not None and self.run_dir is not None and Path(self.resume) != Path(self.run_dir):
             raise InvalidInputError(f"--resume {self.resume} and --run-dir {self.run_dir} name different folders")
-        if self.resume is not None and self.init_from is not None:
-            raise InvalidInputError("--resume and --init-from are exclusive (a resumed run has its own weights)")
         parse_agent_config(self.agent_config)
 
 

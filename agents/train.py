@@ -368,7 +368,7 @@ class _AgentPlan:
 
 def _plan_agent(config: Train, spec: Any, resume_from: Path | None) -> _AgentPlan:
     """The agent's config (``--agent-config`` merged onto ``--init-from``'s) and env kind."""
-    if resume_from is not None:
+    if resume_from is not None:  # its own config and weights (--init-from only starts a run)
         chunk_size = read_meta(resume_from)["env"].get("chunk_size")
         return _AgentPlan(resume_from, None, None, None, chunk_size)
     overrides = parse_agent_config(config.agent_config)

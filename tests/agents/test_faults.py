@@ -113,3 +113,13 @@ def test_killed_train_command_resumes(tmp_path: Path) -> None:
     assert (logs / "progress.csv").exists() and (logs / f"progress-resumed-{killed_at:012d}.csv").exists()
     steps = [int(float(row["time/total_timesteps"])) for row in _csv_rows(run_dir) if row.get("time/total_timesteps")]
     assert max(steps) == total and all(s <= total for s in steps)
+
+
+def test_progress_bar_shows_dropped_episodes() -> None:
+    from types import SimpleNamespace
+
+    from agents.train import _stats_text
+
+    model = SimpleNamespace(ep_success_buffer=[1.0, 0.0], ep_info_buffer=[{"l": 40}, {"l": 20}])
+    assert _stats_text(model, SimpleNamespace(dropped_episodes=2)) == "success 50% ep_len 30 dropped 2"
+    assert _stats_text(model, SimpleNamespace(dropped_episodes=0)) == "success 50% ep_len 30"

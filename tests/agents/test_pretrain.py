@@ -85,11 +85,12 @@ def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, caps
         "train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--init-from", str(result.checkpoint),
         "--total-timesteps", "32", "--num-envs", "1", "--vectorization", "sync", "--max-episode-steps", "16",
-        "--agent-config", '{"n_chunks": 8, "actor_lr": 1e-9, "critic_lr": 1e-9}', "--run-dir", str(run),
+        "--agent-config", '{"n_chunks": 8, "actor_lr": 1e-9, "critic_lr": 1e-9}', "--resume", str(run),
         "--no-progress", "--device", "cpu",
-    ]  # fmt: skip
+    ]  # fmt: skip  (--resume with no checkpoint yet: a new run, from --init-from; the Makefile's rerunnable form)
     assert cli.main(argv) == 0
     assert "trained diffusion-ppo" in capsys.readouterr().out
+    assert read_checkpoint(run)[0]["env"]["chunk_size"] == 4  # BC on (7,) actions, fine-tuned on Ta = 4 chunks
     resolved = json.loads((run / "config.json").read_text())["agent"]["config"]
     # the checkpoint's config is the base, --agent-config overrides it
     assert resolved["policy"]["mlp_dims"] == [64, 64] and resolved["n_chunks"] == 8
@@ -98,6 +99,10 @@ def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, caps
     post = tuned["params"]["policy"]
     frozen = [k for k in pre if k.startswith("actor.")]
     assert frozen and all(torch.equal(pre[k], post[k]) for k in frozen)  # the pre-trained network itself is untouched
+    # the same command again, further: it resumes the run (--init-from only starts one)
+    argv[argv.index("--total-timesteps") + 1] = "64"
+    assert cli.main(argv) == 0
+    assert "64 env steps (32 this run)" in capsys.readouterr().out
 
 
 def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
