@@ -37,8 +37,8 @@ DEMOS ?= 20
 pipeline: install
 	$(BIN)/python cli.py collect --policy scripted --env LIBERO-Goal-v0 --task-id 0 --episodes $(DEMOS) --until-successes --num-workers 2 --no-images --out $(PIPELINE_DIR)/demos --resume
 	$(BIN)/python cli.py pretrain --dataset $(PIPELINE_DIR)/demos/*.hdf5 --run-dir $(PIPELINE_DIR)/bc
-	$(BIN)/python cli.py eval --checkpoint $(PIPELINE_DIR)/bc --episodes 20 --json-out $(PIPELINE_DIR)/bc_eval.json
-	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --init-from $(PIPELINE_DIR)/bc --total-timesteps 20000 --run-dir $(PIPELINE_DIR)/rl --resume
+	$(BIN)/python cli.py eval --checkpoint $(PIPELINE_DIR)/bc/checkpoint --episodes 20 --json-out $(PIPELINE_DIR)/bc_eval.json
+	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --init-from $(PIPELINE_DIR)/bc/checkpoint --total-timesteps 20000 --run-dir $(PIPELINE_DIR)/rl --resume
 
 test: install
 	$(BIN)/python -m pytest -n 2 --timeout 900 $(PYTEST_ARGS)
