@@ -22,6 +22,7 @@ from __future__ import annotations
 import ctypes.util
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -167,6 +168,20 @@ def select_gl_backend() -> str:
     return backend
 
 
+def _quiet_robosuite_macros() -> None:
+    """Stop robosuite's three "No private macro file found!" warnings at import.
+
+    robosuite imports ``robosuite.macros_private`` if a user made one and warns
+    otherwise; its defaults are what LIBERO runs with. Without a user file, an
+    empty module stands in for it (same macros, no warnings on every CLI command).
+    """
+    spec = importlib.util.find_spec("robosuite")
+    if spec is None or spec.origin is None or "robosuite.macros_private" in sys.modules:
+        return
+    if not (Path(spec.origin).parent / "macros_private.py").exists():
+        sys.modules["robosuite.macros_private"] = ModuleType("robosuite.macros_private")
+
+
 def import_libero(assets_path: str | os.PathLike[str] | None = None) -> ModuleType:
     """Import ``libero.libero`` with config, assets and GL backend set up.
 
@@ -179,6 +194,7 @@ def import_libero(assets_path: str | os.PathLike[str] | None = None) -> ModuleTy
     assets = resolve_assets_path(assets_path)
     ensure_libero_config()
     select_gl_backend()
+    _quiet_robosuite_macros()
     import libero.libero as libero_pkg
 
     # LIBERO caches the asset folder in this module global and returns it from
