@@ -42,23 +42,23 @@ def test_train_survives_a_killed_worker(tmp_path: Path, monkeypatch: pytest.Monk
     """
     make_env = agents.train.make_env
     killed: list[int] = []
+    steps = [0]  # vector steps so far
 
     def make_env_that_kills(*args: Any, **kwargs: Any) -> Any:
         vec_env = make_env(*args, **kwargs)
         step_async = vec_env.step_async
 
         def step_async_killing(actions: Any) -> None:
-            if not killed and vec_env.num_restarts == 0 and _steps[0] == 2:
+            if not killed and steps[0] == 2:
                 pid = vec_env.vec_env.processes[0].pid  # SB3VecEnv -> ResilientAsyncVectorEnv -> worker 0
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
-            _steps[0] += 1
+            steps[0] += 1
             step_async(actions)
 
         vec_env.step_async = step_async_killing
         return vec_env
 
-    _steps = [0]
     monkeypatch.setattr(agents.train, "make_env", make_env_that_kills)
     run_dir = tmp_path / "run"
     config = Train(

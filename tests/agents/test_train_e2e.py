@@ -161,7 +161,7 @@ def test_makefile_main_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
     """The Makefile's `make train` command line, as is (defaults: 2 async workers, DiffusionPPO defaults)."""
     argv = ["train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0"]
     argv += ["--total-timesteps", "2000"]
-    assert cli.main([*argv, "--run-dir", str(tmp_path / "main")]) == 0
+    assert cli.main([*argv, "--resume", str(tmp_path / "main")]) == 0
     out = capsys.readouterr().out
     assert "trained diffusion-ppo on LIBERO-Goal-v0 (state)" in out and "checkpoint:" in out
     assert read_meta(tmp_path / "main")["num_timesteps"] >= 2000
