@@ -335,7 +335,9 @@ class DiffusionPPO(BaseAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _execute_chunk(self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _execute_chunk(
+        self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """One ``env.step`` of the chunks [E, Ta, Da] on a chunk env: (rewards [E], dones [E]), or None if stopped."""
         new_obs, rewards, dones, infos = env.step(actions_np)
         steps = np.array([int(info.get("chunk_steps", 0)) for info in infos])  # 0: a dropped (restarted) slot
@@ -348,14 +350,17 @@ class DiffusionPPO(BaseAlgorithm):
         # Truncated: bootstrap V(final obs), discounted by the control steps the chunk ran.
         truncated = [i for i in np.flatnonzero(dones) if infos[i].get("TimeLimit.truncated", False)]
         if truncated:
-            final_obs = {key: np.stack([infos[i]["terminal_observation"][key] for i in truncated]) for key in new_obs}  # type: ignore[index]
+            terminal = [infos[i]["terminal_observation"] for i in truncated]
+            final_obs = {key: np.stack([obs[key] for obs in terminal]) for key in new_obs}  # type: ignore[index]
             with torch.no_grad():
                 final_values = self.critic(obs_as_tensor(final_obs, self.device)).cpu().numpy()
             chunk_rewards[truncated] += self.config.gamma ** steps[truncated] * final_values
         self._last_obs = new_obs  # type: ignore[assignment]
         return chunk_rewards, np.asarray(dones, dtype=bool)
 
-    def _execute_steps(self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    def _execute_steps(
+        self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
         """The chunks [E, Ta, Da] step by step on a per-step env: (rewards [E], dones [E]), or None if stopped."""
         n_envs, horizon = env.num_envs, self.config.policy.horizon_steps
         # Execute it step by step; an env whose episode ends stops using its chunk.

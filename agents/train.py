@@ -199,12 +199,14 @@ class RichProgressCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.n_calls % 16 == 0 or self.model.num_timesteps >= self.total:
-            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model, self.vec_env))
+            stats = _stats_text(self.model, self.vec_env)
+            self.progress.update(self.task, completed=self.model.num_timesteps, stats=stats)
         return True
 
     def _on_training_end(self) -> None:
         if self.progress is not None:
-            self.progress.update(self.task, completed=self.model.num_timesteps, stats=_stats_text(self.model, self.vec_env))
+            stats = _stats_text(self.model, self.vec_env)
+            self.progress.update(self.task, completed=self.model.num_timesteps, stats=stats)
             self.progress.stop()
 
 
@@ -268,7 +270,7 @@ def train(config: Train) -> TrainResult:
 
     # -- the run folder: new, or the one being resumed
     resuming = config.resume is not None and bool(checkpoints.paths())
-    if config.resume is not None and not resuming:  # nothing saved yet (new folder, or killed before the first checkpoint)
+    if config.resume is not None and not resuming:  # nothing saved yet (new folder, or killed before a checkpoint)
         print(f"--resume: no checkpoint in {str(run_dir)!r}; starting a new run there", file=sys.stderr)
     resume_from: Path | None = None
     if resuming:

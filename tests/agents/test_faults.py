@@ -72,7 +72,8 @@ def test_train_survives_a_killed_worker(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.dropped_episodes >= 1 and result.worker_restarts >= 1
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["dropped_episodes"] >= 1 and summary["worker_restarts"] >= 1
-    logged = [float(row["rollout/dropped_episodes"]) for row in _csv_rows(run_dir) if row.get("rollout/dropped_episodes")]
+    rows = _csv_rows(run_dir)
+    logged = [float(row["rollout/dropped_episodes"]) for row in rows if row.get("rollout/dropped_episodes")]
     assert logged and max(logged) >= 1
     assert result.ep_len_mean in (None, 40.0)  # whole (truncated) episodes only: no cut one in the mean
     agents.train.print_summary(result)
