@@ -27,18 +27,18 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps libero==0.1.1
 	touch $@
 
-# --resume: the first run starts fresh; running it again continues (or re-reports) the same run.
+# --resume RUN_DIR: the first run starts fresh; running it again continues (or re-reports) the same run.
 train: install
-	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --total-timesteps 2000 --run-dir runs/main --resume
+	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --total-timesteps 2000 --resume runs/main
 
 # The method end to end on one task: scripted demos -> BC warm start -> eval -> DPPO fine-tuning.
 PIPELINE_DIR ?= runs/pipeline
 DEMOS ?= 20
 pipeline: install
 	$(BIN)/python cli.py collect --policy scripted --env LIBERO-Goal-v0 --task-id 0 --episodes $(DEMOS) --until-successes --num-workers 2 --no-images --out $(PIPELINE_DIR)/demos --resume
-	$(BIN)/python cli.py pretrain --dataset $(PIPELINE_DIR)/demos/*.hdf5 --run-dir $(PIPELINE_DIR)/bc
+	$(BIN)/python cli.py pretrain --dataset $(PIPELINE_DIR)/demos/*.hdf5 --run-dir $(PIPELINE_DIR)/bc --epochs 800
 	$(BIN)/python cli.py eval --checkpoint $(PIPELINE_DIR)/bc/checkpoint --episodes 20 --json-out $(PIPELINE_DIR)/bc_eval.json
-	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --init-from $(PIPELINE_DIR)/bc/checkpoint --total-timesteps 20000 --run-dir $(PIPELINE_DIR)/rl --resume
+	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --init-from $(PIPELINE_DIR)/bc/checkpoint --total-timesteps 20000 --resume $(PIPELINE_DIR)/rl
 
 test: install
 	$(BIN)/python -m pytest -n 2 --timeout 900 $(PYTEST_ARGS)
