@@ -18,9 +18,10 @@ robosuite 1.4's ``MujocoEnv.step`` runs, for each of the 25 physics substeps of 
   what ``mj_step`` does; the two dropped ``mj_forward`` passes only write derived
   quantities that the next pass overwrites (the solver's warm start, ``qacc_warmstart``,
   is written by the integrator only). The controller itself is robosuite's own
-  ``OperationalSpaceController`` (``set_goal``/``run_controller``), fed by
-  :func:`_controller_update`, a copy of its ``update()`` without the forward pass
-  and with one ``mj_jacSite`` call instead of four.
+  ``OperationalSpaceController`` math: robosuite's own ``set_goal``/``run_controller``
+  on the first substep of a control step, :class:`libero_gym._osc.OscStep` (the same
+  numpy calls with less Python overhead, its ``update()`` without the forward pass
+  and with one ``mj_jacSite`` call instead of four) on the others.
 - Observables: all of LIBERO's observables sample at the control rate with no
   delay, filter or corruption, so their timers move in lockstep. One timer is
   advanced with robosuite's float arithmetic and the sensors run only on the
@@ -43,6 +44,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from robosuite.models.grippers.panda_gripper import PandaGripper
+
+from libero_gym._osc import OscStep
 
 _RENDER_FIELDS: tuple[str, ...] = (
     "xpos", "xquat", "xmat", "xipos", "ximat", "geom_xpos", "geom_xmat", "site_xpos", "site_xmat",
@@ -52,46 +56,6 @@ _RENDER_FIELDS: tuple[str, ...] = (
 
 PHYSICS_MODES: tuple[str, ...] = ("fast", "upstream")
 """``fast``: :class:`FastStepper`'s loop; ``upstream``: robosuite's ``step``."""
-
-
-def _controller_update(controller: Any, model: Any, data: Any, site_id: int) -> None:
-    """robosuite's ``Controller.update()`` minus its ``sim.forward()``.
-
-    Reads the same quantities with the same numpy operations, from kinematics that
-    ``mj_step1`` has just computed; ``get_site_xvelp``/``jacp`` recompute the same
-    site Jacobian, so it is computed once here.
-
-    Args:
-        controller: robosuite ``OperationalSpaceController``.
-        model: the raw ``mujoco.MjModel``.
-        data: the raw ``mujoco.MjData``.
-        site_id: id of the controller's end-effector site (``controller.eef_name``).
-    """
-    import mujoco
-
-    nv = model.nv
-    controller.ee_pos = np.array(data.site_xpos[site_id])
-    controller.ee_ori_mat = np.array(data.site_xmat[site_id].reshape([3, 3]))
-    jacp = np.zeros((3, nv))
-    jacr = np.zeros((3, nv))
-    mujoco.mj_jacSite(model, data, jacp, jacr, site_id)
-    qvel = data.qvel
-    controller.ee_pos_vel = np.array(np.dot(jacp, qvel))
-    controller.ee_ori_vel = np.array(np.dot(jacr, qvel))
-
-    qvel_index = controller.qvel_index
-    controller.joint_pos = np.array(data.qpos[controller.qpos_index])
-    controller.joint_vel = np.array(qvel[qvel_index])
-
-    controller.J_pos = np.array(jacp.reshape((3, -1))[:, qvel_index])
-    controller.J_ori = np.array(jacr.reshape((3, -1))[:, qvel_index])
-    controller.J_full = np.array(np.vstack([controller.J_pos, controller.J_ori]))
-
-    mass_matrix = np.ndarray(shape=(nv, nv), dtype=np.float64, order="C")
-    mujoco.mj_fullM(model, mass_matrix, data.qM)
-    mass_matrix = np.reshape(mass_matrix, (len(qvel), len(qvel)))
-    controller.mass_matrix = mass_matrix[qvel_index, :][:, qvel_index]
-    controller.new_update = False
 
 
 class FastStepper:
@@ -131,6 +95,11 @@ class FastStepper:
         self._snapshot_qpos: np.ndarray | None = None
         self._snapshot_mocap: tuple[np.ndarray, np.ndarray] | None = None
         self._scratch: Any = None
+        self._osc: OscStep | None = None
+        gripper = robot.gripper
+        # PandaGripper.format_action, inlined in _control (same float arithmetic).
+        self._panda_gripper = type(gripper).format_action is PandaGripper.format_action and gripper.dof == 1
+        self._gripper_step = float(np.array([-1.0, 1.0])[1] * gripper.speed) if self._panda_gripper else 0.0
 
     @staticmethod
     def supports(env: Any) -> bool:
@@ -140,8 +109,11 @@ class FastStepper:
 
         if len(env.robots) != 1 or not env.robots[0].has_gripper:
             return False
-        if not isinstance(env.robots[0].controller, OperationalSpaceController):
+        controller = env.robots[0].controller
+        if not isinstance(controller, OperationalSpaceController):
             return False
+        if controller.interpolator_pos is not None or controller.interpolator_ori is not None:
+            return False  # libero_gym._osc.OscStep implements the interpolator-free run_controller
         if type(env.robots[0]).control.__module__ != "robosuite.robots.single_arm":
             return False
         for obs in env._observables.values():
@@ -194,6 +166,9 @@ class FastStepper:
         robot = self.robot
         controller = robot.controller
         model, data = self.model, self.data
+        osc = self._osc
+        if osc is None or osc.controller is not controller:
+            osc = self._osc = OscStep(controller, model, data, self.site_id)
         observables = self.observables
         obs_cache = env._obs_cache
         timestep = env.model_timestep
@@ -233,7 +208,7 @@ class FastStepper:
                     # the case on the first substep after a reset (the new controller
                     # updated itself at construction, before set_init_state): that substep
                     # runs on the construction-time kinematics, in LIBERO too.
-                    _controller_update(controller, model, data, self.site_id)
+                    osc.update()
                 if policy_step:
                     robot.control(action, policy_step=True)  # new goal, history buffers
                 else:
@@ -260,13 +235,26 @@ class FastStepper:
     def _control(self, action: np.ndarray) -> None:
         """robosuite's ``SingleArm.control(action, policy_step=False)`` with cached limits."""
         robot = self.robot
-        controller = robot.controller
-        gripper_action = action[controller.control_dim :]
-        torques = controller.run_controller()
-        robot.torques = np.clip(torques, self.torque_low, self.torque_high)
-        gripper_action_actual = robot.gripper.format_action(gripper_action)
-        self.data.ctrl[self.gripper_actuators] = self.gripper_bias + self.gripper_weight * gripper_action_actual
-        self.data.ctrl[self.joint_actuators] = robot.torques
+        torques = self._osc.run()  # type: ignore[union-attr]
+        robot.torques = torques = np.minimum(np.maximum(torques, self.torque_low), self.torque_high)
+        gripper = robot.gripper
+        control_dim = robot.controller.control_dim
+        if self._panda_gripper and len(action) == control_dim + 1:
+            # PandaGripper.format_action: clip(current + [-1, 1] * speed * sign(a), -1, 1).
+            sign = np.sign(action[control_dim])
+            step = self._gripper_step * sign
+            current = gripper.current_action
+            low = current[0] - step
+            high = current[1] + step
+            gripper_action_actual = np.array(
+                [-1.0 if low < -1.0 else 1.0 if low > 1.0 else low, -1.0 if high < -1.0 else 1.0 if high > 1.0 else high]
+            )
+            gripper.current_action = gripper_action_actual
+        else:
+            gripper_action_actual = gripper.format_action(action[control_dim:])
+        data = self.data
+        data.ctrl[self.gripper_actuators] = self.gripper_bias + self.gripper_weight * gripper_action_actual
+        data.ctrl[self.joint_actuators] = torques
 
     def observe_snapshot(self) -> dict[str, Any]:
         """The observation of the last ``observe="state"`` step, as ``observe="all"`` gives it.
