@@ -14,6 +14,17 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from agents.vec_env import SB3VecEnv
 from libero_gym.testing import FakeLiberoEnv
 
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Any:
+    """Small networks: one thread is faster than two contended ones, and gives the same numbers everywhere."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 SMALL_DIFFUSION = {
     "n_chunks": 8,
     "batch_size": 16,

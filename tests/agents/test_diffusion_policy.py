@@ -21,14 +21,6 @@ SMALL = DiffusionPolicyConfig(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Small networks: one thread is faster than two contended ones, and gives the same numbers everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _observations(obs_mode: str = "state", n: int = 6, seed: int = 0, **env_kwargs: Any) -> tuple[FakeLiberoEnv, dict[str, np.ndarray]]:
     env = FakeLiberoEnv(obs_mode, **env_kwargs)

@@ -32,14 +32,6 @@ SMALL = DiffusionPPOConfig(
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Small networks: one thread is faster than two contended ones, and gives the same numbers everywhere."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_vec_env(n_envs: int = 2, obs_mode: str = "state", seed: int | None = None, **env_kwargs: Any) -> DummyVecEnv:
     env = DummyVecEnv([lambda: Monitor(FakeLiberoEnv(obs_mode, **env_kwargs)) for _ in range(n_envs)])

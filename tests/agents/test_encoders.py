@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 import pytest
 import torch
@@ -13,13 +12,6 @@ from agents.encoders import EncoderConfig, PixelEncoder, StateEncoder, make_enco
 from libero_gym.errors import InvalidInputError
 from tests.agents.test_diffusion_policy import SMALL, _observations
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("obs_mode", ["state", "pixels", "both"])
