@@ -39,6 +39,13 @@ class OscStep:
         self.nv = model.nv
         self.qvel_index = np.asarray(controller.qvel_index)
         self.qpos_index = np.asarray(controller.qpos_index)
+        # Views into MjData's fixed buffers (its arrays never move), read at every substep.
+        self.site_xpos = data.site_xpos[site_id]
+        self.site_xmat = data.site_xmat[site_id].reshape(3, 3)
+        self.qpos = data.qpos
+        self.qvel = data.qvel
+        self.qM = data.qM
+        self.qfrc_bias = data.qfrc_bias
         # Where mj_fullM copies each entry of the arm's mass-matrix block from in qM:
         # run mj_fullM on qM = 1..nM (0 marks an entry it leaves at zero).
         ids = np.arange(1, model.nM + 1, dtype=np.float64)
@@ -55,30 +62,29 @@ class OscStep:
         import mujoco
 
         c = self.controller
-        data = self.data
-        site_id = self.site_id
         qvel_index = self.qvel_index
-        c.ee_pos = data.site_xpos[site_id].copy()
-        c.ee_ori_mat = data.site_xmat[site_id].reshape(3, 3).copy()
+        c.ee_pos = self.site_xpos.copy()
+        c.ee_ori_mat = self.site_xmat.copy()
         jac = np.zeros((6, self.nv))
         jacp = jac[:3]
         jacr = jac[3:]
-        mujoco.mj_jacSite(self.model, data, jacp, jacr, site_id)
-        qvel = data.qvel
+        mujoco.mj_jacSite(self.model, self.data, jacp, jacr, self.site_id)
+        qvel = self.qvel
         c.ee_pos_vel = np.dot(jacp, qvel)
         c.ee_ori_vel = np.dot(jacr, qvel)
-        c.joint_pos = data.qpos[self.qpos_index]
+        c.joint_pos = self.qpos[self.qpos_index]
         c.joint_vel = qvel[qvel_index]
-        # Same expressions, hence layouts (Fortran), as robosuite's: numba types its arguments by layout.
-        c.J_pos = J_pos = jacp[:, qvel_index]
-        c.J_ori = J_ori = jacr[:, qvel_index]
-        c.J_full = np.vstack([J_pos, J_ori])
+        # Same values and layouts (Fortran) as robosuite's jacp[:, idx], jacr[:, idx] and
+        # their vstack: numba types its arguments by layout.
+        c.J_pos = jacp[:, qvel_index]
+        c.J_ori = jacr[:, qvel_index]
+        c.J_full = jac[:, qvel_index]
         if self.m_index is not None:
-            c.mass_matrix = data.qM[self.m_index].T
+            c.mass_matrix = self.qM[self.m_index].T
         else:
             nv = self.nv
             mass_matrix = np.ndarray(shape=(nv, nv), dtype=np.float64, order="C")
-            mujoco.mj_fullM(self.model, mass_matrix, data.qM)
+            mujoco.mj_fullM(self.model, mass_matrix, self.qM)
             c.mass_matrix = mass_matrix[qvel_index, :][:, qvel_index]
         c.new_update = False
 
@@ -91,7 +97,7 @@ class OscStep:
         kp = c.kp
         kd = c.kd
         ori_error = orientation_error(np.array(c.goal_ori), c.ee_ori_mat)
-        desired_force = np.multiply(np.array(c.goal_pos) - c.ee_pos, kp[0:3]) + np.multiply(-c.ee_pos_vel, kd[0:3])
+        desired_force = np.multiply(c.goal_pos - c.ee_pos, kp[0:3]) + np.multiply(-c.ee_pos_vel, kd[0:3])
         desired_torque = np.multiply(ori_error, kp[3:6]) + np.multiply(-c.ee_ori_vel, kd[3:6])
         mass_matrix = c.mass_matrix
         J_full = c.J_full
@@ -100,7 +106,7 @@ class OscStep:
             decoupled_wrench = np.concatenate([dot(lambda_pos, desired_force), dot(lambda_ori, desired_torque)])
         else:
             decoupled_wrench = dot(lambda_full, np.concatenate([desired_force, desired_torque]))
-        torques = dot(J_full.T, decoupled_wrench) + self.data.qfrc_bias[self.qvel_index]
+        torques = dot(J_full.T, decoupled_wrench) + self.qfrc_bias[self.qvel_index]
         torques += nullspace_torques(mass_matrix, nullspace_matrix, c.initial_joint, c.joint_pos, c.joint_vel)
         c.torques = torques
         c.new_update = True

@@ -74,6 +74,7 @@ class FastStepper:
         self.fast = fast
         self.model = env.sim.model._model
         self.data = env.sim.data._data
+        self._ctrl = self.data.ctrl  # a view into MjData's fixed buffer
         self.substeps = int(env.control_timestep / env.model_timestep)
         self.robot = robot = env.robots[0]
         controller = robot.controller
@@ -167,7 +168,7 @@ class FastStepper:
         controller = robot.controller
         model, data = self.model, self.data
         osc = self._osc
-        if osc is None or osc.controller is not controller:
+        if osc is None or osc.controller is not controller or osc.data is not data:
             osc = self._osc = OscStep(controller, model, data, self.site_id)
         observables = self.observables
         obs_cache = env._obs_cache
@@ -252,9 +253,9 @@ class FastStepper:
             gripper.current_action = gripper_action_actual
         else:
             gripper_action_actual = gripper.format_action(action[control_dim:])
-        data = self.data
-        data.ctrl[self.gripper_actuators] = self.gripper_bias + self.gripper_weight * gripper_action_actual
-        data.ctrl[self.joint_actuators] = torques
+        ctrl = self._ctrl
+        ctrl[self.gripper_actuators] = self.gripper_bias + self.gripper_weight * gripper_action_actual
+        ctrl[self.joint_actuators] = torques
 
     def observe_snapshot(self) -> dict[str, Any]:
         """The observation of the last ``observe="state"`` step, as ``observe="all"`` gives it.
