@@ -17,11 +17,12 @@ robosuite 1.4's ``MujocoEnv.step`` runs, for each of the 25 physics substeps of 
   acceleration, constraint solver, integration). ``mj_step1`` + ``mj_step2`` is
   what ``mj_step`` does; the two dropped ``mj_forward`` passes only write derived
   quantities that the next pass overwrites (the solver's warm start, ``qacc_warmstart``,
-  is written by the integrator only). The controller itself is robosuite's own
-  ``OperationalSpaceController`` math: robosuite's own ``set_goal``/``run_controller``
-  on the first substep of a control step, :class:`libero_gym._osc.OscStep` (the same
-  numpy calls with less Python overhead, its ``update()`` without the forward pass
-  and with one ``mj_jacSite`` call instead of four) on the others.
+  is written by the integrator only). The controller is robosuite's
+  ``OperationalSpaceController``: its own ``set_goal``/``run_controller`` on the
+  first substep of a control step, :class:`libero_gym._osc.OscStep` on the others
+  (the same calls with less Python overhead: its ``update()`` without the forward
+  pass, one ``mj_jacSite`` call instead of four, the arm's 7x7 mass-matrix block
+  read from ``qM`` instead of the dense nv x nv matrix).
 - Observables: all of LIBERO's observables sample at the control rate with no
   delay, filter or corruption, so their timers move in lockstep. One timer is
   advanced with robosuite's float arithmetic and the sensors run only on the
@@ -29,7 +30,8 @@ robosuite 1.4's ``MujocoEnv.step`` runs, for each of the 25 physics substeps of 
   and only if the caller wants the observation (``observe=True``): the inner steps
   of an action chunk compute and render nothing.
 - Torque limits and the gripper's actuator ids and control ranges are read once,
-  not by name at every substep (robosuite's ``SingleArm.control`` runs as is on
+  not by name at every substep, and ``PandaGripper.format_action`` is inlined with
+  the same float arithmetic (robosuite's ``SingleArm.control`` runs as is on
   the first substep of each control step, which also sets the new goal and fills
   the robot's history buffers).
 
@@ -41,12 +43,12 @@ assumptions; the env then keeps robosuite's loop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from robosuite.models.grippers.panda_gripper import PandaGripper
 
-from libero_gym._osc import OscStep
+if TYPE_CHECKING:
+    from libero_gym._osc import OscStep
 
 _RENDER_FIELDS: tuple[str, ...] = (
     "xpos", "xquat", "xmat", "xipos", "ximat", "geom_xpos", "geom_xmat", "site_xpos", "site_xmat",
@@ -70,6 +72,8 @@ class FastStepper:
     """
 
     def __init__(self, env: Any, fast: bool = True) -> None:
+        from robosuite.models.grippers.panda_gripper import PandaGripper
+
         self.env = env
         self.fast = fast
         self.model = env.sim.model._model
@@ -169,6 +173,8 @@ class FastStepper:
         model, data = self.model, self.data
         osc = self._osc
         if osc is None or osc.controller is not controller or osc.data is not data:
+            from libero_gym._osc import OscStep
+
             osc = self._osc = OscStep(controller, model, data, self.site_id)
         observables = self.observables
         obs_cache = env._obs_cache
@@ -244,11 +250,9 @@ class FastStepper:
             # PandaGripper.format_action: clip(current + [-1, 1] * speed * sign(a), -1, 1).
             sign = np.sign(action[control_dim])
             step = self._gripper_step * sign
-            current = gripper.current_action
-            low = current[0] - step
-            high = current[1] + step
+            current = gripper.current_action  # (1,) (broadcast, as robosuite's) or (2,)
             gripper_action_actual = np.array(
-                [-1.0 if low < -1.0 else 1.0 if low > 1.0 else low, -1.0 if high < -1.0 else 1.0 if high > 1.0 else high]
+                [min(max(current[0] - step, -1.0), 1.0), min(max(current[-1] + step, -1.0), 1.0)]
             )
             gripper.current_action = gripper_action_actual
         else:
