@@ -21,6 +21,7 @@ import argparse
 import os
 import platform
 import time
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -35,6 +36,14 @@ from libero_gym.vector import make_vec
 def _actions(n: int, seed: int = 0) -> np.ndarray:
     # Small actions keep the arm inside its workspace for the whole run.
     return np.random.default_rng(seed).uniform(-0.3, 0.3, (n, 7)).astype(np.float32)
+
+
+def _steps_per_second(step: Callable[[np.ndarray], object], actions: np.ndarray) -> float:
+    """Call ``step`` on each action; steps per wall-clock second."""
+    start = time.perf_counter()
+    for action in actions:
+        step(action)
+    return len(actions) / (time.perf_counter() - start)
 
 
 def raw_steps_per_second(env_id: str, steps: int, pixels: bool, image_size: int) -> float:
@@ -55,25 +64,17 @@ def raw_steps_per_second(env_id: str, steps: int, pixels: bool, image_size: int)
     )
     env.reset()
     env.step(SETTLE_ACTION)
-    actions = _actions(steps).astype(np.float64)
-    start = time.perf_counter()
-    for action in actions:
-        env.step(action)
-    elapsed = time.perf_counter() - start
+    rate = _steps_per_second(env.step, _actions(steps).astype(np.float64))
     env.close()
-    return steps / elapsed
+    return rate
 
 
 def ours_steps_per_second(env_id: str, steps: int, obs_mode: str, image_size: int) -> float:
     env = gym.make(env_id, obs_mode=obs_mode, image_size=image_size, max_episode_steps=10**6)
     env.reset(seed=0)
-    actions = _actions(steps)
-    start = time.perf_counter()
-    for action in actions:
-        env.step(action)
-    elapsed = time.perf_counter() - start
+    rate = _steps_per_second(env.step, _actions(steps))
     env.close()
-    return steps / elapsed
+    return rate
 
 
 def chunk_steps_per_second(env_id: str, steps: int, obs_mode: str, image_size: int, physics: str, chunk: int) -> float:
