@@ -21,8 +21,8 @@ SUITES = ("libero_spatial", "libero_object", "libero_goal", "libero_10", "libero
 def main() -> None:
     ensure_libero_config()
     import libero.libero as libero_pkg
-    import libero.libero.envs.bddl_utils as bddl_utils
     from libero.libero import benchmark
+    from libero.libero.envs import bddl_utils
 
     rows = []
     for suite in SUITES:

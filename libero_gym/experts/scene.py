@@ -101,9 +101,7 @@ class Scene:
         self._children: dict[int, list[int]] = {b: [] for b in range(m.nbody)}
         for b in range(1, m.nbody):
             self._children[int(m.body_parentid[b])].append(b)
-        self.robot_bodies = {
-            b for b in range(m.nbody) if (m.body_id2name(b) or "").startswith(ROBOT_PREFIXES)
-        }
+        self.robot_bodies = {b for b in range(m.nbody) if (m.body_id2name(b) or "").startswith(ROBOT_PREFIXES)}
 
     # ------------------------------------------------------------------ robot
     @property

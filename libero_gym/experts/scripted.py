@@ -2,7 +2,7 @@
 
 It reads the task's BDDL goal (``parsed_problem["goal_state"]``), orders the goal
 predicates into subtasks (:func:`plan_subtasks`), and runs the matching motion
-primitive for each (:mod:`libero_gym.experts.primitives`). It reads poses from
+primitive for each (:mod:`~libero_gym.experts.pick_place`, :mod:`~libero_gym.experts.articulation`). It reads poses from
 the simulator but acts only through the env's 7-D OSC action.
 
 Example:
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from libero_gym.experts import primitives as P
+from libero_gym.experts import articulation, pick_place
+from libero_gym.experts import control as C
 from libero_gym.experts.scene import Scene
 
 ARTICULATION_PREDICATES = ("open", "close", "turnon", "turnoff")
@@ -127,7 +128,7 @@ class ScriptedExpert:
 
     def __init__(self) -> None:
         self.scene: Scene | None = None
-        self.controller: P.Controller | None = None
+        self.controller: C.Controller | None = None
         self.plan: list[Subtask] = []
         self._actions: Iterator[np.ndarray] | None = None
         self.log: list[str] = []
@@ -137,7 +138,7 @@ class ScriptedExpert:
         """Start a new episode on ``env`` (the unwrapped LiberoEnv, already reset)."""
         robosuite_env = env.libero_env.env
         self.scene = Scene(robosuite_env)
-        self.controller = P.Controller(self.scene)
+        self.controller = C.Controller(self.scene)
         goal = robosuite_env.parsed_problem["goal_state"]
         self.plan = plan_subtasks(self.scene, goal)
         self.log = []
@@ -159,11 +160,11 @@ class ScriptedExpert:
     def _idle(self) -> Generator[np.ndarray, None, None]:
         assert self.controller is not None
         while True:
-            yield from P.wait(self.controller, 1000)
+            yield from C.wait(self.controller, 1000)
 
     def _run(self) -> Generator[np.ndarray, None, None]:
         assert self.scene is not None and self.controller is not None
-        scene, ctl = self.scene, self.controller
+        scene = self.scene
         goal = [list(s.predicate) for s in self.plan]
         for _ in range(2):  # a second pass repairs what a later subtask undid
             for sub in self.plan:
@@ -188,25 +189,25 @@ class ScriptedExpert:
             obj, target = sub.predicate[1], sub.predicate[2]
             if ctl.held != obj:
                 if ctl.held is not None:
-                    yield from P.actuate_gripper(ctl, P.OPEN)
+                    yield from C.actuate_gripper(ctl, C.OPEN)
                     ctl.held = None
-                ok = yield from P.grasp(ctl, obj)
+                ok = yield from pick_place.grasp(ctl, obj)
                 if not ok:
                     self.log.append(f"grasp of {obj} failed")
                     return False
             offset = None if sub.offset is None else np.asarray(sub.offset)
-            return (yield from P.place(ctl, obj, target, kind, offset))
+            return (yield from pick_place.place(ctl, obj, target, kind, offset))
         name = sub.predicate[1]
         joints = scene.joints_of(name)
         if not joints:
             self.log.append(f"no joint for {name}")
             return False
         joint = joints[0]
-        q_goal = P.target_qpos(scene, joint, kind, scene.parent_object(name))
+        q_goal = articulation.target_qpos(scene, joint, kind, scene.parent_object(name))
         if joint.kind == "slide":
-            outward = P.drawer_outward(scene, joint, scene.parent_object(name))
-            return (yield from P.slide(ctl, joint, q_goal, outward))
+            outward = articulation.drawer_outward(scene, joint, scene.parent_object(name))
+            return (yield from articulation.slide(ctl, joint, q_goal, outward))
         if kind in ("turnon", "turnoff"):
-            bar, _, height = P.knob_handle(scene, joint)
-            return (yield from P.twist_knob(ctl, joint, q_goal, bar, height))
-        return (yield from P.swing_door(ctl, joint, q_goal))
+            bar, _, height = articulation.knob_handle(scene, joint)
+            return (yield from articulation.twist_knob(ctl, joint, q_goal, bar, height))
+        return (yield from articulation.swing_door(ctl, joint, q_goal))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from libero_gym import suites
-from libero_gym.experts import primitives as P
+from libero_gym.experts import control as P
 from libero_gym.experts.scripted import ScriptedExpert
 
 # predicate type -> (suite, task index, init state id); init states seen to succeed
@@ -99,12 +99,12 @@ def test_expert_on_every_goal_task(task_id: int) -> None:
 def test_axis_angle_round_trip(angle: float) -> None:
     axis = np.array([0.3, -0.5, 0.8])
     axis /= np.linalg.norm(axis)
-    mat = P._axis_rotation(axis, angle)
+    mat = P.axis_rotation(axis, angle)
     np.testing.assert_allclose(mat @ mat.T, np.eye(3), atol=1e-9)
     back = P.mat_to_axis_angle(mat)
     assert np.linalg.norm(back) == pytest.approx(angle, abs=1e-6)
     if angle > 0:
-        np.testing.assert_allclose(P._axis_rotation(back / np.linalg.norm(back), np.linalg.norm(back)), mat, atol=1e-4)
+        np.testing.assert_allclose(P.axis_rotation(back / np.linalg.norm(back), np.linalg.norm(back)), mat, atol=1e-4)
 
 
 @pytest.mark.parametrize("direction", [(1, 0), (0, 1), (1, 1), (-1, 2), (0.2, -1)])

@@ -1,0 +1,220 @@
+"""Pick and place primitives: grasp an object from above, carry it, set it down.
+
+Generators of OSC actions built on :mod:`libero_gym.experts.control`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from libero_gym.experts.articulation import drawer_outward
+from libero_gym.experts.control import (
+    CLOSE,
+    OPEN,
+    Controller,
+    Primitive,
+    actuate_gripper,
+    move_above,
+    move_to,
+    top_down,
+    yaw_for_closing_axis,
+)
+from libero_gym.experts.scene import Scene
+
+RIM_OBJECTS = ("bowl", "plate", "mug", "cup", "pan", "basket", "tray")
+"""Name fragments of open containers: grasped at the rim, fingers across the wall."""
+
+FINGER_SPAN = 0.075
+"""Widest object (m) the open Panda fingers can straddle (0.08 m travel, minus margin)."""
+RIM_DEPTH = 0.012
+"""How far below the rim top the finger pads close (m): deep enough to hold the wall,
+shallow enough for the fingertips to stay above the container's floor."""
+TOP_DEPTH = 0.03
+"""How far below an object's top the pads close for a top grasp (m)."""
+TABLE_CLEARANCE = 0.012
+"""Lowest the pads go above the support surface (m): fingertips reach ~1 cm below the pads."""
+DROP_DISTANCE = 0.06
+"""Shift (m) of a carried object relative to the hand that means it was dropped."""
+CARRY_CLEARANCE = 0.04
+"""Margin (m) between a carried object's bottom and the highest surface under its path."""
+LIFT = 0.14
+"""Height (m) above its support to which a grasped object is lifted before carrying."""
+
+
+@dataclass(frozen=True)
+class GraspPlan:
+    """Where and how to close the fingers on an object.
+
+    Attributes:
+        pos: (3,) grip-site position at closing.
+        yaw: wrist yaw for :func:`top_down`.
+        width: object width across the fingers (m).
+    """
+
+    pos: np.ndarray
+    yaw: float
+    width: float
+
+
+def plan_grasp(scene: Scene, name: str) -> GraspPlan:
+    """Choose a top-down grasp from the object's geometry.
+
+    Open containers (bowls, mugs, plates, pans) and anything wider than the fingers
+    are taken at the rim, fingers radial, on the side with most clearance from other
+    objects and nearest the robot. Other objects are taken from the top at their
+    centre, fingers across their narrower horizontal axis.
+    """
+    center, half = scene.local_extent(name)
+    mat = scene.body_mat(name)
+    box = scene.bbox(name)
+    top = box.hi[2]
+    bottom = box.lo[2]
+    # Horizontal object axes (drop the one most aligned with world z).
+    vertical = int(np.argmax(np.abs(mat[2, :])))
+    horiz = [i for i in range(3) if i != vertical]
+    widths = {i: 2 * half[i] for i in horiz}
+    narrow = min(horiz, key=lambda i: widths[i])
+    is_rim = any(k in name for k in RIM_OBJECTS)
+    if not is_rim and widths[narrow] > FINGER_SPAN:
+        # Too wide overall: try its body alone (a moka pot without handle and spout).
+        # Fingers still close along the overall narrower axis, so that they stay
+        # clear of the handle and spout, which stick out along the other one.
+        base = scene.base_geoms(name)
+        center, half = scene.local_extent(name, base)
+        widths = {i: 2 * half[i] for i in horiz}
+        top = max(float(scene._geom_corners(g)[:, 2].max()) for g in base) if base else top
+        is_rim = widths[narrow] > FINGER_SPAN
+    current = scene.eef_mat
+    if not is_rim:
+        axis = mat[:, narrow].copy()
+        axis[2] = 0.0
+        axis /= np.linalg.norm(axis) + 1e-9
+        height = top - bottom
+        z = max(top - min(TOP_DEPTH, 0.5 * height), bottom + TABLE_CLEARANCE)
+        pos = np.array([center[0], center[1], z])
+        return GraspPlan(pos, yaw_for_closing_axis(axis, current), widths[narrow])
+    # Rim: the wall sits at the smaller horizontal half extent (a handle only widens one).
+    origin = scene.pos(name)
+    radius = min(widths.values()) / 2 - 0.008
+    others = [scene.pos(o)[:2] for o in scene.env.objects_dict if o != name]
+    best, best_score = None, -np.inf
+    for k in range(16):
+        a = 2 * np.pi * k / 16
+        d = np.array([np.cos(a), np.sin(a)])
+        p = origin[:2] + radius * d
+        clearance = min([np.linalg.norm(p - o) for o in others] + [0.2])
+        # Prefer the near side (robot base at x ~ -0.6) and open space around the fingers.
+        score = min(clearance, 0.12) - 0.3 * max(p[0] - origin[0], 0.0)
+        if score > best_score:
+            best, best_score = d, score
+    assert best is not None
+    p = origin[:2] + radius * best
+    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
+    axis = np.array([best[0], best[1], 0.0])
+    return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01)
+
+
+def grasp(ctl: Controller, name: str) -> Primitive:
+    """Approach above, descend, close and lift ``name``; returns whether it is held."""
+    s = ctl.scene
+    plan = plan_grasp(s, name)
+    rot = top_down(plan.yaw)
+    obj_z0 = s.pos(name)[2]
+    clearance = plan.pos[2] + 0.10
+    yield from move_to(ctl, s.eef_pos, None, OPEN, max_steps=0)
+    if s.finger_opening < 0.06:
+        yield from actuate_gripper(ctl, OPEN)
+    yield from move_above(ctl, plan.pos, rot, clearance, OPEN)
+    yield from actuate_gripper(ctl, CLOSE)
+    ctl.held = name
+    support = s.bbox(name).lo[2]
+    lift = np.array([plan.pos[0], plan.pos[1], max(plan.pos[2], support) + LIFT])
+    yield from move_to(ctl, lift, rot, CLOSE, tol=0.02, max_steps=40, speed=0.6)
+    held = s.pos(name)[2] > obj_z0 + 0.04 and s.finger_opening > 0.002
+    if not held:
+        ctl.held = None
+    return held
+
+
+# ---------------------------------------------------------------------- placing
+DRAWER_BACK_MARGIN = 0.035
+"""How far inside the front edge of a drawer's region (m) objects are put."""
+
+
+def place_target(scene: Scene, target: str, mode: str) -> np.ndarray:
+    """(3,) point where the held object's origin should come to rest (z: support top)."""
+    p = scene.pos(target)
+    if scene.is_object(target):
+        # On an object: LIBERO wants origins within 3 cm in xy; use the body origin.
+        return p
+    # A region site: its centre, LIBERO's boxes are centred there. A drawer's region
+    # reaches back under the cabinet: aim at its front part, out in the open.
+    joints = scene.joints_of(target)
+    if mode == "in" and joints and joints[0].kind == "slide":
+        outward = drawer_outward(scene, joints[0], scene.parent_object(target))
+        size = np.asarray(scene.env.object_sites_dict[target].size, dtype=float)
+        half = np.abs(scene.site_mat(target) @ size)
+        reach = float(np.abs(outward) @ half)
+        p = p + outward * max(reach - DRAWER_BACK_MARGIN, 0.0)
+    return p
+
+
+def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray | None = None) -> Primitive:
+    """Carry the held ``name`` over ``target``, lower it onto the support, release, retreat.
+
+    Args:
+        offset: (2,) world xy shift from the target's centre (several objects into
+            one region each get their own spot).
+    """
+    s = ctl.scene
+    goal = place_target(s, target, mode).copy()
+    if offset is not None:
+        goal[:2] += offset
+    held_body = set(s.subtree(s.root_body(name)))
+    obj_box = s.bbox(name)
+    radius = float(min(obj_box.half[0], obj_box.half[1]))
+    exclude = set(held_body)
+    support = s.support_height(goal[:2], min(radius, 0.03), exclude)
+    obj_bottom_offset = s.pos(name)[2] - obj_box.lo[2]  # origin height above its lowest point
+    release_origin_z = support + obj_bottom_offset + 0.012
+    # Carry high enough that the object's bottom clears everything on the way
+    # (basket walls, cabinet tops), then descend over the target.
+    path = [s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, 6)]
+    highest = max(s.support_height(p, radius, exclude) for p in path)
+    carry_z = max(highest + obj_bottom_offset + CARRY_CLEARANCE, support + obj_bottom_offset + 0.08, s.pos(name)[2])
+    rot = s.eef_mat
+    z_hist: list[float] = []
+    grip_offset = s.pos(name) - s.eef_pos
+    # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
+    for phase, (z, tol, steps, speed) in enumerate(
+        [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
+    ):
+        for _ in range(steps):
+            offset = s.pos(name) - s.eef_pos
+            if np.linalg.norm(offset - grip_offset) > DROP_DISTANCE:
+                # Lost it (knocked out of the fingers): give up this placement.
+                yield from actuate_gripper(ctl, OPEN)
+                ctl.held = None
+                return False
+            want = np.array([goal[0], goal[1], z]) - offset
+            if phase == 0 and np.linalg.norm(s.pos(name)[:2] - goal[:2]) > 0.05:
+                # Travel at carry height; do not descend before being over the target.
+                want[2] = max(want[2], s.eef_pos[2])
+            err = np.array([goal[0], goal[1], z]) - s.pos(name)
+            if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
+                break
+            if phase == 2 and _stalled(z_hist := z_hist + [s.pos(name)[2]]):
+                break  # resting on something (a rim, a wall): let go here
+            yield ctl.servo(want, rot, CLOSE, speed)
+    yield from actuate_gripper(ctl, OPEN)
+    ctl.held = None
+    up = s.eef_pos + np.array([0.0, 0.0, 0.08])
+    yield from move_to(ctl, up, None, OPEN, tol=0.02, max_steps=25, speed=0.6)
+    return True
+
+
+def _stalled(z_hist: list[float], window: int = 8) -> bool:
+    """Whether a descending object stopped going down over the last ``window`` steps."""
+    return len(z_hist) > window and z_hist[-window - 1] - z_hist[-1] < 0.002
