@@ -58,12 +58,14 @@ class GraspPlan:
     width: float
 
 
-def plan_grasp(scene: Scene, name: str) -> GraspPlan:
+def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> GraspPlan:
     """Choose a top-down grasp from the object's geometry.
 
     Open containers (bowls, mugs, plates, pans) and anything wider than the fingers
     are taken at the rim, fingers radial, on the side with most clearance from other
-    objects and nearest the robot. Other objects are taken from the top at their
+    objects and nearest the robot, where neither the fingers nor the hand hit
+    anything, here or (given ``place_xy``, (2,) where the object's origin will be
+    set down) at the placement. Other objects are taken from the top at their
     centre, fingers across their narrower horizontal axis.
     """
     center, half = scene.local_extent(name)
@@ -98,28 +100,70 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
     # Rim: the wall sits at the smaller horizontal half extent (a handle only widens one).
     origin = scene.pos(name)
     radius = min(widths.values()) / 2 - 0.008
+    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
     others = [scene.pos(o)[:2] for o in scene.env.objects_dict if o != name]
+    own = set(scene.subtree(scene.root_body(name)))
     best, best_score = None, -np.inf
     for k in range(16):
         a = 2 * np.pi * k / 16
         d = np.array([np.cos(a), np.sin(a)])
         p = origin[:2] + radius * d
         clearance = min([np.linalg.norm(p - o) for o in others] + [0.2])
-        # Prefer the near side (robot base at x ~ -0.6) and open space around the fingers.
+        # Prefer the near side (robot base at x ~ -0.6) and open space around the
+        # fingers; rule out sides where the outer finger or the hand would hit
+        # something (a drawer wall, a box next to the bowl).
         score = min(clearance, 0.12) - 0.3 * max(p[0] - origin[0], 0.0)
+        score -= RIM_BLOCKED_PENALTY * _rim_obstruction(scene, p, d, z, own)
+        if place_xy is not None:
+            # The wrist keeps its yaw while carrying: the same side, at the target.
+            q = np.asarray(place_xy) + (p - origin[:2])
+            z_place = scene.support_height(np.asarray(place_xy), 0.03, own) + (z - bottom) + RELEASE_HEIGHT
+            score -= RIM_BLOCKED_PENALTY * _rim_obstruction(scene, q, d, z_place, own)
         if score > best_score:
             best, best_score = d, score
     assert best is not None
     p = origin[:2] + radius * best
-    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
     axis = np.array([best[0], best[1], 0.0])
     return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01)
 
 
-def grasp(ctl: Controller, name: str) -> Primitive:
-    """Approach above, descend, close and lift ``name``; returns whether it is held."""
+RIM_BLOCKED_PENALTY = 10.0
+"""Score lost per metre by which something rises into the fingers' or hand's path
+at a rim grasp (dominates the clearance and near-side terms)."""
+FINGER_ZONE = tuple((r, t) for r in (0.025, 0.04, 0.055, 0.07) for t in (-0.015, 0.0, 0.015))
+"""(outwards, sideways) offsets (m) from a rim grasp point swept by the open outer
+finger (inner face ~4 cm out, ~2 cm thick and wide), with ~1 cm margin for servo error."""
+FINGER_DEPTH = 0.012
+"""How far below the pads the fingertips reach (m)."""
+HAND_ZONE = tuple(
+    (r, t) for r in (-0.11, -0.075, -0.04, 0.0, 0.04, 0.075, 0.11) for t in (-0.04, -0.02, 0.0, 0.02, 0.04)
+)
+"""(outwards, sideways) offsets (m) covered by the Panda hand, ~0.2 m long along the
+closing axis and ~7 cm across (plus margin), from ~4 cm above the pads upwards."""
+HAND_HEIGHT = 0.04
+"""Height (m) above the pads from which the hand body starts."""
+
+
+def _rim_obstruction(scene: Scene, p: np.ndarray, d: np.ndarray, z: float, own: set[int]) -> float:
+    """How far (m, summed) anything rises into the outer finger's or the hand's space
+    at a rim grasp at ``p`` (xy) with fingers closing along ``d``, pads at height ``z``."""
+    side = np.array([-d[1], d[0]])
+    excess = 0.0
+    for zone, ceiling in ((FINGER_ZONE, z - FINGER_DEPTH), (HAND_ZONE, z + HAND_HEIGHT)):
+        for out, across in zone:
+            h = scene.support_height(p + out * d + across * side, 0.0, own)
+            excess += max(0.0, h - ceiling)
+    return excess
+
+
+def grasp(ctl: Controller, name: str, place_xy: np.ndarray | None = None) -> Primitive:
+    """Approach above, descend, close and lift ``name``; returns whether it is held.
+
+    Args:
+        place_xy: (2,) where the object will be set down, if known (see :func:`plan_grasp`).
+    """
     s = ctl.scene
-    plan = plan_grasp(s, name)
+    plan = plan_grasp(s, name, place_xy)
     rot = top_down(plan.yaw)
     obj_z0 = s.pos(name)[2]
     clearance = plan.pos[2] + 0.10
@@ -139,6 +183,11 @@ def grasp(ctl: Controller, name: str) -> Primitive:
 
 
 # ---------------------------------------------------------------------- placing
+RELEASE_HEIGHT = 0.012
+"""Height (m) of a placed object's bottom above its support when the fingers open."""
+FAST_DESCENT = 0.05
+"""Above this height (m) over the release point a carried object descends at full
+speed; below it, slowly."""
 DRAWER_BACK_MARGIN = 0.035
 """How far inside the front edge of a drawer's region (m) objects are put."""
 
@@ -178,7 +227,7 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     exclude = set(held_body)
     support = s.support_height(goal[:2], min(radius, 0.03), exclude)
     obj_bottom_offset = s.pos(name)[2] - obj_box.lo[2]  # origin height above its lowest point
-    release_origin_z = support + obj_bottom_offset + 0.012
+    release_origin_z = support + obj_bottom_offset + RELEASE_HEIGHT
     # Carry high enough that the object's bottom clears everything on the way
     # (basket walls, cabinet tops), then descend over the target.
     path = [s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, 6)]
@@ -207,7 +256,8 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
                 break
             if phase == 2 and _stalled(z_hist := z_hist + [s.pos(name)[2]]):
                 break  # resting on something (a rim, a wall): let go here
-            yield ctl.servo(want, rot, CLOSE, speed)
+            fast = phase == 2 and s.pos(name)[2] - release_origin_z > FAST_DESCENT
+            yield ctl.servo(want, rot, CLOSE, 1.0 if fast else speed)
     yield from actuate_gripper(ctl, OPEN)
     ctl.held = None
     up = s.eef_pos + np.array([0.0, 0.0, 0.08])

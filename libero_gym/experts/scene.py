@@ -226,7 +226,7 @@ class Scene:
         best = -np.inf
         geomid = np.zeros(1, dtype=np.int32)
         points = [np.asarray(xy, dtype=np.float64)]
-        for k in range(8):
+        for k in range(8 if radius > 0 else 0):  # radius 0: the centre ray only
             a = 2 * np.pi * k / 8
             points.append(np.asarray(xy) + radius * np.array([np.cos(a), np.sin(a)]))
         down = np.array([0.0, 0.0, -1.0])

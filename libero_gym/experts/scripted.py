@@ -191,7 +191,10 @@ class ScriptedExpert:
                 if ctl.held is not None:
                     yield from C.actuate_gripper(ctl, C.OPEN)
                     ctl.held = None
-                ok = yield from pick_place.grasp(ctl, obj)
+                place_xy = pick_place.place_target(scene, target, kind)[:2]
+                if sub.offset is not None:
+                    place_xy = place_xy + np.asarray(sub.offset)
+                ok = yield from pick_place.grasp(ctl, obj, place_xy)
                 if not ok:
                     self.log.append(f"grasp of {obj} failed")
                     return False
