@@ -183,6 +183,8 @@ def grasp(ctl: Controller, name: str, place_xy: np.ndarray | None = None) -> Pri
 
 
 # ---------------------------------------------------------------------- placing
+CLIMB_MARGIN = 0.03
+"""A carried object travels sideways only once within this height (m) of carry height."""
 RELEASE_HEIGHT = 0.012
 """Height (m) of a placed object's bottom above its support when the fingers open."""
 FAST_DESCENT = 0.05
@@ -251,6 +253,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
             if phase == 0 and np.linalg.norm(s.pos(name)[:2] - goal[:2]) > 0.05:
                 # Travel at carry height; do not descend before being over the target.
                 want[2] = max(want[2], s.eef_pos[2])
+                if s.pos(name)[2] < z - CLIMB_MARGIN:
+                    # Still climbing: go straight up first, so that the object does not
+                    # clip the edge of what it is carried onto (a cabinet top).
+                    want[:2] = s.eef_pos[:2]
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
             if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
                 break
