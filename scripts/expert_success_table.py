@@ -124,6 +124,18 @@ def run_job(job: Job) -> list[dict[str, Any]]:
     return records
 
 
+def _commit() -> str:
+    """Short hash of the checked-out commit (``+dirty`` when the expert has local edits)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    sha = git("rev-parse", "--short", "HEAD") or "unknown"
+    return sha + ("+dirty" if git("status", "--porcelain", "--", "libero_gym/experts") else "")
+
+
 def _key(r: dict[str, Any]) -> tuple[str, int, int]:
     return (r["suite"], int(r["task_id"]), int(r["init_state_id"]))
 
@@ -140,7 +152,7 @@ def render(records: list[dict[str, Any]], cfg: TableConfig) -> str:
     lines.append(
         f"Episodes: {n_eps} ({len(by_task)} tasks; init states per task: "
         f"{sorted({len(v) for v in by_task.values()})}). Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
-        f"by `python scripts/expert_success_table.py`."
+        f"by `python scripts/expert_success_table.py`; expert code of commit {_commit()}."
     )
     lines.append("")
     # Per suite.
