@@ -16,6 +16,7 @@ from libero_gym.experts.control import (
     Controller,
     Primitive,
     actuate_gripper,
+    axis_rotation,
     move_above,
     move_to,
     top_down,
@@ -51,11 +52,13 @@ class GraspPlan:
         pos: (3,) grip-site position at closing.
         yaw: wrist yaw for :func:`top_down`.
         width: object width across the fingers (m).
+        rim: whether the fingers close across a container's wall.
     """
 
     pos: np.ndarray
     yaw: float
     width: float
+    rim: bool = False
 
 
 def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> GraspPlan:
@@ -124,7 +127,7 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
     assert best is not None
     p = origin[:2] + radius * best
     axis = np.array([best[0], best[1], 0.0])
-    return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01)
+    return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01, rim=True)
 
 
 RIM_BLOCKED_PENALTY = 10.0
@@ -156,6 +159,32 @@ def _rim_obstruction(scene: Scene, p: np.ndarray, d: np.ndarray, z: float, own: 
     return excess
 
 
+REACH_EASY = 0.52
+"""Horizontal shoulder-to-grip-site distance (m) up to which the hand points straight down."""
+TILT_PER_METRE = 6.0
+"""Tilt (rad) of the hand back towards the robot per metre of reach beyond ``REACH_EASY``."""
+MAX_TILT = 0.45
+"""Largest reach tilt (rad)."""
+
+
+def reach_tilt(scene: Scene, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
+    """``rot`` leaned back towards the robot for far targets.
+
+    The wrist sits ~0.2 m above the grip site along the approach axis; near the edge
+    of the Panda's reach, pointing straight down straightens the elbow into a
+    singular pose where the OSC stalls. Leaning the hand back by a few tenths of a
+    radian (about the horizontal axis square to the shoulder-to-target direction)
+    brings the wrist up to ~9 cm closer.
+    """
+    radial = pos[:2] - scene.shoulder_pos[:2]
+    dist = float(np.linalg.norm(radial))
+    tilt = min(MAX_TILT, TILT_PER_METRE * max(0.0, dist - REACH_EASY))
+    if tilt <= 0.0:
+        return rot
+    axis = np.array([-radial[1], radial[0], 0.0]) / dist
+    return axis_rotation(axis, -tilt) @ rot  # approach axis leans away from the robot
+
+
 def grasp(ctl: Controller, name: str, place_xy: np.ndarray | None = None) -> Primitive:
     """Approach above, descend, close and lift ``name``; returns whether it is held.
 
@@ -165,6 +194,9 @@ def grasp(ctl: Controller, name: str, place_xy: np.ndarray | None = None) -> Pri
     s = ctl.scene
     plan = plan_grasp(s, name, place_xy)
     rot = top_down(plan.yaw)
+    if plan.rim:
+        # Only rim grasps lean: a leaning top grasp pushes small objects over.
+        rot = reach_tilt(s, plan.pos, rot)
     obj_z0 = s.pos(name)[2]
     clearance = plan.pos[2] + 0.10
     yield from move_to(ctl, s.eef_pos, None, OPEN, max_steps=0)

@@ -25,6 +25,9 @@ FINGER_JOINTS = ("gripper0_finger_joint1", "gripper0_finger_joint2")
 ROBOT_PREFIXES = ("robot0_", "gripper0_", "mount0_")
 """Body-name prefixes of the robot, its gripper and its mount (robosuite naming)."""
 
+SHOULDER_BODY = "robot0_link2"
+"""Panda link whose origin is the shoulder (the arm's reach is measured from it)."""
+
 RAY_START_Z = 1.6
 """Height (m) from which support-height rays are cast; above every LIBERO fixture."""
 
@@ -102,6 +105,7 @@ class Scene:
         for b in range(1, m.nbody):
             self._children[int(m.body_parentid[b])].append(b)
         self.robot_bodies = {b for b in range(m.nbody) if (m.body_id2name(b) or "").startswith(ROBOT_PREFIXES)}
+        self._shoulder = m.body_name2id(SHOULDER_BODY)
 
     # ------------------------------------------------------------------ robot
     @property
@@ -113,6 +117,11 @@ class Scene:
     def eef_mat(self) -> np.ndarray:
         """(3, 3) grip-site orientation; column 0 is the finger closing axis."""
         return self.data.site_xmat[self.grip_site].reshape(3, 3).copy()
+
+    @property
+    def shoulder_pos(self) -> np.ndarray:
+        """(3,) position of the arm's shoulder (m)."""
+        return self.data.body_xpos[self._shoulder].copy()
 
     @property
     def finger_opening(self) -> float:
