@@ -84,6 +84,7 @@ def run_job(job: Job) -> list[dict[str, Any]]:
 
     import libero_gym  # noqa: F401  (registers the env ids)
     from libero_gym import suites
+    from libero_gym.data import metrics
     from libero_gym.experts.scripted import ScriptedExpert
 
     task = suites.get_task(job.suite, job.task_id)
@@ -98,21 +99,27 @@ def run_job(job: Job) -> list[dict[str, Any]]:
                 obs, info = env.reset(seed=init_id, options={"init_state_id": init_id})
                 expert.reset(env.unwrapped)
                 steps, done = 0, False
+                scene = expert.scene
+                assert scene is not None
+                actions, ee = [], [scene.eef_pos]
                 while not done:
                     action = expert.act(obs)
                     if action.shape != (7,) or not np.all(np.isfinite(action)) or np.abs(action).max() > 1:
                         raise RuntimeError(f"bad action {action}")
                     obs, _, terminated, truncated, info = env.step(action)
+                    actions.append(action)
+                    ee.append(scene.eef_pos)
                     steps += 1
                     done = terminated or truncated
-                scene = expert.scene
-                assert scene is not None
                 goal = scene.env.parsed_problem["goal_state"]
+                quality = metrics.episode_metrics(np.asarray(actions), np.asarray(ee[1:]))
                 record.update(
                     success=bool(info["is_success"]),
                     steps=steps,
                     predicates=[[*map(str, p), bool(scene.holds(p))] for p in goal],
                     log=expert.log[-6:],
+                    action_jerk=round(quality["action_jerk"], 5),
+                    ee_jerk=round(quality["ee_jerk"], 2),
                 )
             except Exception as exc:  # noqa: BLE001  (a crash is a failure, recorded with its cause)
                 record.update(success=False, steps=0, predicates=[], log=[f"error: {exc!r}"])
@@ -156,21 +163,26 @@ def render(records: list[dict[str, Any]], cfg: TableConfig) -> str:
     )
     lines.append("")
     # Per suite.
-    lines.append("| suite | tasks | episodes | mean success | mean steps (successes) |")
-    lines.append("| --- | ---: | ---: | ---: | ---: |")
+    lines.append(
+        "| suite | tasks | episodes | mean success | mean steps (successes) "
+        "| action jerk (successes) | EE jerk m²/s⁶ (successes) |"
+    )
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for suite in ALL_SUITES:
         recs = [r for r in records if r["suite"] == suite]
         if not recs:
             continue
         tasks = {r["task_id"] for r in recs}
         # Mean over tasks of per-task success (each task weighs the same).
-        per_task = [
-            sum(r["success"] for r in by_task[(suite, t)]) / len(by_task[(suite, t)]) for t in sorted(tasks)
-        ]
+        per_task = [sum(r["success"] for r in by_task[(suite, t)]) / len(by_task[(suite, t)]) for t in sorted(tasks)]
         steps = [r["steps"] for r in recs if r["success"]]
         mean_steps = f"{sum(steps) / len(steps):.0f}" if steps else "-"
+        jerks = [(r["action_jerk"], r["ee_jerk"]) for r in recs if r["success"] and "action_jerk" in r]
+        a_jerk = f"{sum(j[0] for j in jerks) / len(jerks):.3f}" if jerks else "-"
+        e_jerk = f"{sum(j[1] for j in jerks) / len(jerks):.0f}" if jerks else "-"
         lines.append(
-            f"| {suite} | {len(tasks)} | {len(recs)} | {100 * sum(per_task) / len(per_task):.1f}% | {mean_steps} |"
+            f"| {suite} | {len(tasks)} | {len(recs)} | {100 * sum(per_task) / len(per_task):.1f}% | {mean_steps} "
+            f"| {a_jerk} | {e_jerk} |"
         )
     lines.append("")
     # Per predicate type.
@@ -202,9 +214,7 @@ def render(records: list[dict[str, Any]], cfg: TableConfig) -> str:
         steps = [r["steps"] for r in recs if r["success"]]
         mean_steps = f"{sum(steps) / len(steps):.0f}" if steps else "-"
         goal = ", ".join(sorted({str(p).lower() for p in suites.get_task(suite, t).goal_predicates}))
-        lines.append(
-            f"| {suite} | {t} | {recs[0].get('language', '')} | {goal} | {ok}/{len(recs)} | {mean_steps} |"
-        )
+        lines.append(f"| {suite} | {t} | {recs[0].get('language', '')} | {goal} | {ok}/{len(recs)} | {mean_steps} |")
     if cfg.note:
         lines += ["", cfg.note]
     return "\n".join(lines)
