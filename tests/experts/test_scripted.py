@@ -16,6 +16,7 @@ import pytest
 
 from libero_gym import suites
 from libero_gym.experts import control as P
+from libero_gym.experts import pick_place
 from libero_gym.experts.scripted import ScriptedExpert
 
 # predicate type -> (suite, task index, init state id); init states seen to succeed
@@ -129,3 +130,49 @@ def test_controller_saturates_and_limits_jerk() -> None:
     assert np.max(np.abs(a[:3])) == pytest.approx(1.0)  # saturated, direction kept
     assert a[0] == pytest.approx(-a[1]) and a[2] == pytest.approx(0.5 * a[0])
     assert a[6] == P.CLOSE
+
+
+def test_reach_tilt_leans_far_grasps_back_towards_the_robot() -> None:
+    scene = SimpleNamespace(shoulder_pos=np.array([-0.66, 0.0, 1.245]))
+    down = P.top_down(0.3)
+    near = np.array([-0.3, 0.1, 0.95])
+    np.testing.assert_array_equal(pick_place.reach_tilt(scene, near, down), down)  # type: ignore[arg-type]
+    far = np.array([0.1, 0.15, 0.95])
+    rot = pick_place.reach_tilt(scene, far, down)  # type: ignore[arg-type]
+    np.testing.assert_allclose(rot @ rot.T, np.eye(3), atol=1e-9)
+    radial = (far - scene.shoulder_pos)[:2]
+    radial /= np.linalg.norm(radial)
+    assert rot[:2, 2] @ radial > 0.3  # the approach axis leans away from the robot...
+    wrist_down, wrist_tilted = far - 0.2 * down[:, 2], far - 0.2 * rot[:, 2]
+    reach = [np.linalg.norm((w - scene.shoulder_pos)[:2]) for w in (wrist_down, wrist_tilted)]
+    assert reach[1] < reach[0] - 0.05  # ...so the wrist comes > 5 cm nearer the shoulder
+    assert np.arccos(np.clip(-rot[2, 2], -1, 1)) == pytest.approx(pick_place.MAX_TILT)
+
+
+def test_rim_grasp_keeps_fingers_and_hand_clear() -> None:
+    # LIBERO-Spatial task 4, init 2: the bowl sits in an opened drawer whose back wall
+    # (and the cabinet top) rise next to one side of its rim; the fingers once landed on it.
+    env = gym.make("LIBERO-Spatial-v0", task_id=4, obs_mode="state")
+    try:
+        env.reset(seed=0, options={"init_state_id": 2})
+        expert = ScriptedExpert()
+        expert.reset(env.unwrapped)
+        scene = expert.scene
+        assert scene is not None
+        name = "akita_black_bowl_1"
+        plan = pick_place.plan_grasp(scene, name)
+        assert plan.rim
+        d = plan.pos[:2] - scene.pos(name)[:2]
+        d /= np.linalg.norm(d)
+        own = set(scene.subtree(scene.root_body(name)))
+        assert pick_place._rim_obstruction(scene, plan.pos[:2], d, plan.pos[2], own) == 0.0
+        # The drawer's back wall is there: some side of this rim is obstructed.
+        blocked = []
+        for k in range(16):
+            a = 2 * np.pi * k / 16
+            side = np.array([np.cos(a), np.sin(a)])
+            p = scene.pos(name)[:2] + np.linalg.norm(plan.pos[:2] - scene.pos(name)[:2]) * side
+            blocked.append(pick_place._rim_obstruction(scene, p, side, plan.pos[2], own) > 0.01)
+        assert any(blocked) and not all(blocked)
+    finally:
+        env.close()
