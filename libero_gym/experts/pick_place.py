@@ -99,6 +99,8 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
     origin = scene.pos(name)
     radius = min(widths.values()) / 2 - 0.008
     others = [scene.pos(o)[:2] for o in scene.env.objects_dict if o != name]
+    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
+    own = set(scene.subtree(scene.root_body(name)))
     best, best_score = None, -np.inf
     for k in range(16):
         a = 2 * np.pi * k / 16
@@ -107,13 +109,41 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
         clearance = min([np.linalg.norm(p - o) for o in others] + [0.2])
         # Prefer the near side (robot base at x ~ -0.6) and open space around the fingers.
         score = min(clearance, 0.12) - 0.3 * max(p[0] - origin[0], 0.0)
+        # The hand spans the closing (here radial) axis: keep it off whatever stands
+        # higher than its lower face (an open drawer, a fixture next to the object).
+        intrusion = _hand_intrusion(scene, p, d, z, own)
+        score -= HAND_INTRUSION_PENALTY * intrusion
         if score > best_score:
             best, best_score = d, score
     assert best is not None
     p = origin[:2] + radius * best
-    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
     axis = np.array([best[0], best[1], 0.0])
     return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01)
+
+
+HAND_HALF_SPAN = 0.1
+"""Half length (m) of the Panda hand along the finger closing axis."""
+HAND_HALF_WIDTH = 0.035
+"""Half width (m) of the Panda hand across the closing axis, with a little margin."""
+HAND_FACE = 0.035
+"""Height (m) of the hand's lower face above the grip site when pointing down."""
+APPROACH_CLEARANCE = 0.05
+"""Height (m) of the grip site above the highest surface near a grasp's approach
+path (fingertips reach ~1 cm below it)."""
+HAND_INTRUSION_PENALTY = 5.0
+"""Grasp-side score lost per metre that obstacles under the hand rise above its
+lower face (dominates the clearance terms, which are a few centimetres)."""
+
+
+def _hand_intrusion(scene: Scene, xy: np.ndarray, closing: np.ndarray, z: float, exclude: set[int]) -> float:
+    """How far (m) surfaces under a top-down hand at grip point (``xy``, ``z``), fingers
+    closing along horizontal unit ``closing``, rise above the hand's lower face."""
+    worst = 0.0
+    for k in (-1.0, -0.5, 0.0, 0.5, 1.0):
+        pt = xy + k * HAND_HALF_SPAN * closing
+        top = scene.support_height(pt, HAND_HALF_WIDTH, exclude)
+        worst = max(worst, top - (z + HAND_FACE))
+    return worst
 
 
 def grasp(ctl: Controller, name: str) -> Primitive:
@@ -122,7 +152,13 @@ def grasp(ctl: Controller, name: str) -> Primitive:
     plan = plan_grasp(s, name)
     rot = top_down(plan.yaw)
     obj_z0 = s.pos(name)[2]
-    clearance = plan.pos[2] + 0.10
+    # Come down from above whatever stands along the way and around the grasp
+    # point within the hand's span (an open drawer next to a bowl).
+    own = set(s.subtree(s.root_body(name)))
+    start = s.eef_pos[:2]
+    path = [start + f * (plan.pos[:2] - start) for f in np.linspace(0.4, 1.0, 4)]
+    highest = max(s.support_height(p, HAND_HALF_SPAN, own) for p in path)
+    clearance = max(plan.pos[2] + 0.10, highest + APPROACH_CLEARANCE)
     yield from move_to(ctl, s.eef_pos, None, OPEN, max_steps=0)
     if s.finger_opening < 0.06:
         yield from actuate_gripper(ctl, OPEN)
@@ -139,6 +175,9 @@ def grasp(ctl: Controller, name: str) -> Primitive:
 
 
 # ---------------------------------------------------------------------- placing
+RISE_BEFORE_TRAVEL = 0.03
+"""A carried object more than this (m) below its carry height rises vertically
+before travelling towards the target."""
 DRAWER_BACK_MARGIN = 0.035
 """How far inside the front edge of a drawer's region (m) objects are put."""
 
@@ -187,6 +226,7 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     rot = s.eef_mat
     z_hist: list[float] = []
     grip_offset = s.pos(name) - s.eef_pos
+    rise_xy = s.eef_pos[:2].copy()
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
         [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
@@ -202,6 +242,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
             if phase == 0 and np.linalg.norm(s.pos(name)[:2] - goal[:2]) > 0.05:
                 # Travel at carry height; do not descend before being over the target.
                 want[2] = max(want[2], s.eef_pos[2])
+                if s.pos(name)[2] < z - RISE_BEFORE_TRAVEL:
+                    # Still well below carry height: rise in place first, so that the
+                    # object does not sweep into walls next to it (an open drawer).
+                    want[:2] = rise_xy
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
             if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
                 break
