@@ -12,8 +12,6 @@ import numpy as np
 from libero_gym.experts.control import (
     CLOSE,
     GRIPPER_STEPS,
-    HALF_CLOSE_STEPS,
-    HOLD,
     OPEN,
     Controller,
     Primitive,
@@ -111,9 +109,8 @@ def _reached(s: Scene, joint: JointInfo, q_goal: float, q_start: float) -> bool:
 
 
 LOW_HANDLE = 0.09
-"""Handles lower than this above the floor under the gripper (m) are approached pitched."""
-HANDLE_PITCH = 0.7
-"""Downward pitch (rad) of the approach to a low drawer handle."""
+"""Handles lower than this above the floor in front of them (m) are dragged open by
+friction (:func:`_drag_handle`) instead of grasped."""
 
 
 def _pull_handle(
@@ -123,21 +120,17 @@ def _pull_handle(
     s = ctl.scene
     q_start = s.qpos(joint)
     # Fingers close vertically around the horizontal bar. The Panda hand is ~0.2 m
-    # long along the closing axis, so for handles near the table the approach is
-    # pitched down, which lifts the lower half of the hand off the table.
+    # long along the closing axis: for handles near the table it would hit the
+    # table or the drawer above, so those are dragged instead.
     height = handle[2] - s.support_height(handle[:2] + outward[:2] * 0.12, 0.02, set(s.subtree(joint.body)))
-    pitch = HANDLE_PITCH if height < LOW_HANDLE else 0.0
-    approach = -outward * np.cos(pitch) + np.array([0.0, 0.0, -np.sin(pitch)])
+    if height < LOW_HANDLE:
+        return (yield from _drag_handle(ctl, joint, outward, q_goal))
+    approach = -outward
     up = np.array([0.0, 0.0, 1.0])
     rot = nearest(s.eef_mat, [pointing(approach, up * z) for z in (1.0, -1.0)])
     pre = handle - approach * 0.10
     yield from actuate_gripper(ctl, OPEN, steps=GRIPPER_STEPS if s.finger_opening < 0.06 else 0)
     grip = OPEN
-    if pitch > 0:
-        # Half-open fingers: pitched, the lower finger swings towards the drawer
-        # front; at half width it stays in the gap between the bar and the front.
-        yield from actuate_gripper(ctl, CLOSE, steps=HALF_CLOSE_STEPS)
-        grip = HOLD
     yield from move_to(ctl, pre + np.array([0, 0, 0.05]), rot, grip, tol=0.02, max_steps=70)
     yield from move_to(ctl, pre, rot, grip, tol=0.008, max_steps=40)
     yield from move_to(ctl, handle - approach * 0.005, rot, grip, tol=0.006, max_steps=40, speed=0.4)
@@ -151,6 +144,70 @@ def _pull_handle(
     yield from actuate_gripper(ctl, OPEN)
     yield from move_to(ctl, s.eef_pos + outward * 0.06, rot, OPEN, tol=0.015, max_steps=20)
     yield from move_to(ctl, s.eef_pos + np.array([0, 0, 0.08]), top_down(0.0), OPEN, tol=0.02, max_steps=30)
+    return _reached(s, joint, q_goal, q_start)
+
+
+DRAG_PRESS = 0.03
+"""How far (m) below the handle's top the flat fingers are commanded while dragging
+it: the OSC impedance turns this into the normal force that friction pulls with."""
+DRAG_LEAD = 0.008
+"""How far (m) ahead of the hand, along the pull, the drag target is set each step."""
+DRAG_STEPS = 170
+"""Most steps spent dragging a drawer open."""
+DRAG_PITCH = 0.2
+"""Downward pitch (rad) of the fingers while dragging a low drawer handle."""
+FINGER_HALF_THICKNESS = 0.011
+"""Half thickness (m) of a Panda finger across the closing axis."""
+
+
+def _drag_handle(ctl: Controller, joint: JointInfo, outward: np.ndarray, q_goal: float) -> Primitive:
+    """Open a drawer whose handle is too low to grasp by pressing the flat fingers on
+    the handle bar's top and dragging it out by friction.
+
+    The Panda hand is 0.2 m long along its closing axis: held vertically around a bar
+    a few centimetres above the table it hits the table or the drawer above. Held
+    nearly flat (closing axis horizontal along the bar, fingers pointing into the
+    cabinet, pitched down by ``DRAG_PITCH``) it is only ~6 cm tall and fits between
+    the table and the handle above. Friction is enough against the drawer slide's
+    damping (50 N s/m in LIBERO): a bottom drawer opens in ~40 steps.
+    """
+    s = ctl.scene
+    q_start = s.qpos(joint)
+    bar = drawer_handle(s, joint, outward)
+    geoms = s.collision_geoms([joint.body])
+    pts = np.array([s.data.geom_xpos[g] for g in geoms])
+    g = geoms[int(np.argmax(pts @ outward))]
+    corners = s._geom_corners(g)
+    top = float(corners[:, 2].max())
+    front = float((corners @ outward).max())
+    back = float((corners @ outward).min())
+    up = np.array([0.0, 0.0, 1.0])
+    side = np.cross(outward, up)
+    # Fingers pitched down: their tips rest on the bar, the hand behind them rises
+    # over whatever stands on the table in front of the drawer.
+    approach = -outward * np.cos(DRAG_PITCH) - up * np.sin(DRAG_PITCH)
+    rot = nearest(s.eef_mat, [pointing(approach, side * sg) for sg in (1.0, -1.0)])
+    # Fingertips (1.2 cm past the grip site) over the back half of the bar.
+    depth = 0.5 * (front + back) - 0.004
+    contact = bar + outward * (depth - float(bar @ outward)) - approach * 0.012
+    contact[2] = top + FINGER_HALF_THICKNESS / np.cos(DRAG_PITCH) + 0.012 * np.sin(DRAG_PITCH) + 0.004
+    pre = contact - approach * 0.10
+    yield from actuate_gripper(ctl, CLOSE, steps=GRIPPER_STEPS if s.finger_opening > 0.02 else 0)
+    yield from move_to(ctl, pre + np.array([0, 0, 0.03]), rot, CLOSE, tol=0.02, max_steps=70)
+    yield from move_to(ctl, pre, rot, CLOSE, tol=0.008, max_steps=40)
+    yield from move_to(ctl, contact, rot, CLOSE, tol=0.006, max_steps=40, speed=0.4)
+    press = contact - np.array([0.0, 0.0, DRAG_PRESS])
+    for _ in range(10):
+        yield ctl.servo(press, rot, CLOSE, speed=0.3)
+    for _ in range(DRAG_STEPS):
+        if _reached(s, joint, q_goal, q_start):
+            break
+        # A target just ahead of the hand keeps the downward press from being
+        # scaled away by the speed cap on the (long) pull.
+        ahead = float((s.eef_pos - press) @ outward) + DRAG_LEAD
+        yield ctl.servo(press + outward * ahead, rot, CLOSE)
+    yield from move_to(ctl, s.eef_pos + np.array([0, 0, 0.06]), rot, CLOSE, tol=0.015, max_steps=20)
+    yield from move_to(ctl, s.eef_pos + outward * 0.06, top_down(0.0), OPEN, tol=0.02, max_steps=30)
     return _reached(s, joint, q_goal, q_start)
 
 

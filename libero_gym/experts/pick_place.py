@@ -130,6 +130,11 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
     return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01, rim=True)
 
 
+HAND_HALF_SPAN = 0.1
+"""Half length (m) of the Panda hand along the finger closing axis."""
+APPROACH_CLEARANCE = 0.05
+"""Height (m) of the grip site above the highest surface near a grasp's approach
+path (fingertips reach ~1 cm below it)."""
 RIM_BLOCKED_PENALTY = 10.0
 """Score lost per metre by which something rises into the fingers' or hand's path
 at a rim grasp (dominates the clearance and near-side terms)."""
@@ -198,7 +203,13 @@ def grasp(ctl: Controller, name: str, place_xy: np.ndarray | None = None) -> Pri
         # Only rim grasps lean: a leaning top grasp pushes small objects over.
         rot = reach_tilt(s, plan.pos, rot)
     obj_z0 = s.pos(name)[2]
-    clearance = plan.pos[2] + 0.10
+    # Come down from above whatever stands along the way and around the grasp
+    # point within the hand's span (an open drawer next to a bowl).
+    own = set(s.subtree(s.root_body(name)))
+    start = s.eef_pos[:2]
+    path = [start + f * (plan.pos[:2] - start) for f in np.linspace(0.4, 1.0, 4)]
+    highest = max(s.support_height(p, HAND_HALF_SPAN, own) for p in path)
+    clearance = max(plan.pos[2] + 0.10, highest + APPROACH_CLEARANCE)
     yield from move_to(ctl, s.eef_pos, None, OPEN, max_steps=0)
     if s.finger_opening < 0.06:
         yield from actuate_gripper(ctl, OPEN)
@@ -270,6 +281,7 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     rot = s.eef_mat
     z_hist: list[float] = []
     grip_offset = s.pos(name) - s.eef_pos
+    rise_xy = s.eef_pos[:2].copy()
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
         [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
@@ -288,7 +300,7 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
                 if s.pos(name)[2] < z - CLIMB_MARGIN:
                     # Still climbing: go straight up first, so that the object does not
                     # clip the edge of what it is carried onto (a cabinet top).
-                    want[:2] = s.eef_pos[:2]
+                    want[:2] = rise_xy
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
             if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
                 break
