@@ -98,6 +98,13 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
     # Rim: the wall sits at the smaller horizontal half extent (a handle only widens one).
     origin = scene.pos(name)
     radius = min(widths.values()) / 2 - 0.008
+    # A handle (geoms that stay above the base, e.g. a pan's long handle) can be
+    # higher than the rim: close the fingers below the rim of the body itself, and
+    # keep them off the handle's side, where its root blocks them.
+    handle_dir = _handle_direction(scene, name)
+    base = scene.base_geoms(name)
+    if handle_dir is not None and base:
+        top = max(float(scene._geom_corners(g)[:, 2].max()) for g in base)
     others = [scene.pos(o)[:2] for o in scene.env.objects_dict if o != name]
     best, best_score = None, -np.inf
     for k in range(16):
@@ -107,6 +114,8 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
         clearance = min([np.linalg.norm(p - o) for o in others] + [0.2])
         # Prefer the near side (robot base at x ~ -0.6) and open space around the fingers.
         score = min(clearance, 0.12) - 0.3 * max(p[0] - origin[0], 0.0)
+        if handle_dir is not None and float(d @ handle_dir) > HANDLE_COS:
+            score -= 1.0
         if score > best_score:
             best, best_score = d, score
     assert best is not None
@@ -114,6 +123,35 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
     z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
     axis = np.array([best[0], best[1], 0.0])
     return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01)
+
+
+HANDLE_MIN_REACH = 0.03
+"""How far (m) geoms above an object's base must reach beyond the base's footprint
+to count as a handle (a mug's or a pan's, not a lid or a knob)."""
+HANDLE_COS = 0.5
+"""Rim grasp directions within 60 degrees of a handle are avoided."""
+
+
+def _handle_direction(scene: Scene, name: str) -> np.ndarray | None:
+    """(2,) unit world xy direction from the object's origin to its handle, if any.
+
+    The handle is made of the collision geoms that do not reach down to the
+    object's base (:meth:`Scene.base_geoms`) and stick out past the base's footprint.
+    """
+    geoms = scene.collision_geoms(scene.subtree(scene.root_body(name)))
+    base = set(scene.base_geoms(name))
+    upper = [g for g in geoms if g not in base]
+    if not base or not upper:
+        return None
+    origin = scene.pos(name)[:2]
+    base_reach = max(float(np.linalg.norm(scene._geom_corners(g)[:, :2] - origin, axis=1).max()) for g in base)
+    corners = np.concatenate([scene._geom_corners(g)[:, :2] for g in upper])
+    dist = np.linalg.norm(corners - origin, axis=1)
+    if dist.max() < base_reach + HANDLE_MIN_REACH:
+        return None
+    far = corners[dist > base_reach]
+    d = far.mean(axis=0) - origin
+    return d / (np.linalg.norm(d) + 1e-9)
 
 
 def grasp(ctl: Controller, name: str) -> Primitive:
