@@ -18,6 +18,7 @@ from libero_gym.experts.control import (
     actuate_gripper,
     move_above,
     move_to,
+    rot_z,
     top_down,
     yaw_for_closing_axis,
 )
@@ -214,7 +215,12 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     obj_box = s.bbox(name)
     radius = float(min(obj_box.half[0], obj_box.half[1]))
     exclude = set(held_body)
-    support = s.support_height(goal[:2], min(radius, 0.03), exclude)
+    probe = min(radius, 0.03)
+    region_half = _region_half_xy(s, target) if mode == "in" else None
+    if region_half is not None:
+        # A narrow region (a caddy compartment): probe inside it, not on its walls.
+        probe = min(probe, 0.5 * float(region_half.min()))
+    support = s.support_height(goal[:2], probe, exclude)
     obj_bottom_offset = s.pos(name)[2] - obj_box.lo[2]  # origin height above its lowest point
     release_origin_z = support + obj_bottom_offset + 0.012
     # Carry high enough that the object's bottom clears everything on the way
@@ -223,11 +229,22 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     highest = max(s.support_height(p, radius, exclude) for p in path)
     carry_z = max(highest + obj_bottom_offset + CARRY_CLEARANCE, support + obj_bottom_offset + 0.08, s.pos(name)[2])
     rot = s.eef_mat
+    if region_half is not None:
+        turn = _align_yaw(s, name, region_half, rot)
+        rot = rot_z(turn) @ rot
+        # Centre the object's body, not its origin, in the region (a book's origin
+        # is off its centre); the origin, which LIBERO checks, stays well inside.
+        body_off = (s.local_extent(name)[0] - s.pos(name))[:2]
+        body_off = rot_z(turn)[:2, :2] @ body_off
+        goal[:2] -= np.clip(body_off, -0.5 * region_half, 0.5 * region_half)
+    # Wide objects held off-centre (a pan by its rim) swing out of the fingers if
+    # carried fast.
+    carry_speed = WIDE_CARRY_SPEED if max(obj_box.half[0], obj_box.half[1]) > WIDE_OBJECT_HALF else 1.0
     z_hist: list[float] = []
     grip_offset = s.pos(name) - s.eef_pos
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
-        [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
+        [(carry_z, 0.015, 80, carry_speed), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
     ):
         for _ in range(steps):
             offset = s.pos(name) - s.eef_pos
@@ -251,6 +268,55 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     up = s.eef_pos + np.array([0.0, 0.0, 0.08])
     yield from move_to(ctl, up, None, OPEN, tol=0.02, max_steps=25, speed=0.6)
     return True
+
+
+WIDE_OBJECT_HALF = 0.09
+"""Horizontal half extent (m) above which a held object is carried slowly."""
+WIDE_CARRY_SPEED = 0.5
+"""Translation speed cap (fraction of the servo maximum) for carrying wide objects."""
+ELONGATED_RATIO = 1.5
+"""Footprint aspect ratio (long / short side) from which an object put into a
+region is turned so that its long side runs along the region's long side."""
+MAX_ALIGN_YAW = np.pi / 2 + 0.3
+"""Largest wrist yaw (rad, from home) that alignment may ask for (joint 7 range)."""
+
+
+def _region_half_xy(scene: Scene, target: str) -> np.ndarray | None:
+    """(2,) world x, y half extents of a region site (None for objects and fixtures)."""
+    if not scene.is_site(target) or scene.is_object(target):
+        return None
+    size = np.asarray(scene.env.object_sites_dict[target].size, dtype=float)
+    if size.shape != (3,):
+        return None
+    return np.abs(scene.site_mat(target) @ size)[:2]
+
+
+def _align_yaw(scene: Scene, name: str, region_half: np.ndarray, rot: np.ndarray) -> float:
+    """World yaw turn (rad) that lays an elongated object's long horizontal side
+    along the region's longer side (0 for compact objects or square regions).
+
+    The turn is the smallest one (a footprint has no front), flipped by pi when it
+    would take the wrist beyond its range.
+    """
+    _, half = scene.local_extent(name)
+    mat = scene.body_mat(name)
+    vertical = int(np.argmax(np.abs(mat[2, :])))
+    horiz = [i for i in range(3) if i != vertical]
+    long_i, short_i = sorted(horiz, key=lambda i: -half[i])
+    if half[long_i] < ELONGATED_RATIO * half[short_i]:
+        return 0.0
+    hx, hy = float(region_half[0]), float(region_half[1])
+    if max(hx, hy) < ELONGATED_RATIO * min(hx, hy) and 2 * max(half[long_i], half[short_i]) < 2 * min(hx, hy):
+        return 0.0  # a square region the object fits in either way
+    axis = mat[:2, long_i]
+    want = 0.0 if hx >= hy else np.pi / 2
+    delta = float((want - np.arctan2(axis[1], axis[0]) + np.pi / 2) % np.pi - np.pi / 2)
+    cur = float(np.arctan2(-rot[0, 0], rot[1, 0]))
+    for d in (delta, delta - np.pi, delta + np.pi):
+        yaw = (cur + d + np.pi) % (2 * np.pi) - np.pi
+        if abs(yaw) <= MAX_ALIGN_YAW:
+            return d
+    return delta
 
 
 def _stalled(z_hist: list[float], window: int = 8) -> bool:
