@@ -236,7 +236,19 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
         # is off its centre); the origin, which LIBERO checks, stays well inside.
         body_off = (s.local_extent(name)[0] - s.pos(name))[:2]
         body_off = rot_z(turn)[:2, :2] @ body_off
-        goal[:2] -= np.clip(body_off, -0.5 * region_half, 0.5 * region_half)
+        # The region's site need not be the middle of the compartment: centre the
+        # body between the walls found by horizontal rays a little above the floor.
+        probe_at = np.array([goal[0], goal[1], support + WALL_PROBE_HEIGHT])
+        gap = np.zeros(2)
+        for k in range(2):
+            e = np.zeros(3)
+            e[k] = 1.0
+            plus = s.free_span(probe_at, e, WALL_PROBE_REACH, exclude)
+            minus = s.free_span(probe_at, -e, WALL_PROBE_REACH, exclude)
+            if plus < WALL_PROBE_REACH and minus < WALL_PROBE_REACH:
+                gap[k] = 0.5 * (plus - minus)
+        shift = np.clip(gap - body_off, -0.5 * region_half, 0.5 * region_half)
+        goal[:2] += shift
     # Wide objects held off-centre (a pan by its rim) swing out of the fingers if
     # carried fast.
     carry_speed = WIDE_CARRY_SPEED if max(obj_box.half[0], obj_box.half[1]) > WIDE_OBJECT_HALF else 1.0
@@ -270,6 +282,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     return True
 
 
+WALL_PROBE_HEIGHT = 0.03
+"""Height (m) above a region's floor at which its walls are probed by rays."""
+WALL_PROBE_REACH = 0.12
+"""Farthest (m) a wall may be from a region's centre to count as its wall."""
 WIDE_OBJECT_HALF = 0.09
 """Horizontal half extent (m) above which a held object is carried slowly."""
 WIDE_CARRY_SPEED = 0.5

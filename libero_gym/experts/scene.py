@@ -246,6 +246,25 @@ class Scene:
                 break
         return float(best) if np.isfinite(best) else 0.9
 
+    def free_span(self, point: np.ndarray, direction: np.ndarray, reach: float, exclude: set[int]) -> float:
+        """Distance (m, at most ``reach``) from ``point`` along horizontal unit
+        ``direction`` to the first surface, skipping the robot and ``exclude``."""
+        mj = self._mj
+        geomid = np.zeros(1, dtype=np.int32)
+        start = np.asarray(point, dtype=np.float64).copy()
+        travelled = 0.0
+        for _ in range(8):  # re-cast past robot/excluded hits
+            dist = mj.mj_ray(self._raw_model, self._raw_data, start, direction, None, 1, -1, geomid)
+            if dist < 0 or travelled + dist > reach:
+                return reach
+            body = int(self.model.geom_bodyid[geomid[0]])
+            if body in self.robot_bodies or body in exclude:
+                travelled += dist + 1e-4
+                start = start + (dist + 1e-4) * direction
+                continue
+            return travelled + float(dist)
+        return reach
+
     # ------------------------------------------------------------------ articulation
     def joints_of(self, name: str) -> list[JointInfo]:
         """Joints that an open/close/turnon/turnoff predicate on ``name`` reads."""
