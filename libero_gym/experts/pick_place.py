@@ -227,6 +227,15 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     # (basket walls, cabinet tops), then descend over the target.
     path = [s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, 6)]
     highest = max(s.support_height(p, radius, exclude) for p in path)
+    if region_half is not None:
+        # Into a compartment: its walls are thin, and the object (turning on the
+        # way) sweeps more than its narrow side; sample the swept band densely.
+        reach = float(max(obj_box.half[0], obj_box.half[1]))
+        grid = np.arange(-reach, reach + 1e-9, SWEEP_SPACING)
+        disc = [np.array([u, v]) for u in grid for v in grid if u * u + v * v <= reach * reach]
+        steps = max(2, int(np.linalg.norm(goal[:2] - s.pos(name)[:2]) / SWEEP_SPACING))
+        swept = [p + d for p in (s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, steps)) for d in disc]
+        highest = max(highest, s.highest_surface(swept, exclude))
     carry_z = max(highest + obj_bottom_offset + CARRY_CLEARANCE, support + obj_bottom_offset + 0.08, s.pos(name)[2])
     rot = s.eef_mat
     if region_half is not None:
@@ -253,6 +262,7 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     # carried fast.
     carry_speed = WIDE_CARRY_SPEED if max(obj_box.half[0], obj_box.half[1]) > WIDE_OBJECT_HALF else 1.0
     z_hist: list[float] = []
+    xy_hist: list[np.ndarray] = []
     grip_offset = s.pos(name) - s.eef_pos
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
@@ -270,7 +280,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
                 # Travel at carry height; do not descend before being over the target.
                 want[2] = max(want[2], s.eef_pos[2])
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
-            if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
+            xy_hist.append(s.pos(name)[:2])
+            # Before lowering into a region, also wait for a swinging object to settle.
+            settled = region_half is None or phase != 1 or _still(xy_hist)
+            if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006) and settled:
                 break
             if phase == 2 and _stalled(z_hist := z_hist + [s.pos(name)[2]]):
                 break  # resting on something (a rim, a wall): let go here
@@ -286,6 +299,8 @@ WALL_PROBE_HEIGHT = 0.03
 """Height (m) above a region's floor at which its walls are probed by rays."""
 WALL_PROBE_REACH = 0.12
 """Farthest (m) a wall may be from a region's centre to count as its wall."""
+SWEEP_SPACING = 0.006
+"""Spacing (m) of the rays that look for thin walls under a carried object's path."""
 WIDE_OBJECT_HALF = 0.09
 """Horizontal half extent (m) above which a held object is carried slowly."""
 WIDE_CARRY_SPEED = 0.5
@@ -309,7 +324,8 @@ def _region_half_xy(scene: Scene, target: str) -> np.ndarray | None:
 
 def _align_yaw(scene: Scene, name: str, region_half: np.ndarray, rot: np.ndarray) -> float:
     """World yaw turn (rad) that lays an elongated object's long horizontal side
-    along the region's longer side (0 for compact objects or square regions).
+    along the region's longer side (for a squarish region, along the nearer of its
+    sides; 0 for compact objects).
 
     The turn is the smallest one (a footprint has no front), flipped by pi when it
     would take the wrist beyond its range.
@@ -322,17 +338,32 @@ def _align_yaw(scene: Scene, name: str, region_half: np.ndarray, rot: np.ndarray
     if half[long_i] < ELONGATED_RATIO * half[short_i]:
         return 0.0
     hx, hy = float(region_half[0]), float(region_half[1])
-    if max(hx, hy) < ELONGATED_RATIO * min(hx, hy) and 2 * max(half[long_i], half[short_i]) < 2 * min(hx, hy):
-        return 0.0  # a square region the object fits in either way
     axis = mat[:2, long_i]
-    want = 0.0 if hx >= hy else np.pi / 2
-    delta = float((want - np.arctan2(axis[1], axis[0]) + np.pi / 2) % np.pi - np.pi / 2)
+    if max(hx, hy) < ELONGATED_RATIO * min(hx, hy):
+        # A squarish region: square the object up with its nearer side (a slanted
+        # object is longer along the region's axes than a square one).
+        delta = float((-np.arctan2(axis[1], axis[0]) + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+    else:
+        want = 0.0 if hx >= hy else np.pi / 2
+        delta = float((want - np.arctan2(axis[1], axis[0]) + np.pi / 2) % np.pi - np.pi / 2)
     cur = float(np.arctan2(-rot[0, 0], rot[1, 0]))
     for d in (delta, delta - np.pi, delta + np.pi):
         yaw = (cur + d + np.pi) % (2 * np.pi) - np.pi
         if abs(yaw) <= MAX_ALIGN_YAW:
             return d
     return delta
+
+
+SETTLE_MOTION = 0.002
+"""Largest horizontal motion (m) of a held object over :data:`SETTLE_STEPS` steps
+for it to count as no longer swinging."""
+SETTLE_STEPS = 4
+"""Steps over which :data:`SETTLE_MOTION` is measured."""
+
+
+def _still(xy_hist: list[np.ndarray]) -> bool:
+    """Whether the held object's xy moved less than :data:`SETTLE_MOTION` lately."""
+    return len(xy_hist) > SETTLE_STEPS and float(np.linalg.norm(xy_hist[-1] - xy_hist[-1 - SETTLE_STEPS])) < SETTLE_MOTION
 
 
 def _stalled(z_hist: list[float], window: int = 8) -> bool:

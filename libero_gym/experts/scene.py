@@ -222,13 +222,18 @@ class Scene:
         Casts vertical rays at the centre and 8 points of the disc's rim, skipping
         the robot and the bodies in ``exclude`` (e.g. the held object).
         """
-        mj = self._mj
-        best = -np.inf
-        geomid = np.zeros(1, dtype=np.int32)
         points = [np.asarray(xy, dtype=np.float64)]
         for k in range(8):
             a = 2 * np.pi * k / 8
             points.append(np.asarray(xy) + radius * np.array([np.cos(a), np.sin(a)]))
+        return self.highest_surface(points, exclude)
+
+    def highest_surface(self, points: list[np.ndarray], exclude: set[int]) -> float:
+        """Highest surface hit by vertical rays at the xy ``points`` (m), skipping the
+        robot and the bodies in ``exclude``; 0.9 (table height) if none hits."""
+        mj = self._mj
+        best = -np.inf
+        geomid = np.zeros(1, dtype=np.int32)
         down = np.array([0.0, 0.0, -1.0])
         for p in points:
             z = RAY_START_Z
