@@ -121,11 +121,15 @@ def plan_grasp(scene: Scene, name: str) -> GraspPlan:
             best, best_score = d, score
     assert best is not None
     p = origin[:2] + radius * best
-    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
+    depth = RIM_DEPTH if handle_dir is None else HANDLED_RIM_DEPTH
+    z = max(top - depth, bottom + TABLE_CLEARANCE)
     axis = np.array([best[0], best[1], 0.0])
     return GraspPlan(np.array([p[0], p[1], z]), yaw_for_closing_axis(axis, current), 0.01)
 
 
+HANDLED_RIM_DEPTH = 0.02
+""":data:`RIM_DEPTH` for a container with a handle (a pan): its handle pulls it to
+twist about the closing axis, which only a wider pad contact resists."""
 HANDLE_MIN_REACH = 0.03
 """How far (m) geoms above an object's base must reach beyond the base's footprint
 to count as a handle (a mug's or a pan's, not a lid or a knob)."""
@@ -258,15 +262,12 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
                 gap[k] = 0.5 * (plus - minus)
         shift = np.clip(gap - body_off, -0.5 * region_half, 0.5 * region_half)
         goal[:2] += shift
-    # Wide objects held off-centre (a pan by its rim) swing out of the fingers if
-    # carried fast.
-    carry_speed = WIDE_CARRY_SPEED if max(obj_box.half[0], obj_box.half[1]) > WIDE_OBJECT_HALF else 1.0
     z_hist: list[float] = []
     xy_hist: list[np.ndarray] = []
     grip_offset = s.pos(name) - s.eef_pos
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
     for phase, (z, tol, steps, speed) in enumerate(
-        [(carry_z, 0.015, 80, carry_speed), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
+        [(carry_z, 0.015, 80, 1.0), (carry_z, 0.008, 30, 0.5), (release_origin_z, 0.006, 50, 0.4)]
     ):
         for _ in range(steps):
             offset = s.pos(name) - s.eef_pos
@@ -279,6 +280,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
             if phase == 0 and np.linalg.norm(s.pos(name)[:2] - goal[:2]) > 0.05:
                 # Travel at carry height; do not descend before being over the target.
                 want[2] = max(want[2], s.eef_pos[2])
+                if s.pos(name)[2] - obj_bottom_offset < highest + RISE_FIRST_MARGIN:
+                    # Something on the way is higher than the object's bottom (a
+                    # shelf's top): rise in place before travelling.
+                    want[:2] = s.eef_pos[:2]
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
             xy_hist.append(s.pos(name)[:2])
             # Before lowering into a region, also wait for a swinging object to settle.
@@ -299,12 +304,11 @@ WALL_PROBE_HEIGHT = 0.03
 """Height (m) above a region's floor at which its walls are probed by rays."""
 WALL_PROBE_REACH = 0.12
 """Farthest (m) a wall may be from a region's centre to count as its wall."""
+RISE_FIRST_MARGIN = 0.015
+"""Clearance (m) over the highest surface on the way that a carried object's bottom
+needs before it travels sideways."""
 SWEEP_SPACING = 0.006
 """Spacing (m) of the rays that look for thin walls under a carried object's path."""
-WIDE_OBJECT_HALF = 0.09
-"""Horizontal half extent (m) above which a held object is carried slowly."""
-WIDE_CARRY_SPEED = 0.5
-"""Translation speed cap (fraction of the servo maximum) for carrying wide objects."""
 ELONGATED_RATIO = 1.5
 """Footprint aspect ratio (long / short side) from which an object put into a
 region is turned so that its long side runs along the region's long side."""
