@@ -19,6 +19,7 @@ from libero_gym.experts.control import (
     axis_rotation,
     move_above,
     move_to,
+    rot_z,
     top_down,
     yaw_for_closing_axis,
 )
@@ -103,7 +104,15 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
     # Rim: the wall sits at the smaller horizontal half extent (a handle only widens one).
     origin = scene.pos(name)
     radius = min(widths.values()) / 2 - 0.008
-    z = max(top - RIM_DEPTH, bottom + TABLE_CLEARANCE)
+    # A handle (geoms that stay above the base, e.g. a pan's long handle) can be
+    # higher than the rim: close the fingers below the rim of the body itself, and
+    # keep them off the handle's side, where its root blocks them.
+    handle_dir = _handle_direction(scene, name)
+    base = scene.base_geoms(name)
+    if handle_dir is not None and base:
+        top = max(float(scene._geom_corners(g)[:, 2].max()) for g in base)
+    depth = RIM_DEPTH if handle_dir is None else HANDLED_RIM_DEPTH
+    z = max(top - depth, bottom + TABLE_CLEARANCE)
     others = [scene.pos(o)[:2] for o in scene.env.objects_dict if o != name]
     own = set(scene.subtree(scene.root_body(name)))
     best, best_score = None, -np.inf
@@ -116,6 +125,8 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
         # fingers; rule out sides where the outer finger or the hand would hit
         # something (a drawer wall, a box next to the bowl).
         score = min(clearance, 0.12) - 0.3 * max(p[0] - origin[0], 0.0)
+        if handle_dir is not None and float(d @ handle_dir) > HANDLE_COS:
+            score -= 1.0
         score -= RIM_BLOCKED_PENALTY * _rim_obstruction(scene, p, d, z, own)
         if place_xy is not None:
             # The wrist keeps its yaw while carrying: the same side, at the target.
@@ -188,6 +199,38 @@ def reach_tilt(scene: Scene, pos: np.ndarray, rot: np.ndarray) -> np.ndarray:
         return rot
     axis = np.array([-radial[1], radial[0], 0.0]) / dist
     return axis_rotation(axis, -tilt) @ rot  # approach axis leans away from the robot
+
+
+HANDLED_RIM_DEPTH = 0.02
+""":data:`RIM_DEPTH` for a container with a handle (a pan): its handle pulls it to
+twist about the closing axis, which only a wider pad contact resists."""
+HANDLE_MIN_REACH = 0.03
+"""How far (m) geoms above an object's base must reach beyond the base's footprint
+to count as a handle (a mug's or a pan's, not a lid or a knob)."""
+HANDLE_COS = 0.5
+"""Rim grasp directions within 60 degrees of a handle are avoided."""
+
+
+def _handle_direction(scene: Scene, name: str) -> np.ndarray | None:
+    """(2,) unit world xy direction from the object's origin to its handle, if any.
+
+    The handle is made of the collision geoms that do not reach down to the
+    object's base (:meth:`Scene.base_geoms`) and stick out past the base's footprint.
+    """
+    geoms = scene.collision_geoms(scene.subtree(scene.root_body(name)))
+    base = set(scene.base_geoms(name))
+    upper = [g for g in geoms if g not in base]
+    if not base or not upper:
+        return None
+    origin = scene.pos(name)[:2]
+    base_reach = max(float(np.linalg.norm(scene._geom_corners(g)[:, :2] - origin, axis=1).max()) for g in base)
+    corners = np.concatenate([scene._geom_corners(g)[:, :2] for g in upper])
+    dist = np.linalg.norm(corners - origin, axis=1)
+    if dist.max() < base_reach + HANDLE_MIN_REACH:
+        return None
+    far = corners[dist > base_reach]
+    d = far.mean(axis=0) - origin
+    return d / (np.linalg.norm(d) + 1e-9)
 
 
 def grasp(ctl: Controller, name: str, place_xy: np.ndarray | None = None) -> Primitive:
@@ -270,16 +313,55 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     obj_box = s.bbox(name)
     radius = float(min(obj_box.half[0], obj_box.half[1]))
     exclude = set(held_body)
-    support = s.support_height(goal[:2], min(radius, 0.03), exclude)
+    probe = min(radius, 0.03)
+    region_half = _region_half_xy(s, target) if mode == "in" else None
+    if region_half is not None:
+        # A narrow region (a caddy compartment): probe inside it, not on its walls.
+        probe = min(probe, 0.5 * float(region_half.min()))
+    support = s.support_height(goal[:2], probe, exclude)
     obj_bottom_offset = s.pos(name)[2] - obj_box.lo[2]  # origin height above its lowest point
     release_origin_z = support + obj_bottom_offset + RELEASE_HEIGHT
     # Carry high enough that the object's bottom clears everything on the way
     # (basket walls, cabinet tops), then descend over the target.
     path = [s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, 6)]
     highest = max(s.support_height(p, radius, exclude) for p in path)
+    if region_half is not None:
+        # Into a compartment: its walls are thin, and the object (turning on the
+        # way) sweeps more than its narrow side; sample the swept band densely.
+        reach = float(max(obj_box.half[0], obj_box.half[1]))
+        grid = np.arange(-reach, reach + 1e-9, SWEEP_SPACING)
+        disc = [np.array([u, v]) for u in grid for v in grid if u * u + v * v <= reach * reach]
+        steps = max(2, int(np.linalg.norm(goal[:2] - s.pos(name)[:2]) / SWEEP_SPACING))
+        swept = [
+            p + d
+            for p in (s.pos(name)[:2] + f * (goal[:2] - s.pos(name)[:2]) for f in np.linspace(0.2, 1.0, steps))
+            for d in disc
+        ]
+        highest = max(highest, s.highest_surface(swept, exclude))
     carry_z = max(highest + obj_bottom_offset + CARRY_CLEARANCE, support + obj_bottom_offset + 0.08, s.pos(name)[2])
     rot = s.eef_mat
+    if region_half is not None:
+        turn = _align_yaw(s, name, region_half, rot)
+        rot = rot_z(turn) @ rot
+        # Centre the object's body, not its origin, in the region (a book's origin
+        # is off its centre); the origin, which LIBERO checks, stays well inside.
+        body_off = (s.local_extent(name)[0] - s.pos(name))[:2]
+        body_off = rot_z(turn)[:2, :2] @ body_off
+        # The region's site need not be the middle of the compartment: centre the
+        # body between the walls found by horizontal rays a little above the floor.
+        probe_at = np.array([goal[0], goal[1], support + WALL_PROBE_HEIGHT])
+        gap = np.zeros(2)
+        for k in range(2):
+            e = np.zeros(3)
+            e[k] = 1.0
+            plus = s.free_span(probe_at, e, WALL_PROBE_REACH, exclude)
+            minus = s.free_span(probe_at, -e, WALL_PROBE_REACH, exclude)
+            if plus < WALL_PROBE_REACH and minus < WALL_PROBE_REACH:
+                gap[k] = 0.5 * (plus - minus)
+        shift = np.clip(gap - body_off, -0.5 * region_half, 0.5 * region_half)
+        goal[:2] += shift
     z_hist: list[float] = []
+    xy_hist: list[np.ndarray] = []
     grip_offset = s.pos(name) - s.eef_pos
     rise_xy = s.eef_pos[:2].copy()
     # Keep the wrist as grasped; track the object, not the hand (it may have slipped).
@@ -302,7 +384,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
                     # clip the edge of what it is carried onto (a cabinet top).
                     want[:2] = rise_xy
             err = np.array([goal[0], goal[1], z]) - s.pos(name)
-            if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006):
+            xy_hist.append(s.pos(name)[:2])
+            # Before lowering into a region, also wait for a swinging object to settle.
+            settled = region_half is None or phase != 1 or _still(xy_hist)
+            if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006) and settled:
                 break
             if phase == 2 and _stalled(z_hist := z_hist + [s.pos(name)[2]]):
                 break  # resting on something (a rim, a wall): let go here
@@ -313,6 +398,75 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     up = s.eef_pos + np.array([0.0, 0.0, 0.08])
     yield from move_to(ctl, up, None, OPEN, tol=0.02, max_steps=25, speed=0.6)
     return True
+
+
+WALL_PROBE_HEIGHT = 0.03
+"""Height (m) above a region's floor at which its walls are probed by rays."""
+WALL_PROBE_REACH = 0.12
+"""Farthest (m) a wall may be from a region's centre to count as its wall."""
+SWEEP_SPACING = 0.006
+"""Spacing (m) of the rays that look for thin walls under a carried object's path."""
+ELONGATED_RATIO = 1.5
+"""Footprint aspect ratio (long / short side) from which an object put into a
+region is turned so that its long side runs along the region's long side."""
+MAX_ALIGN_YAW = np.pi / 2 + 0.3
+"""Largest wrist yaw (rad, from home) that alignment may ask for (joint 7 range)."""
+
+
+def _region_half_xy(scene: Scene, target: str) -> np.ndarray | None:
+    """(2,) world x, y half extents of a region site (None for objects and fixtures)."""
+    if not scene.is_site(target) or scene.is_object(target):
+        return None
+    size = np.asarray(scene.env.object_sites_dict[target].size, dtype=float)
+    if size.shape != (3,):
+        return None
+    return np.abs(scene.site_mat(target) @ size)[:2]
+
+
+def _align_yaw(scene: Scene, name: str, region_half: np.ndarray, rot: np.ndarray) -> float:
+    """World yaw turn (rad) that lays an elongated object's long horizontal side
+    along the region's longer side (for a squarish region, along the nearer of its
+    sides; 0 for compact objects).
+
+    The turn is the smallest one (a footprint has no front), flipped by pi when it
+    would take the wrist beyond its range.
+    """
+    _, half = scene.local_extent(name)
+    mat = scene.body_mat(name)
+    vertical = int(np.argmax(np.abs(mat[2, :])))
+    horiz = [i for i in range(3) if i != vertical]
+    long_i, short_i = sorted(horiz, key=lambda i: -half[i])
+    if half[long_i] < ELONGATED_RATIO * half[short_i]:
+        return 0.0
+    hx, hy = float(region_half[0]), float(region_half[1])
+    axis = mat[:2, long_i]
+    if max(hx, hy) < ELONGATED_RATIO * min(hx, hy):
+        # A squarish region: square the object up with its nearer side (a slanted
+        # object is longer along the region's axes than a square one).
+        delta = float((-np.arctan2(axis[1], axis[0]) + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+    else:
+        want = 0.0 if hx >= hy else np.pi / 2
+        delta = float((want - np.arctan2(axis[1], axis[0]) + np.pi / 2) % np.pi - np.pi / 2)
+    cur = float(np.arctan2(-rot[0, 0], rot[1, 0]))
+    for d in (delta, delta - np.pi, delta + np.pi):
+        yaw = (cur + d + np.pi) % (2 * np.pi) - np.pi
+        if abs(yaw) <= MAX_ALIGN_YAW:
+            return d
+    return delta
+
+
+SETTLE_MOTION = 0.002
+"""Largest horizontal motion (m) of a held object over :data:`SETTLE_STEPS` steps
+for it to count as no longer swinging."""
+SETTLE_STEPS = 4
+"""Steps over which :data:`SETTLE_MOTION` is measured."""
+
+
+def _still(xy_hist: list[np.ndarray]) -> bool:
+    """Whether the held object's xy moved less than :data:`SETTLE_MOTION` lately."""
+    return (
+        len(xy_hist) > SETTLE_STEPS and float(np.linalg.norm(xy_hist[-1] - xy_hist[-1 - SETTLE_STEPS])) < SETTLE_MOTION
+    )
 
 
 def _stalled(z_hist: list[float], window: int = 8) -> bool:

@@ -231,13 +231,18 @@ class Scene:
         Casts vertical rays at the centre and 8 points of the disc's rim, skipping
         the robot and the bodies in ``exclude`` (e.g. the held object).
         """
-        mj = self._mj
-        best = -np.inf
-        geomid = np.zeros(1, dtype=np.int32)
         points = [np.asarray(xy, dtype=np.float64)]
         for k in range(8 if radius > 0 else 0):  # radius 0: the centre ray only
             a = 2 * np.pi * k / 8
             points.append(np.asarray(xy) + radius * np.array([np.cos(a), np.sin(a)]))
+        return self.highest_surface(points, exclude)
+
+    def highest_surface(self, points: list[np.ndarray], exclude: set[int]) -> float:
+        """Highest surface hit by vertical rays at the xy ``points`` (m), skipping the
+        robot and the bodies in ``exclude``; 0.9 (table height) if none hits."""
+        mj = self._mj
+        best = -np.inf
+        geomid = np.zeros(1, dtype=np.int32)
         down = np.array([0.0, 0.0, -1.0])
         for p in points:
             z = RAY_START_Z
@@ -254,6 +259,25 @@ class Scene:
                 best = max(best, hit_z)
                 break
         return float(best) if np.isfinite(best) else 0.9
+
+    def free_span(self, point: np.ndarray, direction: np.ndarray, reach: float, exclude: set[int]) -> float:
+        """Distance (m, at most ``reach``) from ``point`` along horizontal unit
+        ``direction`` to the first surface, skipping the robot and ``exclude``."""
+        mj = self._mj
+        geomid = np.zeros(1, dtype=np.int32)
+        start = np.asarray(point, dtype=np.float64).copy()
+        travelled = 0.0
+        for _ in range(8):  # re-cast past robot/excluded hits
+            dist = mj.mj_ray(self._raw_model, self._raw_data, start, direction, None, 1, -1, geomid)
+            if dist < 0 or travelled + dist > reach:
+                return reach
+            body = int(self.model.geom_bodyid[geomid[0]])
+            if body in self.robot_bodies or body in exclude:
+                travelled += dist + 1e-4
+                start = start + (dist + 1e-4) * direction
+                continue
+            return travelled + float(dist)
+        return reach
 
     # ------------------------------------------------------------------ articulation
     def joints_of(self, name: str) -> list[JointInfo]:
