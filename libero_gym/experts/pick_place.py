@@ -115,6 +115,9 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
     z = max(top - depth, bottom + TABLE_CLEARANCE)
     others = [scene.pos(o)[:2] for o in scene.env.objects_dict if o != name]
     own = set(scene.subtree(scene.root_body(name)))
+    if place_xy is not None:
+        # Pad height when the object is set down at place_xy.
+        z_place = scene.support_height(np.asarray(place_xy), 0.03, own) + (z - bottom) + RELEASE_HEIGHT
     best, best_score = None, -np.inf
     for k in range(16):
         a = 2 * np.pi * k / 16
@@ -131,7 +134,6 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
         if place_xy is not None:
             # The wrist keeps its yaw while carrying: the same side, at the target.
             q = np.asarray(place_xy) + (p - origin[:2])
-            z_place = scene.support_height(np.asarray(place_xy), 0.03, own) + (z - bottom) + RELEASE_HEIGHT
             score -= RIM_BLOCKED_PENALTY * _rim_obstruction(scene, q, d, z_place, own)
         if score > best_score:
             best, best_score = d, score
@@ -309,10 +311,9 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     goal = place_target(s, target, mode).copy()
     if offset is not None:
         goal[:2] += offset
-    held_body = set(s.subtree(s.root_body(name)))
+    exclude = set(s.subtree(s.root_body(name)))  # the held object's bodies
     obj_box = s.bbox(name)
     radius = float(min(obj_box.half[0], obj_box.half[1]))
-    exclude = set(held_body)
     probe = min(radius, 0.03)
     region_half = _region_half_xy(s, target) if mode == "in" else None
     if region_half is not None:
@@ -343,23 +344,7 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
     if region_half is not None:
         turn = _align_yaw(s, name, region_half, rot)
         rot = rot_z(turn) @ rot
-        # Centre the object's body, not its origin, in the region (a book's origin
-        # is off its centre); the origin, which LIBERO checks, stays well inside.
-        body_off = (s.local_extent(name)[0] - s.pos(name))[:2]
-        body_off = rot_z(turn)[:2, :2] @ body_off
-        # The region's site need not be the middle of the compartment: centre the
-        # body between the walls found by horizontal rays a little above the floor.
-        probe_at = np.array([goal[0], goal[1], support + WALL_PROBE_HEIGHT])
-        gap = np.zeros(2)
-        for k in range(2):
-            e = np.zeros(3)
-            e[k] = 1.0
-            plus = s.free_span(probe_at, e, WALL_PROBE_REACH, exclude)
-            minus = s.free_span(probe_at, -e, WALL_PROBE_REACH, exclude)
-            if plus < WALL_PROBE_REACH and minus < WALL_PROBE_REACH:
-                gap[k] = 0.5 * (plus - minus)
-        shift = np.clip(gap - body_off, -0.5 * region_half, 0.5 * region_half)
-        goal[:2] += shift
+        goal[:2] += _centring_shift(s, name, goal, support, region_half, turn, exclude)
     z_hist: list[float] = []
     xy_hist: list[np.ndarray] = []
     grip_offset = s.pos(name) - s.eef_pos
@@ -389,8 +374,10 @@ def place(ctl: Controller, name: str, target: str, mode: str, offset: np.ndarray
             settled = region_half is None or phase != 1 or _still(xy_hist)
             if np.linalg.norm(err[:2]) < tol and abs(err[2]) < max(tol, 0.006) and settled:
                 break
-            if phase == 2 and _stalled(z_hist := z_hist + [s.pos(name)[2]]):
-                break  # resting on something (a rim, a wall): let go here
+            if phase == 2:
+                z_hist.append(s.pos(name)[2])
+                if _stalled(z_hist):
+                    break  # resting on something (a rim, a wall): let go here
             fast = phase == 2 and s.pos(name)[2] - release_origin_z > FAST_DESCENT
             yield ctl.servo(want, rot, CLOSE, 1.0 if fast else speed)
     yield from actuate_gripper(ctl, OPEN)
@@ -411,6 +398,30 @@ ELONGATED_RATIO = 1.5
 region is turned so that its long side runs along the region's long side."""
 MAX_ALIGN_YAW = np.pi / 2 + 0.3
 """Largest wrist yaw (rad, from home) that alignment may ask for (joint 7 range)."""
+
+
+def _centring_shift(
+    scene: Scene, name: str, goal: np.ndarray, support: float, region_half: np.ndarray, turn: float, exclude: set[int]
+) -> np.ndarray:
+    """(2,) xy shift of the place target that centres the object's body between the
+    walls of a narrow region.
+
+    The body, not the origin: a book's origin is off its centre (the origin, which
+    LIBERO checks, stays well inside). Between the walls, not on the region site:
+    the site need not be the compartment's middle; the walls are found by horizontal
+    rays a little above the floor. ``turn`` is the yaw the object is turned by on the way.
+    """
+    body_off = rot_z(turn)[:2, :2] @ (scene.local_extent(name)[0] - scene.pos(name))[:2]
+    probe_at = np.array([goal[0], goal[1], support + WALL_PROBE_HEIGHT])
+    gap = np.zeros(2)
+    for k in range(2):
+        e = np.zeros(3)
+        e[k] = 1.0
+        plus = scene.free_span(probe_at, e, WALL_PROBE_REACH, exclude)
+        minus = scene.free_span(probe_at, -e, WALL_PROBE_REACH, exclude)
+        if plus < WALL_PROBE_REACH and minus < WALL_PROBE_REACH:
+            gap[k] = 0.5 * (plus - minus)
+    return np.clip(gap - body_off, -0.5 * region_half, 0.5 * region_half)
 
 
 def _region_half_xy(scene: Scene, target: str) -> np.ndarray | None:

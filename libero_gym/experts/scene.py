@@ -240,44 +240,35 @@ class Scene:
     def highest_surface(self, points: list[np.ndarray], exclude: set[int]) -> float:
         """Highest surface hit by vertical rays at the xy ``points`` (m), skipping the
         robot and the bodies in ``exclude``; 0.9 (table height) if none hits."""
-        mj = self._mj
         best = -np.inf
-        geomid = np.zeros(1, dtype=np.int32)
         down = np.array([0.0, 0.0, -1.0])
         for p in points:
-            z = RAY_START_Z
-            for _ in range(8):  # re-cast below robot/excluded hits
-                start = np.array([p[0], p[1], z])
-                dist = mj.mj_ray(self._raw_model, self._raw_data, start, down, None, 1, -1, geomid)
-                if dist < 0:
-                    break
-                hit_z = z - dist
-                body = int(self.model.geom_bodyid[geomid[0]])
-                if body in self.robot_bodies or body in exclude:
-                    z = hit_z - 1e-4
-                    continue
-                best = max(best, hit_z)
-                break
+            dist = self.ray_distance(np.array([p[0], p[1], RAY_START_Z]), down, exclude)
+            if dist is not None:
+                best = max(best, RAY_START_Z - dist)
         return float(best) if np.isfinite(best) else 0.9
 
     def free_span(self, point: np.ndarray, direction: np.ndarray, reach: float, exclude: set[int]) -> float:
         """Distance (m, at most ``reach``) from ``point`` along horizontal unit
         ``direction`` to the first surface, skipping the robot and ``exclude``."""
-        mj = self._mj
+        dist = self.ray_distance(np.asarray(point, dtype=np.float64), direction, exclude)
+        return reach if dist is None else min(dist, reach)
+
+    def ray_distance(self, start: np.ndarray, direction: np.ndarray, exclude: set[int]) -> float | None:
+        """Distance (m) along unit ``direction`` from ``start`` to the first geom that
+        belongs neither to the robot nor to ``exclude`` (None if nothing is hit)."""
         geomid = np.zeros(1, dtype=np.int32)
-        start = np.asarray(point, dtype=np.float64).copy()
         travelled = 0.0
         for _ in range(8):  # re-cast past robot/excluded hits
-            dist = mj.mj_ray(self._raw_model, self._raw_data, start, direction, None, 1, -1, geomid)
-            if dist < 0 or travelled + dist > reach:
-                return reach
+            dist = self._mj.mj_ray(self._raw_model, self._raw_data, start, direction, None, 1, -1, geomid)
+            if dist < 0:
+                return None
             body = int(self.model.geom_bodyid[geomid[0]])
-            if body in self.robot_bodies or body in exclude:
-                travelled += dist + 1e-4
-                start = start + (dist + 1e-4) * direction
-                continue
-            return travelled + float(dist)
-        return reach
+            if body not in self.robot_bodies and body not in exclude:
+                return travelled + float(dist)
+            travelled += dist + 1e-4
+            start = start + (dist + 1e-4) * direction
+        return None
 
     # ------------------------------------------------------------------ articulation
     def joints_of(self, name: str) -> list[JointInfo]:
