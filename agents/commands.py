@@ -15,6 +15,8 @@ from typing import Any, Literal
 from libero_gym.errors import InvalidInputError
 
 ObsMode = Literal["state", "pixels", "both"]
+Sampling = Literal["deterministic", "stochastic", "zero-init"]
+SAMPLINGS: tuple[str, ...] = ("deterministic", "stochastic", "zero-init")
 
 
 def parse_agent_config(text: str) -> dict[str, Any]:
@@ -104,7 +106,7 @@ class Train:
 
 @dataclasses.dataclass(frozen=True)
 class Pretrain:
-    """Behaviour-clone the diffusion policy on LIBERO-layout HDF5 demonstrations."""
+    """Behaviour-clone an agent's policy (diffusion-ppo, gaussian-ppo) on LIBERO-layout HDF5 demonstrations."""
 
     dataset: tuple[Path, ...]
     """One or more LIBERO-layout HDF5 files (same suite)."""
@@ -117,7 +119,7 @@ class Pretrain:
     image_size: int = 128
     """Camera image size (pixels/both)."""
     agent: str = "diffusion-ppo"
-    """Agent whose policy to pretrain (needs policy.bc_loss)."""
+    """Agent whose policy to pretrain: diffusion-ppo (denoising loss) or gaussian-ppo (mean squared error)."""
     agent_config: str = ""
     """JSON object of agent config overrides (the same the later `train` run uses)."""
     epochs: int = 50
@@ -128,6 +130,14 @@ class Pretrain:
     """AdamW learning rate (diffusion_policy / DPPO pretraining default)."""
     weight_decay: float = 1e-6
     """AdamW weight decay (diffusion_policy default)."""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """Learning rate after the warm-up: cosine decay to 0 over the run (diffusion_policy, DPPO) or constant."""
+    lr_warmup_steps: int = 100
+    """Optimizer steps of linear learning-rate warm-up, at most a tenth of the run (diffusion_policy: 500 on
+    much larger datasets)."""
+    ema_max_decay: float = 0.9999
+    """Max decay of the weights' exponential moving average, which the checkpoint holds (diffusion_policy's
+    EMAModel: 0.9999, power-0.75 warm-up); 0 turns the EMA off."""
     max_demos: int | None = None
     """Use at most this many demos per file."""
     seed: int = 0
@@ -149,29 +159,39 @@ class Pretrain:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise InvalidInputError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.ema_max_decay < 1:
+            raise InvalidInputError(f"ema_max_decay must be in [0, 1), got {self.ema_max_decay}")
+        if self.lr_warmup_steps < 0:
+            raise InvalidInputError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
         parse_agent_config(self.agent_config)
 
 
 @dataclasses.dataclass(frozen=True)
 class Eval:
-    """Roll out a checkpoint deterministically; report success rate per task."""
+    """Roll out a checkpoint over the task's init states; success rate per task with a 95% interval, per sampling mode."""
 
     checkpoint: Path
     """Checkpoint folder/zip, or a run folder (its newest valid checkpoint)."""
-    episodes: int = 10
-    """Episodes per task."""
+    episodes: int = 50
+    """Episodes per task (and per sampling mode); 50 = each of LIBERO's 50 init states once."""
     task_id: tuple[int, ...] | None = None
     """Tasks to evaluate; default the checkpoint's tasks."""
+    sampling: tuple[Sampling, ...] = ("deterministic", "stochastic")
+    """How actions are drawn, one evaluation each; the first is the headline figure. deterministic: the Gaussian
+    mean; for diffusion-ppo DPPO's evaluation (random x_T, DDIM eta = 0, no exploration noise). stochastic: what
+    RL rollouts sample (Gaussian sample; diffusion: eta = 1 with DPPO's noise floor). zero-init (diffusion-ppo
+    only): x_T = 0 and eta = 0, a function of the observation; not the policy RL trains."""
+    init_states: Literal["cycle", "random"] = "cycle"
+    """cycle: episode i of a task starts from init state i mod 50 (LIBERO's evaluation order); random: drawn
+    from the seeded env RNG."""
     max_episode_steps: int | None = None
     """Episode limit; default the checkpoint's (else the suite's)."""
     video_dir: Path | None = None
-    """Write one MP4 per episode here (agentview camera)."""
+    """Write one MP4 per episode here (agentview camera; first sampling mode only)."""
     num_envs: int = 1
     """Parallel envs per task."""
     seed: int = 0
-    """Seed of the first reset (episode i uses seed + i)."""
-    deterministic: bool = True
-    """Deterministic actions (DDIM eta=0 for diffusion-ppo, the Gaussian mean for PPO)."""
+    """Seed of the envs and of torch's sampling noise (each sampling mode starts from it)."""
     device: str = "auto"
     """torch device."""
     json_out: Path | None = None
@@ -182,6 +202,10 @@ class Eval:
         CLI prints one line instead of a parse-time traceback)."""
         if self.episodes < 1 or self.num_envs < 1:
             raise InvalidInputError(f"episodes and num_envs must be >= 1, got {self.episodes}, {self.num_envs}")
+        if not self.sampling or len(set(self.sampling)) != len(self.sampling):
+            raise InvalidInputError(f"sampling must name distinct modes among {list(SAMPLINGS)}, got {list(self.sampling)}")
+        if self.init_states == "cycle" and self.num_envs > self.episodes:
+            raise InvalidInputError(f"num_envs must be <= episodes with --init-states cycle, got {self.num_envs} > {self.episodes}")
 
 
 def list_agents(config: Agents) -> int:

@@ -12,9 +12,23 @@ Only the last K' steps are fine-tuned: they run a trainable copy of the network
 (``actor_ft``); the earlier, noisier steps run the behaviour-cloned network
 (``actor``), which RL leaves untouched (DPPO, section 4.3).
 
-Actions are already normalised: libero-gym's action space is [-1, 1]^7. Targets are
-clamped to it, so are the predicted clean chunks (``denoised_clip``) and the executed
-actions.
+The chain runs in normalised action space: ``action_normalizer`` maps each action
+dimension's range in the demonstrations to [-1, 1] (DPPO's scaling; fitted by
+``pretrain``, identity otherwise), so the noise floors, clamps (``denoised_clip``)
+and log-probabilities act on comparable scales in every dimension. Sampled chunks
+are mapped back to the env's units and clamped to its [-1, 1] action space. The
+observation encoders scale their low-dimensional input the same way
+(:class:`agents.normalization.Normalizer`).
+
+Sampling modes (:data:`SAMPLING_MODES`):
+
+* ``stochastic``: x_S ~ N(0, I), eta = 1, std floored at ``min_sampling_std``, noise
+  clipped: DPPO's exploration, what RL rollouts sample.
+* ``deterministic``: x_S ~ N(0, I), eta = 0: the chain without exploration noise
+  from a random start, DPPO's evaluation.
+* ``zero-init``: x_S = 0, eta = 0: the chunk is a function of the observation
+  alone. Useful for exact comparisons; not the policy RL trains, so never the
+  headline figure (a BC policy can be 95% here and 10% stochastic).
 
 Shape legend:
     B: batch size
@@ -30,12 +44,15 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
 
-from agents.encoders import EncoderConfig, make_encoder, mlp
+from agents.encoders import EncoderConfig, low_dim_vector, make_encoder, mlp
+from agents.normalization import Normalizer
 
 ACTION_DIM = 7
 """libero-gym's action: OSC delta pose (6) + gripper (1), in [-1, 1]."""
@@ -43,6 +60,9 @@ COSINE_S = 0.008
 """Offset of the cosine schedule (Nichol & Dhariwal 2021, also DPPO's)."""
 MAX_BETA = 0.999
 """Clip on the cosine schedule's betas, which blow up at t = K (Nichol & Dhariwal 2021)."""
+SamplingMode = Literal["stochastic", "deterministic", "zero-init"]
+SAMPLING_MODES: tuple[str, ...] = ("stochastic", "deterministic", "zero-init")
+"""How :meth:`DiffusionPolicy.sample` draws a chunk (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +178,7 @@ class DiffusionPolicy(nn.Module):
         self.config = config
         self.actor = NoisePredictionNet(observation_space, config)
         self.actor_ft = copy.deepcopy(self.actor)
+        self.action_normalizer = Normalizer(ACTION_DIM)
         # DDIM sub-schedule, noisiest first: DDPM steps t_i and alpha_bar at t_i and at the next step.
         alphas_cumprod = cosine_alphas_cumprod(config.denoising_steps)
         ddim_t = torch.arange(config.ddim_steps - 1, -1, -1) * (config.denoising_steps // config.ddim_steps)
@@ -182,6 +203,18 @@ class DiffusionPolicy(nn.Module):
         """Copy the pre-trained network into the fine-tuned one (after behaviour cloning)."""
         self.actor_ft.load_state_dict(self.actor.state_dict())
 
+    def fit_normalization(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
+        """Fit the observation scaling of both networks and the action scaling on demonstrations.
+
+        Args:
+            observations: key -> [N, ...] numpy observations (``proprio``, ``object``...).
+            actions: [N, ..., Da] demonstrated actions in the env's units.
+        """
+        vector = low_dim_vector(observations)
+        for net in (self.actor, self.actor_ft):
+            net.encoder.normalizer.fit(vector)
+        self.action_normalizer.fit(actions)
+
     # ---------- behaviour cloning ----------
 
     def bc_loss(self, observation: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
@@ -189,12 +222,13 @@ class DiffusionPolicy(nn.Module):
 
         Args:
             observation: a batch of B observations (tensors).
-            actions: demonstrated chunks [B, Ta, Da], clamped to [-1, 1].
+            actions: demonstrated chunks [B, Ta, Da] in the env's units; normalised, then
+                clamped to [-1, 1].
 
         Returns:
             Scalar mean squared error between the true and predicted noise (or clean chunk).
         """
-        x0 = actions.float().clamp(-1.0, 1.0)
+        x0 = self.action_normalizer.normalize(actions.float()).clamp(-1.0, 1.0)
         t = torch.randint(0, self.config.denoising_steps, (x0.shape[0],), device=x0.device)
         noise = torch.randn_like(x0)
         alpha_bar = self.alphas_cumprod[t][:, None, None]
@@ -220,27 +254,30 @@ class DiffusionPolicy(nn.Module):
     # ---------- sampling ----------
 
     @torch.no_grad()
-    def sample(self, observation: dict[str, torch.Tensor], deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample(
+        self, observation: dict[str, torch.Tensor], deterministic: bool = False, *, mode: SamplingMode | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoise one action chunk per observation.
-
-        Stochastic (``deterministic=False``): x_S ~ N(0, I), eta = 1, each step's std
-        floored at ``min_sampling_std`` and its noise clipped at ``randn_clip`` std.
-        Deterministic: x_S = 0 (the prior's mode) and eta = 0, so the chunk is a
-        function of the observation alone (evaluation, save/load checks).
 
         Args:
             observation: a batch of B observations (tensors).
-            deterministic: evaluation mode (see above).
+            deterministic: SB3's flag: ``deterministic`` mode if True, else ``stochastic``.
+            mode: one of :data:`SAMPLING_MODES` (module docstring); overrides ``deterministic``.
 
         Returns:
-            actions [B, Ta, Da] clamped to [-1, 1], and the chain [B, K'+1, Ta, Da]:
-            the chunk entering the first fine-tuned step, then each step's output (unclamped).
+            actions [B, Ta, Da] in the env's units, clamped to [-1, 1], and the chain
+            [B, K'+1, Ta, Da] in normalised space: the chunk entering the first
+            fine-tuned step, then each step's output (unclamped).
         """
+        mode = mode or ("deterministic" if deterministic else "stochastic")
+        if mode not in SAMPLING_MODES:
+            raise ValueError(f"mode must be one of {list(SAMPLING_MODES)}, got {mode!r}")
         batch = observation["proprio"].shape[0]
         device = self.alpha.device
-        x = torch.zeros if deterministic else torch.randn
+        x = torch.zeros if mode == "zero-init" else torch.randn
         x = x((batch, *self.chunk_shape), device=device)
-        eta = 0.0 if deterministic else 1.0
+        explore = mode == "stochastic"
+        eta = 1.0 if explore else 0.0
         base_features = self.actor.encode(observation) if self.first_ft_step > 0 else None
         ft_features = self.actor_ft.encode(observation)
         chain = []
@@ -251,14 +288,15 @@ class DiffusionPolicy(nn.Module):
             net, features = (self.actor_ft, ft_features) if finetuned else (self.actor, base_features)
             index = torch.full((batch,), i, device=device, dtype=torch.long)
             mean, std = self._step_mean_std(net, x, index, features, eta)  # type: ignore[arg-type]
-            if deterministic:
+            if not explore:
                 x = mean
             else:
                 noise = torch.randn_like(x).clamp(-self.config.randn_clip, self.config.randn_clip)
                 x = mean + std.clamp(min=self.config.min_sampling_std) * noise
             if finetuned:
                 chain.append(x)
-        return x.clamp(-1.0, 1.0), torch.stack(chain, dim=1)
+        actions = self.action_normalizer.unnormalize(x.clamp(-1.0, 1.0)).clamp(-1.0, 1.0)
+        return actions, torch.stack(chain, dim=1)
 
     # ---------- likelihoods of the fine-tuned steps ----------
 

@@ -56,7 +56,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.buffers import ChunkRolloutBuffer, denoising_discount
-from agents.diffusion_policy import ACTION_DIM, DiffusionPolicy, DiffusionPolicyConfig
+from agents.diffusion_policy import ACTION_DIM, DiffusionPolicy, DiffusionPolicyConfig, SamplingMode
 from agents.encoders import EncoderConfig, make_encoder, mlp, obs_as_tensor
 from libero_gym.env import SETTLE_ACTION
 from libero_gym.errors import InvalidInputError
@@ -222,6 +222,8 @@ class DiffusionPPO(BaseAlgorithm):
             support_multi_env=True,
             seed=seed,
         )
+        self.deterministic_mode: SamplingMode = "deterministic"
+        """What ``predict(deterministic=True)`` samples: ``deterministic`` (DPPO's evaluation) or ``zero-init``."""
         self._action_queue: np.ndarray | None = None  # predict(): current chunk per env [E, Ta, Da]
         self._queue_pos: np.ndarray | None = None  # predict(): next action index per env [E]
         if _init_setup_model:
@@ -291,11 +293,38 @@ class DiffusionPPO(BaseAlgorithm):
         """Start fine-tuning from a behaviour-cloned policy.
 
         Loads a :class:`DiffusionPolicy` state dict (from ``pretrain``), copies its
-        ``actor`` into ``actor_ft`` and resets the actor's optimizer.
+        ``actor`` into ``actor_ft``, gives the critic's encoder the policy's observation
+        scaling and resets the actor's optimizer.
         """
         self.policy.load_state_dict(state_dict)
         self.policy.sync_finetuned()
+        # The critic sees observations scaled as the policy does (its weights start fresh).
+        self.critic.encoder.normalizer.load_state_dict(self.policy.actor.encoder.normalizer.state_dict())
         self.actor_optimizer = torch.optim.Adam(self.policy.actor_ft.parameters(), lr=self.config.actor_lr)
+
+    # ------------------------------------------------------------------ behaviour cloning (``pretrain``)
+
+    @property
+    def bc_horizon(self) -> int:
+        """Ta of the demonstrated chunks :meth:`bc_loss` takes."""
+        return self.config.policy.horizon_steps
+
+    def bc_module(self) -> nn.Module:
+        """The network behaviour cloning trains (and averages): the pre-trained denoiser ``policy.actor``."""
+        return self.policy.actor
+
+    def fit_normalization(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
+        """Fit the policy's and the critic's scalings on demonstrations ([N, ...] and [N, ..., Da])."""
+        self.policy.fit_normalization(observations, actions)
+        self.critic.encoder.normalizer.load_state_dict(self.policy.actor.encoder.normalizer.state_dict())
+
+    def bc_loss(self, observation: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
+        """The denoising loss of ``policy.actor`` on demonstrated chunks [B, Ta, Da] (env units)."""
+        return self.policy.bc_loss(observation, actions)
+
+    def end_pretraining(self) -> None:
+        """RL fine-tunes a copy of the cloned denoiser: copy it into ``actor_ft``."""
+        self.policy.sync_finetuned()
 
     # ------------------------------------------------------------------ rollouts
 
@@ -515,11 +544,19 @@ class DiffusionPPO(BaseAlgorithm):
 
     # ------------------------------------------------------------------ acting
 
-    def predict_chunk(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
-        """One action chunk per observation: [E, Ta, Da] in [-1, 1] (``deterministic``: DDIM eta = 0 from x = 0)."""
+    def predict_chunk(
+        self, observation: dict[str, np.ndarray], deterministic: bool = False, mode: SamplingMode | None = None
+    ) -> np.ndarray:
+        """One action chunk per observation: [E, Ta, Da] in [-1, 1].
+
+        ``deterministic`` samples in :attr:`deterministic_mode` (DPPO's evaluation:
+        random x_T, eta = 0), else ``stochastic``; ``mode`` names one of
+        :data:`~agents.diffusion_policy.SAMPLING_MODES` explicitly.
+        """
         self.policy.train(False)
+        mode = mode or (self.deterministic_mode if deterministic else "stochastic")
         with torch.no_grad():
-            actions, _ = self.policy.sample(obs_as_tensor(observation, self.device), deterministic=deterministic)
+            actions, _ = self.policy.sample(obs_as_tensor(observation, self.device), mode=mode)
         return actions.cpu().numpy()
 
     def predict(
@@ -543,7 +580,7 @@ class DiffusionPPO(BaseAlgorithm):
             observation: a Dict observation, batched [E, ...] or a single one.
             state: unused (no recurrent state; returned as ``None``).
             episode_start: [E] bools, True where an episode just began.
-            deterministic: evaluation sampling (see :meth:`DiffusionPolicy.sample`).
+            deterministic: evaluation sampling (:attr:`deterministic_mode`; see :meth:`DiffusionPolicy.sample`).
 
         Returns:
             (actions [E, Da], or [E, Ta, Da] on a chunk env, without E for a single observation; None).

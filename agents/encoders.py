@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from agents.normalization import Normalizer
 from libero_gym.env import CAMERAS
 from libero_gym.errors import InvalidInputError
 
@@ -68,21 +69,35 @@ def obs_as_tensor(observation: Mapping[str, Any], device: torch.device | str) ->
     return {key: torch.as_tensor(np.asarray(value), device=device) for key, value in observation.items()}
 
 
-def low_dim_input(observation: Mapping[str, torch.Tensor], n_tasks: int) -> torch.Tensor:
-    """Proprioception, object state (if any) and the one-hot task as one float vector.
+def low_dim_input(
+    observation: Mapping[str, torch.Tensor], n_tasks: int, normalizer: Normalizer | None = None
+) -> torch.Tensor:
+    """Proprioception, object state (if any), scaled by ``normalizer``, and the one-hot task as one vector.
 
     Args:
         observation: tensors ``proprio`` [B, Dp], optionally ``object`` [B, Do], and
             ``task_index`` [B] or [B, 1] (integers).
         n_tasks: size of the ``task_index`` space N.
+        normalizer: per-dimension scaling of ``concat(proprio, object)`` [Dp (+ Do)]; None: raw.
 
     Returns:
         [B, Dp (+ Do) + N] float32.
     """
-    parts = [observation[key].float() for key in LOW_DIM_KEYS if key in observation]
+    vector = torch.cat([observation[key].float() for key in LOW_DIM_KEYS if key in observation], dim=-1)
+    if normalizer is not None:
+        vector = normalizer.normalize(vector)
     task = observation[TASK_KEY].reshape(-1).long()
-    parts.append(F.one_hot(task, n_tasks).float())
-    return torch.cat(parts, dim=-1)
+    return torch.cat([vector, F.one_hot(task, n_tasks).float()], dim=-1)
+
+
+def low_dim_size(observation_space: spaces.Dict) -> int:
+    """Dp (+ Do): size of the scaled vector part of :func:`low_dim_input`."""
+    return sum(int(observation_space[key].shape[0]) for key in LOW_DIM_KEYS if key in observation_space.spaces)
+
+
+def low_dim_vector(observations: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``concat(proprio, object)`` of a batch of numpy observations [N, Dp (+ Do)] (what normalizers fit on)."""
+    return np.concatenate([np.asarray(observations[key], dtype=np.float32) for key in LOW_DIM_KEYS if key in observations], axis=-1)
 
 
 def mlp(in_dim: int, dims: tuple[int, ...], activation: type[nn.Module] = nn.Mish) -> nn.Sequential:
@@ -95,18 +110,23 @@ def mlp(in_dim: int, dims: tuple[int, ...], activation: type[nn.Module] = nn.Mis
 
 
 class StateEncoder(nn.Module):
-    """MLP over ``concat(proprio, object, one_hot(task_index))``."""
+    """MLP over ``concat(normalize(concat(proprio, object)), one_hot(task_index))``.
+
+    Attributes:
+        normalizer: the per-dimension scaling of proprio + object (identity until fitted).
+    """
 
     def __init__(self, observation_space: spaces.Dict, config: EncoderConfig) -> None:
         super().__init__()
         self.n_tasks = int(observation_space[TASK_KEY].n)
-        in_dim = sum(int(observation_space[key].shape[0]) for key in LOW_DIM_KEYS if key in observation_space.spaces)
+        in_dim = low_dim_size(observation_space)
+        self.normalizer = Normalizer(in_dim)
         self.net = mlp(in_dim + self.n_tasks, config.state_dims)
         self.output_dim = config.state_dims[-1]
 
     def forward(self, observation: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Features [B, F] of a batch of observations."""
-        return self.net(low_dim_input(observation, self.n_tasks))
+        return self.net(low_dim_input(observation, self.n_tasks, self.normalizer))
 
 
 class FiLMBlock(nn.Module):
@@ -176,22 +196,22 @@ class PixelEncoder(nn.Module):
     """A :class:`FiLMResNet` per camera, conditioned on proprio (+ object) + task; features concatenated.
 
     Output: ``concat(camera features..., low-dim input)``, so the policy also sees the
-    proprioception and task directly, not only through the FiLM modulation.
+    proprioception and task directly, not only through the FiLM modulation. The low-dim
+    input is scaled by ``normalizer``; images keep their own scaling (uint8 / 255).
     """
 
     def __init__(self, observation_space: spaces.Dict, config: EncoderConfig) -> None:
         super().__init__()
         self.n_tasks = int(observation_space[TASK_KEY].n)
         self.cameras = [key for key in CAMERAS if key in observation_space.spaces]
-        cond_dim = self.n_tasks + sum(
-            int(observation_space[key].shape[0]) for key in LOW_DIM_KEYS if key in observation_space.spaces
-        )
+        self.normalizer = Normalizer(low_dim_size(observation_space))
+        cond_dim = self.n_tasks + low_dim_size(observation_space)
         self.backbones = nn.ModuleDict({key: FiLMResNet(cond_dim, config) for key in self.cameras})
         self.output_dim = len(self.cameras) * config.image_feature_dim + cond_dim
 
     def forward(self, observation: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Features [B, F]; images may be [B, H, W, 3] (gymnasium) or [B, 3, H, W] (SB3's VecTransposeImage)."""
-        cond = low_dim_input(observation, self.n_tasks)
+        cond = low_dim_input(observation, self.n_tasks, self.normalizer)
         features = [self.backbones[key](_as_chw_float(observation[key]), cond) for key in self.cameras]
         return torch.cat([*features, cond], dim=-1)
 

@@ -1,21 +1,33 @@
-"""``eval``: success rate per task of a checkpoint, with optional MP4 videos.
+"""``eval``: success rate per task of a checkpoint, per sampling mode, with 95% intervals and optional MP4 videos.
 
-Every task of the checkpoint (or ``--task-id``) gets ``episodes`` episodes, on the
-env the checkpoint records (id, obs_mode, image size, episode limit), seeded
-``seed, seed + 1, ...`` per env. Actions are deterministic by default (the
-Gaussian mean; DDIM with eta = 0 for diffusion-ppo). With ``num_envs > 1`` the
-first ``episodes`` episodes to finish are counted; the async workers restart if they
-die, and an episode cut that way is not counted (another one runs instead).
+Every task of the checkpoint (or ``--task-id``) gets ``episodes`` episodes per
+sampling mode (``--sampling``; default ``deterministic`` then ``stochastic``), on
+the env the checkpoint records (id, obs_mode, image size, episode limit). With
+``--init-states cycle`` (default) episode i starts from LIBERO's init state
+i mod 50, so 50 episodes visit each init state once (with ``num_envs`` workers the
+ids are dealt round-robin and each worker's first episodes are the ones counted);
+``random`` draws them from the env RNG seeded ``seed``. Each sampling mode starts
+again from the same seed (env and torch), so modes are compared on the same starts.
+
+Sampling modes: ``deterministic`` is the Gaussian mean, and for ``diffusion-ppo``
+DPPO's evaluation (random x_T, DDIM eta = 0); ``stochastic`` is what RL rollouts
+sample; ``zero-init`` (diffusion only) starts the chain at x_T = 0, a function of
+the observation that can hide an untrained distribution (docs/agents.md).
+
+Success rates come with the Wilson score interval at 95%, which behaves at 0% and
+100% and for small n (where the normal approximation does not).
 
 A checkpoint trained on a chunk env (diffusion-ppo: ``env.chunk_size`` in agent.json)
 is evaluated on a chunk env: one ``predict`` and one env step per chunk, lengths in
 control steps; its videos then hold one frame per chunk (played at 20/Ta fps, real time).
+An episode cut by a dead async worker is not counted (another one runs instead).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,26 +40,52 @@ from agents.vec_env import SB3VecEnv
 
 VIDEO_FPS = 20
 """LIBERO's control frequency (20 Hz), so videos play in real time."""
+WILSON_Z = 1.959964
+"""z of a two-sided 95% interval."""
+
+
+def wilson_interval(successes: int, n: int, z: float = WILSON_Z) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927): (low, high); (0, 1) for n = 0."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z**2 / n
+    centre = (p + z**2 / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskResult:
-    """Evaluation of one task."""
+    """Evaluation of one task in one sampling mode."""
 
     task_id: int
     episodes: int
     successes: int
     mean_length: float
     language: str
+    sampling: str = "deterministic"
+    init_state_ids: tuple[int, ...] = ()
+    """The init state of each counted episode, in the order they finished."""
 
     @property
     def success_rate(self) -> float:
         return self.successes / max(self.episodes, 1)
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% Wilson interval of the success rate."""
+        return wilson_interval(self.successes, self.episodes)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-    """Evaluation of a checkpoint over its tasks."""
+    """Evaluation of a checkpoint over its tasks.
+
+    Attributes:
+        tasks: results of the headline (first) sampling mode, one per task.
+        by_sampling: sampling mode -> results per task, every mode evaluated.
+    """
 
     checkpoint: str
     agent: str
@@ -57,28 +95,46 @@ class EvalResult:
     tasks: list[TaskResult]
     videos: list[str]
     wall_time_s: float
+    by_sampling: dict[str, list[TaskResult]] = dataclasses.field(default_factory=dict)
 
     @property
     def success_rate(self) -> float:
-        """Mean over tasks."""
+        """Mean over tasks (headline sampling mode)."""
         return float(np.mean([t.success_rate for t in self.tasks])) if self.tasks else 0.0
 
+    def sampling_success(self, sampling: str) -> float:
+        """Mean success over tasks in one sampling mode."""
+        return float(np.mean([t.success_rate for t in self.by_sampling[sampling]]))
+
     def to_json(self) -> dict[str, Any]:
+        def rows(results: list[TaskResult]) -> list[dict[str, Any]]:
+            return [
+                {**dataclasses.asdict(t), "success_rate": t.success_rate, "interval95": list(t.interval)} for t in results
+            ]
+
         out = dataclasses.asdict(self)
+        out["tasks"] = rows(self.tasks)
+        out["by_sampling"] = {mode: rows(results) for mode, results in self.by_sampling.items()}
         out["success_rate"] = self.success_rate
-        for task, row in zip(self.tasks, out["tasks"], strict=True):
-            row["success_rate"] = task.success_rate
+        out["success_rate_by_sampling"] = {mode: self.sampling_success(mode) for mode in self.by_sampling}
         return out
 
 
-def evaluate(config: Eval) -> EvalResult:
+def evaluate(config: Eval, model: Any = None) -> EvalResult:
     """Roll out the checkpoint; see the module docstring.
+
+    Args:
+        config: what to evaluate.
+        model: an already loaded agent for ``config.checkpoint`` (saves reloading it).
 
     Raises:
         CheckpointError: unreadable checkpoint.
-        InvalidInputError: a task id outside the suite.
+        InvalidInputError: a task id outside the suite, or ``zero-init`` for a non-diffusion agent.
     """
+    import torch
+
     from libero_gym import suites
+    from libero_gym.errors import InvalidInputError
     from libero_gym.registration import suite_env_ids, task_env_ids
 
     from agents.train import make_env
@@ -97,10 +153,12 @@ def evaluate(config: Eval) -> EvalResult:
     if config.video_dir is not None:
         extra["render_mode"] = "rgb_array"
         Path(config.video_dir).mkdir(parents=True, exist_ok=True)
+    if config.init_states == "cycle":
+        extra["init_state_ids"] = [i % suites.NUM_INIT_STATES for i in range(config.episodes)]
 
     start = time.perf_counter()
-    model = None
-    results, videos = [], []
+    by_sampling: dict[str, list[TaskResult]] = {mode: [] for mode in config.sampling}
+    videos: list[str] = []
     for task_id in task_ids:
         task_env = env if single_task else dataclasses.replace(env, task_ids=(task_id,))
         mode = "sync" if config.num_envs == 1 else "async"
@@ -108,63 +166,85 @@ def evaluate(config: Eval) -> EvalResult:
         try:
             if model is None:
                 model, _ = load_agent(config.checkpoint, vec_env, device=config.device)
-            vec_env.seed(config.seed)
-            result, task_videos = _run_task(model, vec_env, task_id, config)
+            for index, sampling in enumerate(config.sampling):
+                if sampling == "zero-init" and not hasattr(model, "deterministic_mode"):
+                    raise InvalidInputError(f"sampling 'zero-init' needs a diffusion agent, got {meta['agent']}")
+                vec_env.seed(config.seed)  # every mode from the same starts
+                torch.manual_seed(config.seed)
+                video_dir = config.video_dir if index == 0 else None
+                result, task_videos = _run_task(model, vec_env, task_id, config, sampling, video_dir)
+                by_sampling[sampling].append(result)
+                videos.extend(task_videos)
         finally:
             vec_env.close()
-        results.append(result)
-        videos.extend(task_videos)
     out = EvalResult(
         checkpoint=str(config.checkpoint),
         agent=str(meta["agent"]),
         env_id=env.env_id,
         obs_mode=env.obs_mode,
         num_timesteps=int(meta["num_timesteps"]),
-        tasks=results,
+        tasks=by_sampling[config.sampling[0]],
         videos=videos,
         wall_time_s=time.perf_counter() - start,
+        by_sampling=by_sampling,
     )
     if config.json_out is not None:
         Path(config.json_out).write_text(json.dumps(out.to_json(), indent=2) + "\n")
     return out
 
 
-def _run_task(model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval) -> tuple[TaskResult, list[str]]:
-    """``config.episodes`` episodes of one task; returns the result and the video paths."""
+def _run_task(
+    model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval, sampling: str, video_dir: Path | None
+) -> tuple[TaskResult, list[str]]:
+    """``config.episodes`` episodes of one task in one sampling mode; returns the result and the video paths."""
     n = vec_env.num_envs
     env_chunk = vec_env.action_space.shape[0] if vec_env.is_chunked else None  # frames per chunk: one
+    # With cycled init states, worker w owns the ids [w::n]: it counts only its first len(ids) episodes,
+    # so the counted episodes visit each id once whatever the workers' speeds.
+    quota = [len(range(w, config.episodes, n)) for w in range(n)] if config.init_states == "cycle" else None
+    counted = [0] * n
+    deterministic = sampling != "stochastic"
+    if hasattr(model, "deterministic_mode"):
+        model.deterministic_mode = "zero-init" if sampling == "zero-init" else "deterministic"
     obs = vec_env.reset()
     language = str(vec_env.reset_infos[0].get("language_instruction", ""))
     episode_start = np.ones(n, dtype=bool)
     frames: list[list[np.ndarray]] = [[] for _ in range(n)]
-    lengths, successes, videos = [], 0, []
-    while len(lengths) < config.episodes:
-        if config.video_dir is not None:
-            for i, frame in enumerate(vec_env.get_images()):
-                if frame is not None:
-                    frames[i].append(np.asarray(frame))
-        actions, _ = model.predict(obs, episode_start=episode_start, deterministic=config.deterministic)
-        obs, _, dones, infos = vec_env.step(actions)
-        episode_start = dones
-        for i in np.flatnonzero(dones):
-            if len(lengths) >= config.episodes:
-                break
-            if "episode" not in infos[i]:  # dropped: its worker died; it does not count
+    lengths, successes, init_ids, videos = [], 0, [], []
+    try:
+        while len(lengths) < config.episodes:
+            if video_dir is not None:
+                for i, frame in enumerate(vec_env.get_images()):
+                    if frame is not None:
+                        frames[i].append(np.asarray(frame))
+            actions, _ = model.predict(obs, episode_start=episode_start, deterministic=deterministic)
+            obs, _, dones, infos = vec_env.step(actions)
+            episode_start = dones
+            for i in np.flatnonzero(dones):
+                if len(lengths) >= config.episodes:
+                    break
+                if "episode" not in infos[i] or (quota is not None and counted[i] >= quota[i]):
+                    frames[i] = []  # dropped (its worker died), or beyond this worker's share of init states
+                    continue
+                counted[i] += 1
+                success = bool(infos[i].get("is_success", False))
+                successes += success
+                lengths.append(int(infos[i]["episode"]["l"]))
+                init_ids.append(int(infos[i].get("init_state_id", -1)))
+                if video_dir is not None:
+                    terminal = infos[i].get("terminal_observation", {})
+                    if "agentview_image" in terminal:
+                        frames[i].append(np.asarray(terminal["agentview_image"]))
+                    name = f"task{task_id:02d}_{sampling}_ep{len(lengths) - 1:03d}_{'success' if success else 'fail'}.mp4"
+                    path = Path(video_dir) / name
+                    _write_video(path, frames[i], fps=VIDEO_FPS / (env_chunk or 1))
+                    videos.append(str(path))
                 frames[i] = []
-                continue
-            success = bool(infos[i].get("is_success", False))
-            successes += success
-            lengths.append(int(infos[i]["episode"]["l"]))
-            if config.video_dir is not None:
-                terminal = infos[i].get("terminal_observation", {})
-                if "agentview_image" in terminal:
-                    frames[i].append(np.asarray(terminal["agentview_image"]))
-                name = f"task{task_id:02d}_ep{len(lengths) - 1:03d}_{'success' if success else 'fail'}.mp4"
-                path = Path(config.video_dir) / name
-                _write_video(path, frames[i], fps=VIDEO_FPS / (env_chunk or 1))
-                videos.append(str(path))
-            frames[i] = []
-    return TaskResult(task_id, len(lengths), successes, float(np.mean(lengths)), language), videos
+    finally:
+        if hasattr(model, "deterministic_mode"):
+            model.deterministic_mode = "deterministic"
+    result = TaskResult(task_id, len(lengths), successes, float(np.mean(lengths)), language, sampling, tuple(init_ids))
+    return result, videos
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: float = VIDEO_FPS) -> None:
@@ -177,26 +257,32 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: float = VIDEO_FPS) -
 
 
 def print_results(result: EvalResult) -> None:
-    """A rich table: success rate per task and the mean."""
+    """A rich table: success rate (95% interval) per task and sampling mode, and the means."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{result.agent} on {result.env_id} ({result.obs_mode}), {result.num_timesteps} training steps")
     table.add_column("task", justify="right")
-    table.add_column("success", justify="right")
+    table.add_column("sampling")
+    table.add_column("success (95% CI)", justify="right")
     table.add_column("episodes", justify="right")
     table.add_column("mean length", justify="right")
     table.add_column("instruction")
-    for task in result.tasks:
-        table.add_row(
-            str(task.task_id),
-            f"{100 * task.success_rate:.1f}%",
-            str(task.episodes),
-            f"{task.mean_length:.1f}",
-            task.language,
-        )
-    table.add_row("mean", f"{100 * result.success_rate:.1f}%", "", "", "")
-    console = Console(width=160)
+    by_sampling = result.by_sampling or {"deterministic": result.tasks}
+    for mode, tasks in by_sampling.items():
+        for task in tasks:
+            low, high = task.interval
+            table.add_row(
+                str(task.task_id),
+                mode,
+                f"{100 * task.success_rate:.1f}% ({100 * low:.0f}-{100 * high:.0f})",
+                str(task.episodes),
+                f"{task.mean_length:.1f}",
+                task.language,
+            )
+    for mode, tasks in by_sampling.items():
+        table.add_row("mean", mode, f"{100 * float(np.mean([t.success_rate for t in tasks])):.1f}%", "", "", "")
+    console = Console(width=180)
     console.print(table)
     if result.videos:
         console.print(f"{len(result.videos)} videos in {Path(result.videos[0]).parent}")

@@ -1,6 +1,9 @@
-"""``pretrain``: behaviour cloning of the diffusion policy on LIBERO-layout demonstrations.
+"""``pretrain``: behaviour cloning of an agent's policy on LIBERO-layout demonstrations.
 
-The policy is trained by its denoising loss (``policy.bc_loss``) on (observation,
+Any agent with the behaviour-cloning protocol (``bc_horizon``, ``bc_module()``,
+``fit_normalization``, ``bc_loss``, ``end_pretraining()``) can be pretrained: the
+diffusion policy of ``diffusion-ppo`` by its denoising loss, the Gaussian of
+``gaussian-ppo`` by the squared error of its mean. It is trained on (observation,
 action chunk) pairs:
 
 * observations are regenerated for *our* env and obs_mode by replaying the stored
@@ -8,7 +11,13 @@ action chunk) pairs:
   so the same file serves ``state``, ``pixels`` and ``both`` policies and LIBERO's
   own datasets (whose images are upside down and 128x128) need no conversion;
 * the chunk at step t is ``actions[t : t + Ta]``, the tail padded with the last
-  action (diffusion_policy's and DPPO's convention), clamped to [-1, 1].
+  action (diffusion_policy's and DPPO's convention), clamped to [-1, 1];
+* before the first step the agent fits its per-dimension observation and action
+  scalings on these demonstrations (:mod:`agents.normalization`; saved in the
+  checkpoint with the weights);
+* AdamW with a linear warm-up then a cosine decay of the learning rate, and an
+  exponential moving average (EMA) of the weights, which is what the checkpoint
+  holds (diffusion_policy's and DPPO's pretraining recipe).
 
 Output (``RUN_DIR``): ``config.json``, ``logs/`` (TensorBoard ``train/bc_loss``),
 ``checkpoint/`` in the common format, which ``train --init-from`` and ``eval`` take.
@@ -18,8 +27,10 @@ Shapes: N samples, Ta chunk length, Da = 7 action dims.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +40,7 @@ import torch
 
 from agents.checkpoint import EnvInfo, build_agent, save_checkpoint
 from agents.commands import Pretrain, parse_agent_config
-from agents.registry import PROTOCOL_CONFIG, SpacesOnlyEnv, resolve_agent
+from agents.registry import SpacesOnlyEnv, resolve_agent
 from libero_gym.errors import DatasetError, InvalidInputError
 
 CHECKPOINT_DIR = "checkpoint"
@@ -152,16 +163,13 @@ def pretrain(config: Pretrain) -> PretrainResult:
     config.validate()
     torch.set_num_threads(config.torch_threads)
     spec = resolve_agent(config.agent)
-    if spec.protocol != PROTOCOL_CONFIG:
+    agent_config = spec.make_config(parse_agent_config(config.agent_config)) if spec.config_path is not None else None
+    if agent_config is None or not hasattr(spec.load_class(), "bc_loss"):
         raise InvalidInputError(
-            f"pretrain needs an agent with a diffusion policy (e.g. diffusion-ppo), got {spec.name}"
+            f"pretrain needs an agent that can be behaviour-cloned (one of {_bc_agents()}), got {spec.name}"
         )
-    agent_config = spec.make_config(parse_agent_config(config.agent_config))
-    horizon = getattr(getattr(agent_config, "policy", None), "horizon_steps", None)
-    if horizon is None:
-        raise InvalidInputError(
-            f"pretrain needs an agent with a diffusion policy (config.policy.horizon_steps), got {spec.name}"
-        )
+    policy_config = getattr(agent_config, "policy", None)
+    horizon = int(getattr(policy_config, "horizon_steps", 1))
     run_dir = Path(config.run_dir)
     if (run_dir / CHECKPOINT_DIR).exists():
         raise InvalidInputError(f"{str(run_dir)!r} already holds a pretrained checkpoint; choose another --run-dir")
@@ -170,9 +178,9 @@ def pretrain(config: Pretrain) -> PretrainResult:
     data = load_demos(config, horizon)
     env = DummyVecEnv([lambda: SpacesOnlyEnv(data.observation_space, data.action_space)])
     model = build_agent(spec, env, agent_config, seed=config.seed, device=config.device)
-    policy = model.policy
-    if not hasattr(policy, "bc_loss"):
-        raise InvalidInputError(f"agent {spec.name}'s policy has no bc_loss; it cannot be pretrained")
+    if model.bc_horizon != horizon:
+        raise InvalidInputError(f"agent {spec.name} clones chunks of {model.bc_horizon} actions, not {horizon}")
+    model.fit_normalization(data.observations, data.chunks)
 
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {
@@ -188,33 +196,43 @@ def pretrain(config: Pretrain) -> PretrainResult:
     formats = [TensorBoardOutputFormat(str(log_dir)), CSVOutputFormat(str(log_dir / "progress.csv"))]
     logger = Logger(str(log_dir), formats)
 
-    # -- the loop: AdamW on the pre-trained denoiser, minibatches of (obs, chunk)
-    actor = policy.actor
-    for parameter in actor.parameters():
+    # -- the loop: AdamW with warm-up + cosine LR on the cloned network, an EMA of its weights
+    module = model.bc_module()
+    module.train(True)
+    parameters = [p for p in module.parameters()]
+    for parameter in parameters:
         parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(actor.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     generator = np.random.default_rng(config.seed)
     n = len(data.chunks)
     batch = min(config.batch_size, n)
+    steps_per_epoch = n // batch  # the ragged last batch is dropped
+    total_steps = config.epochs * steps_per_epoch
+    warmup = min(config.lr_warmup_steps, total_steps // 10)  # a short run is not all warm-up
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.lr_schedule, warmup, total_steps))
+    ema = _Ema(module, config.ema_max_decay) if config.ema_max_decay > 0 else None
     first_loss = final_loss = float("nan")
     progress = _progress(config.progress, config.epochs)
-    policy.train(True)
     for epoch in range(config.epochs):
         order = generator.permutation(n)
         losses = []
-        for begin in range(0, n - batch + 1, batch):  # drop the ragged last batch
+        for begin in range(0, steps_per_epoch * batch, batch):
             index = order[begin : begin + batch]
             obs = {key: torch.as_tensor(value[index], device=model.device) for key, value in data.observations.items()}
             actions = torch.as_tensor(data.chunks[index], device=model.device)
-            loss = policy.bc_loss(obs, actions)
+            loss = model.bc_loss(obs, actions)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(module)
             losses.append(loss.item())
         final_loss = float(np.mean(losses))
         if epoch == 0:
             first_loss = final_loss
         logger.record("train/bc_loss", final_loss)
+        logger.record("train/learning_rate", scheduler.get_last_lr()[0])
         logger.record("train/epoch", epoch + 1)
         logger.dump(step=epoch + 1)
         if progress is not None:
@@ -222,8 +240,10 @@ def pretrain(config: Pretrain) -> PretrainResult:
     if progress is not None:
         progress.stop()
     logger.close()
-    policy.train(False)
-    policy.sync_finetuned()  # RL fine-tunes a copy of the cloned denoiser
+    if ema is not None:
+        ema.copy_to(module)  # the checkpoint holds the averaged weights
+    module.train(False)
+    model.end_pretraining()
 
     checkpoint = save_checkpoint(
         model,
@@ -231,7 +251,12 @@ def pretrain(config: Pretrain) -> PretrainResult:
         agent=spec.name,
         env=data.env,
         include_optimizer=False,
-        extra={"pretrain": {"demos": data.demos, "samples": n, "epochs": config.epochs, "final_bc_loss": final_loss}},
+        extra={
+            "pretrain": {
+                "demos": data.demos, "samples": n, "epochs": config.epochs, "final_bc_loss": final_loss,
+                "ema_max_decay": config.ema_max_decay, "lr_schedule": config.lr_schedule,
+            }
+        },  # fmt: skip
     )
     return PretrainResult(
         run_dir=run_dir,
@@ -256,6 +281,63 @@ def print_summary(result: PretrainResult) -> None:
         f"bc loss {result.first_loss:.4f} (epoch 1) -> {result.final_loss:.4f}\n"
         f"checkpoint: {result.checkpoint} (use: cli.py train --init-from {result.checkpoint})"
     )
+
+
+class _Ema:
+    """Exponential moving average of a module's parameters and buffers, with diffusion_policy's warm-up.
+
+    The decay at update k is ``min(max_decay, 1 - (1 + k) ** -0.75)``
+    (diffusion_policy's ``EMAModel``: power 0.75), so early averages follow the
+    weights closely and later ones average over ~``1 / (1 - decay)`` updates.
+    """
+
+    POWER = 0.75
+    """Warm-up power of the decay (diffusion_policy's EMAModel default)."""
+
+    def __init__(self, module: torch.nn.Module, max_decay: float) -> None:
+        self.average = copy.deepcopy(module).requires_grad_(False)
+        self.max_decay = max_decay
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        decay = min(self.max_decay, 1 - (1 + self.updates) ** -self.POWER)
+        self.updates += 1
+        for average, current in zip(self.average.parameters(), module.parameters()):
+            average.lerp_(current, 1 - decay)
+
+    @torch.no_grad()
+    def copy_to(self, module: torch.nn.Module) -> None:
+        for average, current in zip(self.average.parameters(), module.parameters()):
+            current.copy_(average)
+
+
+def _lr_factor(schedule: str, warmup: int, total: int) -> Any:
+    """LR multiplier per optimizer step: linear warm-up, then constant or a cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _bc_agents() -> list[str]:
+    """Registered agents with the behaviour-cloning protocol."""
+    from agents.registry import available_agents
+
+    names = []
+    for spec in available_agents().values():
+        try:
+            if spec.config_path is not None and hasattr(spec.load_class(), "bc_loss"):
+                names.append(spec.name)
+        except ImportError:  # pragma: no cover - a broken third-party registration
+            continue
+    return names
 
 
 def _progress(enabled: bool, epochs: int) -> Any:

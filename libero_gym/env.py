@@ -144,6 +144,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         reset_mode: ``"fast"`` or ``"hard"``.
         physics: ``"fast"`` or ``"upstream"`` (see Physics).
         chunk_size: None (actions (7,)), or Ta: actions are (Ta, 7) chunks.
+        init_state_ids: init states that resets without ``options["init_state_id"]``
+            take in turn, cycling (LIBERO's evaluation order: episode i from init state
+            i); a ``reset(seed=...)`` starts the cycle again. Default: drawn at random.
         step_limit: control steps after which ``step_chunk`` truncates (default:
             the suite's ``MAX_EPISODE_STEPS``).
         assets_path: LIBERO asset folder; default ``$LIBERO_GYM_ASSETS``.
@@ -169,6 +172,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         chunk_size: int | None = None,
         step_limit: int | None = None,
         assets_path: str | os.PathLike[str] | None = None,
+        init_state_ids: Sequence[int] | None = None,
     ) -> None:
         self.suite = suites.resolve_suite(suite)
         self.task_ids = suites.resolve_task_ids(self.suite, task_id)
@@ -190,6 +194,20 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             raise InvalidInputError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
         if step_limit is not None and (isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1):
             raise InvalidInputError(f"step_limit must be None or an int >= 1, got {step_limit!r}")
+        if init_state_ids is not None:
+            init_state_ids = tuple(init_state_ids)
+            if not init_state_ids or any(
+                isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < suites.NUM_INIT_STATES
+                for i in init_state_ids
+            ):
+                raise InvalidInputError(
+                    f"init_state_ids must be a non-empty sequence of ints in [0, {suites.NUM_INIT_STATES - 1}], "
+                    f"got {init_state_ids!r}"
+                )
+        self.init_state_ids: tuple[int, ...] | None = (
+            tuple(int(i) for i in init_state_ids) if init_state_ids is not None else None
+        )
+        self._init_state_turn = 0  # index into init_state_ids of the next reset
         self.physics = physics
         self.step_limit = step_limit if step_limit is not None else suites.MAX_EPISODE_STEPS[self.suite]
         self.chunk_size = chunk_size
@@ -324,7 +342,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.task = suites.get_task(self.suite, int(task_id))
 
         init_state_id = options.get("init_state_id")
-        if init_state_id is None:
+        if seed is not None:
+            self._init_state_turn = 0
+        if init_state_id is None and self.init_state_ids is not None:
+            init_state_id = self.init_state_ids[self._init_state_turn % len(self.init_state_ids)]
+            self._init_state_turn += 1
+        elif init_state_id is None:
             init_state_id = int(self.np_random.integers(suites.NUM_INIT_STATES))
         elif isinstance(init_state_id, bool) or not isinstance(init_state_id, (int, np.integer)) or not (
             0 <= init_state_id < suites.NUM_INIT_STATES

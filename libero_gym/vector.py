@@ -85,7 +85,10 @@ def make_vector_env(
         restart_dead_workers: async only: a :class:`ResilientAsyncVectorEnv`, which restarts
             a worker that died or whose simulator raised, and drops (truncates, flags) the
             episode it was running. Needs shared memory and NEXT_STEP autoreset.
-        **env_kwargs: further ``LiberoEnv`` arguments and ``max_episode_steps``.
+        **env_kwargs: further ``LiberoEnv`` arguments and ``max_episode_steps``. An
+            ``init_state_ids`` sequence is dealt round-robin over the workers (worker
+            ``w`` cycles through ``init_state_ids[w::num_envs]``), so that together they
+            start from each listed init state once before any repeats.
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise InvalidInputError(f"num_envs must be an int >= 1, got {num_envs!r}")
@@ -102,9 +105,19 @@ def make_vector_env(
     per_env_tasks: list[int | Sequence[int]] = (
         [task_ids[i % len(task_ids)] for i in range(num_envs)] if task_per_worker else [task_ids] * num_envs
     )
+    init_state_ids = env_kwargs.pop("init_state_ids", None)
+    if init_state_ids is not None and len(init_state_ids) < num_envs:
+        raise InvalidInputError(f"init_state_ids needs at least num_envs={num_envs} ids, got {list(init_state_ids)}")
+    per_env_init_states = [
+        None if init_state_ids is None else tuple(init_state_ids)[w::num_envs] for w in range(num_envs)
+    ]
     env_fns = [
-        functools.partial(_make_one, env_id, {**env_kwargs, "suite": suite, "task_id": tasks})
-        for tasks in per_env_tasks
+        functools.partial(
+            _make_one,
+            env_id,
+            {**env_kwargs, "suite": suite, "task_id": tasks, **({} if init_states is None else {"init_state_ids": init_states})},
+        )
+        for tasks, init_states in zip(per_env_tasks, per_env_init_states)
     ]
     if restart_dead_workers:
         if vectorization_mode != "async" or not shared_memory or AutoresetMode(autoreset_mode) != AutoresetMode.NEXT_STEP:

@@ -36,8 +36,10 @@ def _trained(agent: str, config: dict, steps: int, obs_mode: str = "state"):
 
 
 def _predict(model, env) -> np.ndarray:
+    """``predict(deterministic=True)`` from fixed RNG states (the diffusion policy's x_T is random)."""
     env.seed(11)
     obs = env.reset()
+    torch.manual_seed(3)
     actions, _ = model.predict(obs, episode_start=np.ones(env.num_envs, bool), deterministic=True)
     return actions
 

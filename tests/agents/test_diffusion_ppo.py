@@ -159,6 +159,7 @@ def test_predict_on_chunk_env_and_per_step_after_load(tmp_path: Any) -> None:
 
     env = fake_vec(2, chunk_size=4)
     model = DiffusionPPO(env, SMALL, seed=0, device="cpu")
+    model.deterministic_mode = "zero-init"  # chunks that depend on the observation only
     obs = env.reset()
     chunks, state = model.predict(obs, deterministic=True)
     assert chunks.shape == (2, 4, 7) and state is None
@@ -170,13 +171,16 @@ def test_predict_on_chunk_env_and_per_step_after_load(tmp_path: Any) -> None:
     path = save_checkpoint(model, tmp_path / "ckpt", agent="diffusion-ppo", env=info)
     assert read_meta(path)["action_space"]["shape"] == [4, 7] and read_meta(path)["env"]["chunk_size"] == 4
     standalone, _ = load_agent(path, device="cpu")
+    standalone.deterministic_mode = "zero-init"
     assert standalone.action_space.shape == (7,)
     for k in range(4):  # the per-env queue serves the chunk step by step
         action, _ = standalone.predict(single, episode_start=np.array([k == 0]), deterministic=True)
         np.testing.assert_allclose(action, chunks[0, k], atol=1e-6)
     on_chunks, _ = load_agent(path, fake_vec(2, chunk_size=4), device="cpu")
+    on_chunks.deterministic_mode = "zero-init"
     np.testing.assert_array_equal(on_chunks.predict(obs, deterministic=True)[0], chunks)
     on_steps, _ = load_agent(path, fake_vec(2), device="cpu")
+    on_steps.deterministic_mode = "zero-init"
     np.testing.assert_array_equal(on_steps.predict(obs, deterministic=True)[0], chunks[:, 0])
     env.close()
 
@@ -270,6 +274,7 @@ def test_learns_from_pixels_runs(obs_mode: str) -> None:
 
 def test_predict_follows_sb3_contract_with_chunk_queue() -> None:
     model = DiffusionPPO(make_vec_env(2), SMALL, seed=0, device="cpu")
+    model.deterministic_mode = "zero-init"  # chunks that depend on the observation only
     obs = model.env.reset()
     chunk = model.predict_chunk(obs, deterministic=True)  # [2, Ta, 7]
     starts = np.ones(2, dtype=bool)
@@ -314,6 +319,12 @@ def test_same_seed_same_actions_and_parameters() -> None:
     np.testing.assert_array_equal(stochastic_first, second.predict_chunk(obs))
 
 
+def _seeded(predict: Any, *args: Any, **kwargs: Any) -> Any:
+    """``predict`` from a fixed torch RNG state (deterministic sampling starts from a random x_T)."""
+    torch.manual_seed(1234)
+    return predict(*args, **kwargs)
+
+
 def test_set_parameters_round_trip_gives_identical_deterministic_predict() -> None:
     trained = _train(seed=5)
     params = trained.get_parameters()
@@ -321,11 +332,14 @@ def test_set_parameters_round_trip_gives_identical_deterministic_predict() -> No
     blob = {name: {k: v.clone() if torch.is_tensor(v) else v for k, v in state.items()} for name, state in params.items()}
     fresh = DiffusionPPO(make_vec_env(2), SMALL, seed=99, device="cpu")
     obs = make_vec_env(2, seed=7).reset()
-    assert not np.array_equal(fresh.predict_chunk(obs, deterministic=True), trained.predict_chunk(obs, deterministic=True))
+    assert not np.array_equal(
+        _seeded(fresh.predict_chunk, obs, deterministic=True), _seeded(trained.predict_chunk, obs, deterministic=True)
+    )
     fresh.set_parameters(blob)
-    np.testing.assert_array_equal(fresh.predict_chunk(obs, deterministic=True), trained.predict_chunk(obs, deterministic=True))
-    actions, _ = fresh.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
-    expected, _ = trained.predict(obs, episode_start=np.ones(2, bool), deterministic=True)
+    for mode in ("deterministic", "stochastic", "zero-init"):
+        np.testing.assert_array_equal(_seeded(fresh.predict_chunk, obs, mode=mode), _seeded(trained.predict_chunk, obs, mode=mode))
+    actions, _ = _seeded(fresh.predict, obs, episode_start=np.ones(2, bool), deterministic=True)
+    expected, _ = _seeded(trained.predict, obs, episode_start=np.ones(2, bool), deterministic=True)
     np.testing.assert_array_equal(actions, expected)
 
 
@@ -336,7 +350,9 @@ def test_save_load_zip_round_trip(tmp_path: Any) -> None:
     loaded = DiffusionPPO.load(path, env=make_vec_env(2), device="cpu")
     assert loaded.config == trained.config and loaded.num_timesteps == trained.num_timesteps
     obs = make_vec_env(2, seed=8).reset()
-    np.testing.assert_array_equal(loaded.predict_chunk(obs, deterministic=True), trained.predict_chunk(obs, deterministic=True))
+    np.testing.assert_array_equal(
+        _seeded(loaded.predict_chunk, obs, deterministic=True), _seeded(trained.predict_chunk, obs, deterministic=True)
+    )
 
 
 # ---------------------------------------------------------------- learning
@@ -373,5 +389,5 @@ def test_learns_on_fake_env() -> None:
     model.learn(total_timesteps=64_000)
     after = evaluate(model, LEARN_ENV, n_episodes=50)
     print(f"DiffusionPPO on FakeLiberoEnv: deterministic success {before:.2f} -> {after:.2f}")
-    assert before <= 0.15
-    assert after >= before + 0.4
+    assert before <= 0.4  # an untrained chain from random x_T wanders onto the goal now and then
+    assert after >= max(0.9, before + 0.4)

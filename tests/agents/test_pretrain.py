@@ -67,7 +67,7 @@ def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, caps
     result = pretrain(
         Pretrain(
             dataset=(data,), run_dir=tmp_path / "bc", agent_config=config, epochs=60, batch_size=8, learning_rate=1e-3,
-            progress=False, device="cpu",
+            progress=False, device="cpu", lr_schedule="constant",
         )  # fmt: skip
     )
     assert result.env_id == "LIBERO-Goal-v0" and result.task_ids == (0,) and result.samples == 2 * STEPS
@@ -112,5 +112,6 @@ def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]) == 2
     assert capsys.readouterr().err.startswith("error:")
     argv = ["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]
-    assert cli.main([*argv, "--agent", "gaussian-ppo"]) == 2
-    assert "diffusion policy" in capsys.readouterr().err
+    assert cli.main([*argv, "--agent", "stable_baselines3:SAC"]) == 2
+    err = capsys.readouterr().err
+    assert "behaviour-cloned" in err and "diffusion-ppo" in err and "gaussian-ppo" in err

@@ -124,8 +124,14 @@ def test_diffusion_ppo(tmp_path: Path, obs_mode: str, diffusion_available: bool)
     assert meta["env"]["chunk_size"] == 4 and meta["action_space"]["shape"] == [4, 7]
     assert result.ep_len_mean == (16.0 if pixels else 40.0)  # no success in a few random episodes: the step limit
     if not pixels:  # eval of a pixels checkpoint is the same code path; spare the renders
-        out = evaluate(Eval(checkpoint=tmp_path / "run", episodes=1, max_episode_steps=8, device="cpu"))
-        assert out.tasks[0].episodes == 1 and out.agent == "diffusion-ppo"
+        modes = ("deterministic", "stochastic", "zero-init")
+        out = evaluate(Eval(checkpoint=tmp_path / "run", episodes=2, max_episode_steps=8, device="cpu", sampling=modes))
+        assert out.tasks[0].episodes == 2 and out.agent == "diffusion-ppo"
+        assert tuple(out.by_sampling) == modes and out.tasks == out.by_sampling["deterministic"]
+        for mode in modes:  # every mode from the same init states, 0 and 1 (cycled in LIBERO's order)
+            assert out.by_sampling[mode][0].init_state_ids == (0, 1)
+        row = out.to_json()["by_sampling"]["stochastic"][0]
+        assert row["episodes"] == 2 and 0 <= row["interval95"][0] <= row["success_rate"] <= row["interval95"][1] <= 1
 
 
 def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

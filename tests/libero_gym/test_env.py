@@ -211,6 +211,23 @@ def test_reset_seed_picks_init_state_and_options_override() -> None:
         env.close()
 
 
+def test_init_state_ids_cycle_in_order() -> None:
+    """``init_state_ids``: resets take them in turn (LIBERO's evaluation order); a seeded reset restarts the cycle;
+    an explicit option still wins."""
+    env = gym.make("LIBERO-Goal-v0", task_id=0, init_state_ids=[4, 7, 9], settle_steps=0)
+    try:
+        ids = [env.reset(seed=1)[1]["init_state_id"]] + [env.reset()[1]["init_state_id"] for _ in range(3)]
+        assert ids == [4, 7, 9, 4]
+        assert env.reset(seed=2)[1]["init_state_id"] == 4
+        assert env.reset(options={"init_state_id": 20})[1]["init_state_id"] == 20
+        assert env.reset()[1]["init_state_id"] == 7  # an explicit id does not use a turn
+    finally:
+        env.close()
+    for bad in ([], [50], [True]):
+        with pytest.raises(InvalidInputError, match="init_state_ids"):
+            gym.make("LIBERO-Goal-v0", init_state_ids=bad)
+
+
 def test_multitask_observations_keep_one_shape() -> None:
     env = gym.make("LIBERO-90-v0", task_id=[0, 40, 80])  # kitchen, living room, study scenes
     try:

@@ -36,6 +36,21 @@ def test_async_two_workers_step_autoreset_close() -> None:
     assert envs.closed
 
 
+def test_init_state_ids_are_dealt_round_robin() -> None:
+    envs = make_vec("LIBERO-Goal-v0", 2, vectorization_mode="sync", init_state_ids=[0, 1, 2, 3, 4], settle_steps=0)
+    try:
+        _, info = envs.reset(seed=0)
+        assert list(info["init_state_id"]) == [0, 1]
+        _, info = envs.reset()
+        assert list(info["init_state_id"]) == [2, 3]
+        _, info = envs.reset()
+        assert list(info["init_state_id"]) == [4, 1]  # worker 0 owns [0, 2, 4], worker 1 [1, 3]
+    finally:
+        envs.close()
+    with pytest.raises(InvalidInputError, match="at least num_envs"):
+        make_vec("LIBERO-Goal-v0", 3, vectorization_mode="sync", init_state_ids=[0, 1])
+
+
 def test_sync_and_async_agree() -> None:
     kwargs = dict(num_envs=2, task_id=[2, 3], task_per_worker=True, max_episode_steps=8)
     sync = make_vec("LIBERO-Spatial-v0", vectorization_mode="sync", **kwargs)
