@@ -1,0 +1,303 @@
+"""The method, measured on one LIBERO task: scripted demos -> BC -> DiffusionPPO and Gaussian PPO -> data.
+
+One command per task; every stage goes through ``cli.py`` (so what is measured is
+what users run) and is resumable: a stage whose outputs exist is skipped, an RL run
+continues from its newest checkpoint (``train --resume``), a collection from its
+finished episodes (``collect --resume``). Kill it at any point and run the same
+command again.
+
+Stages (outputs under ``OUT/TASK/``):
+
+1. ``demos``: N successful scripted demonstrations (``collect --policy scripted``).
+2. ``bc_diffusion``, ``bc_gaussian``: behaviour cloning of both policies on them (``pretrain``).
+3. ``eval_bc_*``: 50 episodes over the task's 50 init states, deterministic and stochastic.
+4. ``rl_diffusion``, ``rl_gaussian``: ``train --init-from`` the BC checkpoints for the same env-step budget.
+5. ``eval_rl_*``: as 3, on the fine-tuned policies.
+6. ``data_*``: 50 successful rollouts of each fine-tuned policy and of the expert (``collect``).
+7. ``stats``: trajectory quality of the three datasets (``cli.py stats``).
+8. ``summary.json`` and ``learning_curve.png`` (rollout success vs env steps, both agents).
+
+Usage::
+
+    python scripts/method_experiment.py --task goal0 --out runs/method
+    python scripts/method_experiment.py --task goal0 --out runs/method --report   # tables for docs/results.md
+
+Figures are written by the stages themselves; ``--report`` only reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One experiment task."""
+
+    env: str
+    task_id: int
+    why: str
+
+
+TASKS: dict[str, TaskSpec] = {
+    "goal0": TaskSpec("LIBERO-Goal-v0", 0, "LIBERO-Goal task 0 (the probe's task; expert 100%)"),
+    "spatial4": TaskSpec("LIBERO-Spatial-v0", 4, "a weak-expert task (scripted expert 54%, docs/experts.md)"),
+    "long5": TaskSpec("LIBERO-10-v0", 5, "a LIBERO-10 (long-horizon, two-stage) task, the shortest one (expert 100%)"),
+    "l90_23": TaskSpec("LIBERO-90-v0", 23, "a weak-expert LIBERO-90 task (scripted expert 58%)"),
+}
+
+GAUSSIAN_RL = {
+    "learning_rate": 1e-4,
+    "n_steps": 512,
+    "batch_size": 256,
+    "n_epochs": 5,
+    "gamma": 0.999,
+}
+"""Gaussian PPO fine-tuning from BC: SB3 PPO with a smaller step than from scratch (3e-4 would wash out the BC
+policy) and DPPO's per-step discount 0.999 for sparse, 100-500-step episodes."""
+
+
+def run(argv: list[str], log: Path) -> None:
+    """``python cli.py ARGV``, output appended to ``log``; raises on a non-zero exit."""
+    command = [sys.executable, str(REPO / "cli.py"), *argv]
+    with log.open("a") as handle:
+        handle.write(f"\n$ {' '.join(command)}\n")
+        handle.flush()
+        started = time.perf_counter()
+        code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        handle.write(f"[exit {code} after {time.perf_counter() - started:.0f} s]\n")
+    if code != 0:
+        raise SystemExit(f"stage failed (exit {code}): {' '.join(argv)}; see {log}")
+
+
+def mark(state: dict[str, Any], name: str, path: Path, started: float, **extra: Any) -> None:
+    state[name] = {"done": True, "seconds": round(time.perf_counter() - started, 1), **extra}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--out", type=Path, default=Path("runs/method"))
+    parser.add_argument("--demos", type=int, default=5, help="scripted demonstrations for BC")
+    parser.add_argument("--bc-epochs", type=int, default=800)
+    parser.add_argument("--rl-steps", type=int, default=100_000, help="env-step budget of each RL run")
+    parser.add_argument("--num-envs", type=int, default=2)
+    parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--data-episodes", type=int, default=50, help="successful rollouts per dataset")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], help="stages to skip (e.g. rl_gaussian)")
+    parser.add_argument("--report", action="store_true", help="print the tables from what is on disk")
+    args = parser.parse_args()
+    spec = TASKS[args.task]
+    folder = (args.out / args.task).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        print(report(folder))
+        return
+    log = folder / "log.txt"
+    state_path = folder / "state.json"
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state["machine"] = f"{platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+    state["config"] = vars(args) | {"out": str(args.out), "env": spec.env, "task_id": spec.task_id}
+    env = ["--env", spec.env, "--task-id", str(spec.task_id)]
+    workers = ["--num-workers", str(args.num_envs)]
+
+    def go(name: str, argv: list[str], may_fail: bool = False) -> None:
+        if name in args.skip or state.get(name, {}).get("done"):
+            return
+        started = time.perf_counter()
+        print(f"[{time.strftime('%H:%M:%S')}] {args.task}: {name}", flush=True)
+        try:
+            run(argv, log)
+        except SystemExit as error:
+            if not may_fail:
+                raise
+            print(f"  {name} failed: {error} (recorded; going on)", flush=True)
+            mark(state, name, state_path, started, failed=str(error))
+            return
+        mark(state, name, state_path, started)
+
+    # 1. demonstrations
+    go("demos", ["collect", "--policy", "scripted", *env, "--episodes", str(args.demos), "--until-successes",
+                 *workers, "--no-images", "--seed", str(args.seed), "--out", str(folder / "demos"), "--resume",
+                 "--no-progress"])  # fmt: skip
+    demos = sorted(str(p) for p in (folder / "demos").glob("*.hdf5"))
+
+    # 2. behaviour cloning, both policies (a folder without a checkpoint is a killed run: start it again)
+    for agent in ("diffusion", "gaussian"):
+        run_dir = folder / f"bc_{agent}"
+        if not (run_dir / "checkpoint").exists() and run_dir.exists():
+            shutil.rmtree(run_dir)
+        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), "--agent", f"{agent}-ppo",
+                           "--epochs", str(args.bc_epochs), "--seed", str(args.seed), "--no-progress"])  # fmt: skip
+
+    def evaluate(name: str, checkpoint: Path) -> None:
+        go(name, ["eval", "--checkpoint", str(checkpoint), "--episodes", str(args.eval_episodes),
+                  "--num-envs", str(args.num_envs), "--seed", str(args.seed),
+                  "--json-out", str(folder / f"{name}.json")])  # fmt: skip
+
+    # 3. the BC starts
+    for agent in ("diffusion", "gaussian"):
+        evaluate(f"eval_bc_{agent}", folder / f"bc_{agent}" / "checkpoint")
+
+    # 4. RL from each start, same env-step budget
+    for agent in ("diffusion", "gaussian"):
+        overrides = json.dumps(GAUSSIAN_RL) if agent == "gaussian" else "{}"
+        go(f"rl_{agent}", ["train", "--agent", f"{agent}-ppo", *env, "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
+                           "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),
+                           "--checkpoint-every", "10000", "--seed", str(args.seed), "--agent-config", overrides,
+                           "--resume", str(folder / f"rl_{agent}"), "--no-progress"])  # fmt: skip
+
+    # 5. the fine-tuned policies
+    for agent in ("diffusion", "gaussian"):
+        evaluate(f"eval_rl_{agent}", folder / f"rl_{agent}")
+
+    # 6. datasets: 50 successful rollouts each (the policies' deterministic actions), and the expert's
+    sources = {"expert": ["--policy", "scripted"]}
+    for agent in ("diffusion", "gaussian"):
+        sources[agent] = ["--policy", "checkpoint", "--checkpoint", str(folder / f"rl_{agent}")]
+    for source, policy in sources.items():
+        go(f"data_{source}", ["collect", *policy, *env, "--episodes", str(args.data_episodes), "--until-successes",
+                              "--max-episodes", str(10 * args.data_episodes), *workers, "--no-images",
+                              "--seed", str(10_000 + args.seed), "--out", str(folder / f"data_{source}"), "--resume",
+                              "--no-progress"], may_fail=True)  # fmt: skip  (a policy may not reach 50 successes)
+
+    # 7. trajectory quality
+    data = [str(folder / f"data_{s}") for s in sources if list((folder / f"data_{s}").glob("*.hdf5"))]
+    go("stats", ["stats", *data, "--plots", str(folder / "stats_plots"), "--json-out", str(folder / "stats.json")])
+
+    # 8. learning curves and the summary
+    plot_learning_curves(folder)
+    (folder / "summary.json").write_text(json.dumps(summarize(folder), indent=2) + "\n")
+    print(report(folder))
+
+
+# ---------------------------------------------------------------------- reading the results
+def _progress_rows(run_dir: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted((run_dir / "logs").glob("progress*.csv")):
+        with path.open() as handle:
+            rows += list(csv.DictReader(handle))
+    return rows
+
+
+def learning_curve(run_dir: Path) -> tuple[list[int], list[float]]:
+    """(env steps, rollout success rate of the last 100 episodes) from the run's progress.csv files."""
+    points: dict[int, float] = {}
+    for row in _progress_rows(run_dir):
+        step, success = row.get("time/total_timesteps"), row.get("rollout/success_rate")
+        if step and success:
+            points[int(float(step))] = float(success)
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]
+
+
+def plot_learning_curves(folder: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    plotted = False
+    for agent, colour in (("diffusion", "tab:blue"), ("gaussian", "tab:orange")):
+        steps, success = learning_curve(folder / f"rl_{agent}")
+        if steps:
+            ax.plot(steps, success, label=f"{agent}-ppo (training rollouts)", color=colour)
+            plotted = True
+        result = _eval(folder, f"eval_bc_{agent}")
+        if result is not None:
+            ax.axhline(result["success_rate_by_sampling"].get("stochastic", float("nan")), color=colour, ls=":",
+                       label=f"{agent} BC, stochastic eval")  # fmt: skip
+    if not plotted:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("success rate (last 100 episodes)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(folder.name)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path = folder / "learning_curve.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _eval(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def summarize(folder: Path) -> dict[str, Any]:
+    state = json.loads((folder / "state.json").read_text()) if (folder / "state.json").exists() else {}
+    out: dict[str, Any] = {"task": folder.name, "machine": state.get("machine"), "config": state.get("config"), "eval": {}}
+    for name in ("eval_bc_diffusion", "eval_bc_gaussian", "eval_rl_diffusion", "eval_rl_gaussian"):
+        result = _eval(folder, name)
+        if result is not None:
+            out["eval"][name] = {
+                mode: {"success": rows[0]["success_rate"], "interval95": rows[0]["interval95"],
+                       "episodes": rows[0]["episodes"], "mean_length": rows[0]["mean_length"]}
+                for mode, rows in result["by_sampling"].items()
+            }  # fmt: skip
+    out["seconds"] = {name: entry.get("seconds") for name, entry in state.items() if isinstance(entry, dict) and "done" in entry}
+    for agent in ("diffusion", "gaussian"):
+        steps, success = learning_curve(folder / f"rl_{agent}")
+        out[f"rl_{agent}_curve"] = {"steps": steps, "rollout_success": success}
+    expert = folder / "data_expert"
+    out["expert_success"] = _collect_success(expert)
+    if (folder / "stats.json").exists():
+        out["stats"] = json.loads((folder / "stats.json").read_text())
+    return out
+
+
+def _collect_success(folder: Path) -> float | None:
+    """Success rate of a collect run (every episode's summary, kept or not)."""
+    summaries = list((folder / "episodes").glob("*.json")) if folder.exists() else []
+    results = []
+    for path in summaries:
+        try:
+            results.append(bool(json.loads(path.read_text()).get("success")))
+        except (json.JSONDecodeError, OSError):
+            continue
+    return sum(results) / len(results) if results else None
+
+
+def report(folder: Path) -> str:
+    summary = summarize(folder)
+    lines = [f"## {folder.name}", "", "| policy | deterministic (95% CI) | stochastic (95% CI) |", "| --- | --- | --- |"]
+    for name, label in (("eval_bc_diffusion", "BC diffusion"), ("eval_rl_diffusion", "DiffusionPPO"),
+                        ("eval_bc_gaussian", "BC Gaussian"), ("eval_rl_gaussian", "Gaussian PPO")):  # fmt: skip
+        modes = summary["eval"].get(name)
+        if modes is None:
+            continue
+        cells = []
+        for mode in ("deterministic", "stochastic"):
+            row = modes.get(mode)
+            cells.append("-" if row is None else f"{100 * row['success']:.0f}% ({100 * row['interval95'][0]:.0f}-{100 * row['interval95'][1]:.0f})")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    if summary.get("expert_success") is not None:
+        lines.append(f"| scripted expert (collect) | {100 * summary['expert_success']:.0f}% | |")
+    lines.append("")
+    lines.append("stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary["seconds"].items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
