@@ -37,6 +37,7 @@ against ~100 ms to render a 128x128 frame on the same CPU.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import weakref
 from typing import Any
@@ -143,4 +144,13 @@ def _scratch() -> Any:
         from robosuite.utils import binding_utils
 
         _SCRATCH.append(binding_utils.GLContext(max_width=_SCRATCH_SIZE, max_height=_SCRATCH_SIZE))
+        # Freed at exit before robosuite's EGL display terminates (atexit runs last in,
+        # first out; robosuite registered its eglTerminate when the first env's context
+        # was made), else its finaliser reports an EGL error.
+        atexit.register(_free_scratch)
     return _SCRATCH[0]
+
+
+def _free_scratch() -> None:
+    while _SCRATCH:
+        _SCRATCH.pop().free()

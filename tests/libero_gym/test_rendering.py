@@ -11,6 +11,8 @@ and a vector env of mixed scenes against the same envs in their own processes.
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -161,3 +163,34 @@ def test_check_env_with_render_check_passes_twice() -> None:
         check_env(env.unwrapped)
     finally:
         env.close()
+
+
+def test_neighbour_whose_gl_context_went_first_frees_nothing_of_ours() -> None:
+    """Garbage collection may finalise a render context's GL context before the render context.
+
+    Its ``MjrContext`` is then freed in a scratch context, not in ours; and the process
+    exits without EGL errors. In a child process, to see its exit.
+    """
+    code = f"""
+import gymnasium as gym, numpy as np, libero_gym
+env = gym.make({KITCHEN!r}, obs_mode="pixels", image_size={SIZE})
+expected = env.reset(seed={SEED})[0]["agentview_image"]
+neighbour = gym.make({LIVING_ROOM!r}, obs_mode="pixels", image_size={SIZE})
+neighbour.reset(seed=0)
+env.reset(seed={SEED})  # ours is current
+neighbour.unwrapped.sim._render_context_offscreen.gl_ctx.free()  # as a collector finalising it first would
+# EGL's free releases the thread's context; another finaliser of the same sweep (or
+# OSMesa, whose free does not) leaves ours current while the orphan frees its objects.
+env.unwrapped.sim._render_context_offscreen.gl_ctx.make_current()
+neighbour.close()
+image = env.reset(seed={SEED})[0]["agentview_image"]
+assert expected.mean() > 40, expected.mean()
+assert np.array_equal(image, expected), int(np.abs(image.astype(int) - expected).max())
+env.close()
+print("done")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("done")
+    for marker in ("EGL", "Traceback", "Exception ignored"):
+        assert marker not in result.stderr, result.stderr[-2000:]
