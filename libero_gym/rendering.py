@@ -38,6 +38,7 @@ against ~100 ms to render a 128x128 frame on the same CPU.
 from __future__ import annotations
 
 import atexit
+import functools
 import threading
 import weakref
 from typing import Any
@@ -88,44 +89,46 @@ def _alive(gl_ctx: Any) -> bool:
 
 
 def _wrap_make_current(cls: type, name: str) -> None:
+    """Make ``cls.<name>`` make the render context's own GL context current first."""
     original = getattr(cls, name)
 
+    @functools.wraps(original)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
         make_current(self.gl_ctx)
         return original(self, *args, **kwargs)
 
-    wrapped.__name__ = original.__name__
-    wrapped.__qualname__ = original.__qualname__
-    wrapped.__doc__ = original.__doc__
-    wrapped.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(cls, name, wrapped)
 
 
 def _wrap_init(cls: type) -> None:
+    """Record the GL context the constructor made (and left) current."""
     original = cls.__init__
 
+    @functools.wraps(original)
     def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        # The constructor made its GL context current (and left it so): record it.
         _CURRENT.ref = weakref.ref(self.gl_ctx)
 
-    wrapped.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(cls, "__init__", wrapped)
 
 
 def _wrap_del(cls: type) -> None:
+    """Free in the render context's own GL context (or the scratch one), then restore the previous one."""
     original = cls.__del__
 
+    @functools.wraps(original)
     def wrapped(self: Any) -> None:
         own = getattr(self, "gl_ctx", None)
         if not hasattr(self, "con"):  # the constructor failed before the MjrContext existed
             return original(self)
         previous_ref = getattr(_CURRENT, "ref", None)
         previous = previous_ref() if previous_ref is not None else None
-        if _alive(own):
-            own.make_current()
-        else:
-            _scratch().make_current()
+        try:
+            (own if _alive(own) else _scratch()).make_current()
+        except Exception:  # noqa: BLE001
+            # Only at interpreter exit, after robosuite's atexit terminated the EGL
+            # display: no env renders any more; free as upstream does.
+            previous = None
         try:
             original(self)
         finally:
@@ -134,7 +137,6 @@ def _wrap_del(cls: type) -> None:
             else:
                 _CURRENT.ref = None
 
-    wrapped.__wrapped__ = original  # type: ignore[attr-defined]
     setattr(cls, "__del__", wrapped)
 
 
