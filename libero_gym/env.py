@@ -279,6 +279,11 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         from libero.libero.envs import OffScreenRenderEnv
         from libero.libero.envs.env_wrapper import ControlEnv
 
+        from libero_gym import rendering
+
+        # Every render context must use its own GL context, whatever else renders in
+        # this process (another env, a closed one): see libero_gym.rendering.
+        rendering.install()
         self._close_simulator()
         bddl = os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
         needs_renderer = self.uses_pixels or self.render_mode == "rgb_array"
