@@ -52,6 +52,7 @@ import numpy as np
 
 from libero_gym import suites
 from libero_gym.errors import DatasetError
+from libero_gym.file_modes import set_default_mode
 from libero_gym.suites import Task
 
 IMAGE_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
@@ -176,8 +177,9 @@ class LiberoDataset:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path``.
 
-    The temporary file is fsynced, then ``os.replace``-d onto the target (atomic
-    on POSIX within one folder), then the folder is fsynced. A failure or a kill
+    The temporary file is fsynced, given the mode a plain ``open()`` would give
+    (0644 under umask 022, not ``mkstemp``'s 0600), then ``os.replace``-d onto the
+    target (atomic on POSIX within one folder), then the folder is fsynced. A failure or a kill
     at any point leaves the previous ``path`` untouched (and at worst a
     ``.<name>.tmp-*`` file, which :func:`remove_stale_temporaries` cleans).
     """
@@ -190,6 +192,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        set_default_mode(tmp)  # mkstemp made it 0600; a plain open() gives 0666 & ~umask
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
