@@ -29,7 +29,8 @@ Prints one line per demo and a summary; exit code 0 when every replayed demo
 that was recorded as a success succeeds again, 1 otherwise.
 
 State error: per step, the largest absolute difference over ``qpos`` and ``qvel``
-of the flattened state (``states[t][1:]``; entry 0 is the simulation time).
+of the flattened state (``states[t][1:]``; entry 0 is the simulation time), and
+over ``qpos`` alone (m for positions, rad for angles, quaternion components).
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def replay_file(path: Path, max_demos: int | None = None, settled_robot_state: b
                     if not success and env._check_success():
                         success, first_success = True, t
                 err = np.stack(errors)
+                nq = env.sim.model.nq  # flattened state: time, qpos (nq), qvel (nv)
                 recorded = group.attrs.get("success")
                 results.append(
                     {
@@ -154,6 +156,7 @@ def replay_file(path: Path, max_demos: int | None = None, settled_robot_state: b
                         "first_success_step": first_success,
                         "recorded_success": None if recorded is None else bool(recorded),
                         "step_max_error": err.max(axis=1).tolist(),
+                        "step_max_qpos_error": err[:, :nq].max(axis=1).tolist(),
                         "mean_abs_error": float(err.mean()),
                         "final_max_error": float(err[-1].max()),
                         "seconds": time.perf_counter() - clock,
@@ -167,6 +170,7 @@ def replay_file(path: Path, max_demos: int | None = None, settled_robot_state: b
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Success rate and state-error percentiles over all demos and steps."""
     steps = np.concatenate([np.asarray(r["step_max_error"]) for r in results])
+    qpos_steps = np.concatenate([np.asarray(r["step_max_qpos_error"]) for r in results])
     demo_max = np.asarray([max(r["step_max_error"]) for r in results])
     expected = [r for r in results if r["recorded_success"] is not False]
     return {
@@ -177,7 +181,13 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "step_max_error_percentiles": {
             str(q): float(np.percentile(steps, q)) for q in (50, 90, 99, 100)
         },
+        "step_max_qpos_error_percentiles": {
+            str(q): float(np.percentile(qpos_steps, q)) for q in (50, 90, 99, 100)
+        },
         "demo_max_error_percentiles": {str(q): float(np.percentile(demo_max, q)) for q in (50, 90, 100)},
+        "demo_max_qpos_error_percentiles": {
+            str(q): float(np.percentile([max(r["step_max_qpos_error"]) for r in results], q)) for q in (50, 90, 100)
+        },
         "mean_abs_error": float(np.mean([r["mean_abs_error"] for r in results])),
         "exact_demos": int(np.sum(demo_max == 0.0)),
     }

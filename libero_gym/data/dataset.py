@@ -34,7 +34,13 @@ LIBERO's human datasets pair ``states[t]`` with the observation *after*
 consistent, so rendering ``states[t]`` gives ``obs/*_rgb[t]``.
 
 Per-demo extra attributes (attributes never change the key layout):
-``success``, ``init_state_id``, ``seed``, ``episode_index``.
+``success``, ``init_state_id``, ``seed``, ``episode_index``, ``layout_seed``, ``body_poses``.
+
+Rebuildable by LIBERO's own tooling: ``env_args`` holds the keyword arguments of
+LIBERO's problem class (``TASK_MAPPING[problem_name](**env_kwargs)``, with
+``controller_configs``), BDDL paths are relative to the LIBERO root as in LIBERO's
+released files (:func:`portable_bddl_path`), and ``model_file`` compiles to the
+model the demo ran in (:mod:`libero_gym.data.model_xml`).
 """
 
 from __future__ import annotations
@@ -624,7 +630,12 @@ def iter_episodes(path: str | os.PathLike[str], *, images: bool = True) -> Itera
 
 
 def resolve_task(provenance: Mapping[str, Any], bddl_file_name: str) -> Task | None:
-    """The libero-gym task of a file: from our provenance, else from its BDDL file name."""
+    """The libero-gym task of a file: from our provenance, else from its BDDL file name.
+
+    Only the last two parts of ``bddl_file_name`` count (suite folder, file name),
+    so the path may be relative (``libero/libero/bddl_files/...``, ours and LIBERO's)
+    or point into a machine or virtual environment that no longer exists.
+    """
     if "suite" in provenance and "task_id" in provenance:
         with contextlib.suppress(Exception):
             return suites.get_task(str(provenance["suite"]), int(provenance["task_id"]))
