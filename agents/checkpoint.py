@@ -42,6 +42,7 @@ from gymnasium import spaces
 
 from agents.registry import PROTOCOL_CONFIG, SB3_POLICY, AgentSpec, resolve_agent
 from libero_gym.errors import CheckpointError
+from libero_gym.file_modes import set_default_mode
 
 AGENT_FILE = "agent.json"
 PARAMS_FILE = "params.pt"
@@ -258,6 +259,7 @@ def save_checkpoint(
         with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
             archive.writestr(AGENT_FILE, meta_bytes)
             archive.writestr(PARAMS_FILE, blob)
+        set_default_mode(tmp_name)  # mkstemp made it 0600; a plain open() gives 0666 & ~umask
         os.replace(tmp_name, path)
         return path
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
@@ -267,6 +269,7 @@ def save_checkpoint(
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+        set_default_mode(tmp)  # mkdtemp made it 0700; a plain mkdir gives 0777 & ~umask
         if path.exists():  # replace an older checkpoint of the same name only now
             trash = Path(tempfile.mkdtemp(prefix=f".old-{path.name}-", dir=path.parent))
             os.replace(path, trash / path.name)

@@ -34,7 +34,13 @@ LIBERO's human datasets pair ``states[t]`` with the observation *after*
 consistent, so rendering ``states[t]`` gives ``obs/*_rgb[t]``.
 
 Per-demo extra attributes (attributes never change the key layout):
-``success``, ``init_state_id``, ``seed``, ``episode_index``.
+``success``, ``init_state_id``, ``seed``, ``episode_index``, ``layout_seed``, ``body_poses``.
+
+Rebuildable by LIBERO's own tooling: ``env_args`` holds the keyword arguments of
+LIBERO's problem class (``TASK_MAPPING[problem_name](**env_kwargs)``, with
+``controller_configs``), BDDL paths are relative to the LIBERO root as in LIBERO's
+released files (:func:`portable_bddl_path`), and ``model_file`` compiles to the
+model the demo ran in (:mod:`libero_gym.data.model_xml`).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import numpy as np
 
 from libero_gym import suites
 from libero_gym.errors import DatasetError
+from libero_gym.file_modes import set_default_mode
 from libero_gym.suites import Task
 
 IMAGE_KEYS: tuple[str, ...] = ("agentview_rgb", "eye_in_hand_rgb")
@@ -176,8 +183,9 @@ class LiberoDataset:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it over ``path``.
 
-    The temporary file is fsynced, then ``os.replace``-d onto the target (atomic
-    on POSIX within one folder), then the folder is fsynced. A failure or a kill
+    The temporary file is fsynced, given the mode a plain ``open()`` would give
+    (0644 under umask 022, not ``mkstemp``'s 0600), then ``os.replace``-d onto the
+    target (atomic on POSIX within one folder), then the folder is fsynced. A failure or a kill
     at any point leaves the previous ``path`` untouched (and at worst a
     ``.<name>.tmp-*`` file, which :func:`remove_stale_temporaries` cleans).
     """
@@ -190,6 +198,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        set_default_mode(tmp)  # mkstemp made it 0600; a plain open() gives 0666 & ~umask
         os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
@@ -234,29 +243,125 @@ def _json_default(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------- metadata
+BDDL_FOLDER = "bddl_files"
+"""LIBERO's folder of BDDL files; what follows it in a recorded path names the task on any machine."""
+LIBERO_BDDL_PREFIX = "libero/libero/" + BDDL_FOLDER
+"""Where that folder sits relative to a LIBERO checkout (and to ``site-packages`` for the
+PyPI package): the prefix of ``bddl_file_name`` in LIBERO's released datasets
+(``libero/libero/bddl_files/libero_goal/<task>.bddl``), which LIBERO's scripts read
+from the repository root."""
+CAMERA_NAMES: tuple[str, ...] = ("robot0_eye_in_hand", "agentview")
+"""``env_kwargs["camera_names"]`` of LIBERO's datasets (``create_dataset.py``)."""
+DEFAULT_CAMERA_SIZE = 128
+"""Camera size recorded for state-only files: LIBERO's default (``ControlEnv``), unused
+there since no camera is enabled."""
+
+
 def bddl_path(task: Task) -> Path:
     """The installed BDDL file of a task (found without importing LIBERO)."""
     from libero_gym.libero_config import libero_package_dir
 
-    return libero_package_dir() / "bddl_files" / task.problem_folder / task.bddl_file
+    return libero_package_dir() / BDDL_FOLDER / task.problem_folder / task.bddl_file
+
+
+def portable_bddl_path(task: Task) -> str:
+    """``bddl_file_name`` as LIBERO's released datasets record it: relative to the LIBERO root.
+
+    No path of the producing machine (its virtual environment, its site-packages):
+    ``libero/libero/bddl_files/<suite folder>/<task>.bddl`` resolves from the root of
+    any LIBERO checkout or from ``site-packages``, and the part after
+    ``bddl_files/`` under any install's ``get_libero_path("bddl_files")``
+    (:func:`resolve_bddl_file`).
+    """
+    return f"{LIBERO_BDDL_PREFIX}/{task.problem_folder}/{task.bddl_file}"
+
+
+def resolve_bddl_file(recorded: str | os.PathLike[str]) -> Path | None:
+    """This machine's copy of a BDDL file that a dataset recorded, or ``None``.
+
+    Tries, in order: the path as recorded (absolute, or relative to the current
+    folder); relative to the installed LIBERO's root; the part after the last
+    ``bddl_files/`` under the installed LIBERO's BDDL folder (how consumers of
+    LIBERO's released files relocate their stale paths). A path into a virtual
+    environment that no longer exists therefore still resolves.
+    """
+    from libero_gym.libero_config import libero_package_dir
+
+    path = Path(recorded)
+    if str(recorded) and path.is_file():
+        return path
+    try:
+        bddl_root = libero_package_dir() / BDDL_FOLDER
+    except ModuleNotFoundError:
+        return None
+    candidates = [bddl_root.parent.parent / path] if not path.is_absolute() else []
+    if BDDL_FOLDER in path.parts:
+        last = len(path.parts) - 1 - path.parts[::-1].index(BDDL_FOLDER)
+        candidates.append(bddl_root.joinpath(*path.parts[last + 1 :]))
+    return next((candidate for candidate in candidates if candidate.is_file()), None)
+
+
+def env_class_name(task: Task) -> str:
+    """robosuite's registered env name of a task's problem class (``Libero_Tabletop_Manipulation``).
+
+    LIBERO registers one class per problem; ``TASK_MAPPING`` keys it by the lower-cased
+    class name (``problem_name``) and robosuite's registry (``robosuite.make``, which
+    robomimic's env-from-metadata calls with ``env_name``) by the class name itself.
+    """
+    return "_".join(part.capitalize() for part in task.problem_name.split("_"))
+
+
+def osc_pose_controller_config() -> dict[str, Any]:
+    """``robosuite.load_controller_config(default_controller="OSC_POSE")``, read without importing robosuite.
+
+    The controller LIBERO's ``ControlEnv`` builds (and libero-gym steps with);
+    ``TASK_MAPPING[problem_name](**env_kwargs)`` takes it as ``controller_configs``.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("robosuite")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("robosuite is not installed")
+    return json.loads((Path(spec.origin).parent / "controllers" / "config" / "osc_pose.json").read_text())
 
 
 def env_args_for(task: Task, image_size: int) -> dict[str, Any]:
-    """``env_args`` as LIBERO's ``create_dataset.py`` writes it (robomimic env meta)."""
+    """``env_args`` as LIBERO's ``create_dataset.py`` writes it (robomimic env meta).
+
+    ``env_kwargs`` are keyword arguments of LIBERO's problem class, so that
+    ``TASK_MAPPING[problem_name](**env_kwargs)`` (LIBERO) and
+    ``robosuite.make(env_name, **env_kwargs)`` (robomimic) rebuild the env: the keys
+    of LIBERO's released files, ``controller_configs`` the full OSC_POSE dict (a
+    ``controller`` name is ``ControlEnv``'s argument, not the problem class's).
+
+    Args:
+        task: the task.
+        image_size: camera height and width of the stored images; 0 for a
+            state-only file (cameras then off).
+    """
+    bddl = portable_bddl_path(task)
+    images = image_size > 0
+    size = image_size if images else DEFAULT_CAMERA_SIZE
     return {
         "type": 1,  # robomimic EnvType.ROBOSUITE_TYPE
-        "env_name": task.problem_name,
+        "env_name": env_class_name(task),
         "problem_name": task.problem_name,
-        "bddl_file": str(bddl_path(task)),
+        "bddl_file": bddl,
         "env_kwargs": {
             "robots": ["Panda"],
-            "controller": "OSC_POSE",
-            "control_freq": 20,
-            "camera_names": ["robot0_eye_in_hand", "agentview"],
-            "camera_heights": image_size,
-            "camera_widths": image_size,
+            "controller_configs": osc_pose_controller_config(),
+            "bddl_file_name": bddl,
+            "has_renderer": False,
+            "has_offscreen_renderer": images,
             "ignore_done": True,
-            "bddl_file_name": str(bddl_path(task)),
+            "use_camera_obs": images,
+            "camera_depths": False,
+            "camera_names": list(CAMERA_NAMES),
+            "reward_shaping": True,
+            "control_freq": 20,  # LIBERO's control rate (Hz)
+            "camera_heights": size,
+            "camera_widths": size,
+            "camera_segmentations": None,
         },
     }
 
@@ -299,9 +404,9 @@ def write_dataset(
     with atomic_path(target) as tmp:
         with h5py.File(tmp, "w") as file:
             data = file.create_group("data")
-            data.attrs["env_name"] = task.problem_name
+            data.attrs["env_name"] = env_class_name(task)
             data.attrs["problem_info"] = json.dumps(problem_info_for(task))
-            data.attrs["bddl_file_name"] = str(bddl)
+            data.attrs["bddl_file_name"] = portable_bddl_path(task)
             data.attrs["bddl_file_content"] = bddl.read_text() if bddl.exists() else ""
             data.attrs["macros_image_convention"] = IMAGE_CONVENTION
             data.attrs["tag"] = LIBERO_TAG
@@ -525,7 +630,12 @@ def iter_episodes(path: str | os.PathLike[str], *, images: bool = True) -> Itera
 
 
 def resolve_task(provenance: Mapping[str, Any], bddl_file_name: str) -> Task | None:
-    """The libero-gym task of a file: from our provenance, else from its BDDL file name."""
+    """The libero-gym task of a file: from our provenance, else from its BDDL file name.
+
+    Only the last two parts of ``bddl_file_name`` count (suite folder, file name),
+    so the path may be relative (``libero/libero/bddl_files/...``, ours and LIBERO's)
+    or point into a machine or virtual environment that no longer exists.
+    """
     if "suite" in provenance and "task_id" in provenance:
         with contextlib.suppress(Exception):
             return suites.get_task(str(provenance["suite"]), int(provenance["task_id"]))

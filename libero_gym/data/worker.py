@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from libero_gym.data import dataset as ds
+from libero_gym.data.model_xml import scene_xml
 from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
 from libero_gym.data.replay import body_poses
 
@@ -144,8 +145,10 @@ class EpisodeWorker:
         self.policy.reset(unwrapped)
         task = unwrapped.task
         # robosuite re-places fixtures at every reset (model body poses, not in the
-        # MuJoCo state): record the scene as it is for this episode.
-        model_file = unwrapped.sim.model.get_xml()
+        # MuJoCo state): record the scene as it is for this episode, as an XML that
+        # compiles to this very model (not sim.model.get_xml(), which drops the
+        # compiler's inertiagrouprange under MuJoCo 3.3; see data/model_xml.py).
+        model_file = scene_xml(unwrapped.libero_env.env)
         poses = body_poses(unwrapped.sim)
         actions, states, robot, images, rewards = [], [], [], {k: [] for k in ds.IMAGE_KEYS}, []
         success, done = False, False
