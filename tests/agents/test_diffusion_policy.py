@@ -208,3 +208,52 @@ def test_bc_reproduces_the_proportional_controller() -> None:
     # The mapping is learned (zero-init); from random starts 1500 steps leave it at ~0.4-0.55 here.
     assert zero_init >= 0.8
     assert success >= 0.3
+
+
+def _dppo_reference_sample(policy: DiffusionPolicy, obs_t: dict[str, torch.Tensor], config: DiffusionPolicyConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """DPPO's DDPM sampler and log-probabilities (irom-lab/dppo, model/diffusion: p_mean_var with the
+    posterior coefficients, x0 clamped, std floored at min_sampling_denoising_std, noise clipped,
+    log-probs with the std floored at min_logprob_denoising_std, clamped to [-5, 2], averaged over the chunk),
+    written independently of DiffusionPolicy, on its fixed weights."""
+    K = config.denoising_steps
+    alpha_bar = cosine_alphas_cumprod(K).float()
+    alpha_bar_prev = torch.cat([torch.ones(1), alpha_bar[:-1]])
+    betas = 1 - alpha_bar / alpha_bar_prev
+    coef_x0 = betas * alpha_bar_prev.sqrt() / (1 - alpha_bar)
+    coef_xt = (1 - alpha_bar_prev) * (1 - betas).sqrt() / (1 - alpha_bar)
+    posterior_std = (betas * (1 - alpha_bar_prev) / (1 - alpha_bar)).sqrt()
+    batch = obs_t["proprio"].shape[0]
+    features = policy.actor_ft.encode(obs_t)
+    x = torch.randn(batch, config.horizon_steps, 7)
+    chain, log_probs = [x], []
+    for t in range(K - 1, -1, -1):
+        eps = policy.actor_ft(x, torch.full((batch,), t), features)
+        x0 = ((x - (1 - alpha_bar[t]).sqrt() * eps) / alpha_bar[t].sqrt()).clamp(-config.denoised_clip, config.denoised_clip)
+        mean = coef_x0[t] * x0 + coef_xt[t] * x
+        noise = torch.randn_like(x).clamp(-config.randn_clip, config.randn_clip)
+        x_next = mean + posterior_std[t].clamp(min=config.min_sampling_std) * noise
+        dist = torch.distributions.Normal(mean, posterior_std[t].clamp(min=config.min_logprob_std))
+        log_probs.append(dist.log_prob(x_next).clamp(config.logprob_min, config.logprob_max).mean(dim=(-2, -1)))
+        x = x_next
+        chain.append(x)
+    actions = policy.action_normalizer.unnormalize(x.clamp(-1, 1)).clamp(-1, 1)
+    return actions, torch.stack(chain, dim=1), torch.stack(log_probs, dim=1)
+
+
+def test_sampler_matches_dppo_on_fixed_weights() -> None:
+    """DDPM (S = K, all steps fine-tuned), normalised actions: same chain, actions and per-step log-probs as DPPO's."""
+    config = dataclasses.replace(SMALL, ddim_steps=10, ft_denoising_steps=10)
+    env, obs = _observations()
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(env.observation_space, config)
+    policy.action_normalizer.fit(np.random.default_rng(0).uniform(-0.3, 0.5, (50, 7)))
+    obs_t = obs_as_tensor(obs, "cpu")
+    with torch.no_grad():
+        torch.manual_seed(7)
+        actions, chain = policy.sample(obs_t, mode="stochastic")
+        torch.manual_seed(7)
+        ref_actions, ref_chain, ref_log_probs = _dppo_reference_sample(policy, obs_t, config)
+        log_probs = policy.log_prob_chain(obs_t, chain)
+    torch.testing.assert_close(chain, ref_chain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(actions, ref_actions, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(log_probs, ref_log_probs, rtol=1e-4, atol=1e-4)
