@@ -51,6 +51,20 @@ def _wait_for(proc: subprocess.Popen[str], ready: callable) -> None:  # type: ig
         time.sleep(0.05)
 
 
+def _live_group_members(pgid: int) -> list[str]:
+    """Command lines of the processes of group ``pgid`` that still run (zombies, which an init
+    that does not reap would keep, excluded)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, pgrp, ...
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                members.append((stat.parent / "cmdline").read_text().replace("\0", " ")[:120])
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            continue
+    return members
+
+
 def _terminate(proc: subprocess.Popen[str], whole_group: bool) -> tuple[str, str]:
     """SIGTERM it; assert exit 143 within EXIT_WITHIN_S, one line, nothing left running."""
     start = time.monotonic()
@@ -70,12 +84,8 @@ def _terminate(proc: subprocess.Popen[str], whole_group: bool) -> tuple[str, str
     assert "Traceback" not in err and lines == ["terminated"], err[-3000:]
     # Its workers, forkserver and resource tracker are in its process group: all gone soon after.
     deadline = time.monotonic() + 10
-    while True:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "processes of the command outlived it"
+    while members := _live_group_members(proc.pid):
+        assert time.monotonic() < deadline, f"processes of the command outlived it: {members}"
         time.sleep(0.1)
     print(f"exited {seconds:.1f} s after SIGTERM")
     return out, err
