@@ -28,7 +28,8 @@ NOISE = re.compile(r"^\[robosuite WARNING\]")
 
 
 def _lines(stderr: str) -> list[str]:
-    return [line for line in re.sub(r"\x1b\[[0-9;]*m", "", stderr).splitlines() if line.strip() and not NOISE.match(line)]
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", stderr)
+    return [line for line in plain.splitlines() if line.strip() and not NOISE.match(line)]
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

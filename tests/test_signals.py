@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def _start(argv: list[str], cwd: Path) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _wait_for(proc: subprocess.Popen[str], ready: callable) -> None:  # type: ignore[valid-type]
+def _wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
     deadline = time.monotonic() + PROGRESS_TIMEOUT_S
     while not ready():
         if proc.poll() is not None:
