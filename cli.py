@@ -3,6 +3,12 @@
 Thin by design: each subcommand is a frozen config dataclass defined next to the
 library function that runs it; this file only maps names to (config, function)
 and turns user errors into one line on stderr and a non-zero exit.
+
+Interruptions: Ctrl-C (SIGINT) and SIGTERM (what Slurm and Kubernetes send before
+they kill a job) both stop a command the same way, through its ``KeyboardInterrupt``
+cleanup (``train`` writes a checkpoint, ``collect`` keeps its finished episodes;
+both stop their workers), then one line and exit 130 (``interrupted``) or 143
+(``terminated``). See :mod:`libero_gym.signals`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from gymnasium import error as gym_error
 
     from libero_gym.errors import LiberoGymError
+    from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 
     _register_optional_commands()
     captured = io.StringIO()
@@ -83,13 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr.write(captured.getvalue())
     function = next(fn for config_cls, fn in COMMANDS.values() if type(config) is config_cls)
     try:
-        result = function(config)
+        with sigterm_raises():
+            result = function(config)
     except (LiberoGymError, gym_error.Error) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return int(result) if isinstance(result, int) else 0
 
 

@@ -240,9 +240,12 @@ def train_command(config: Train) -> int:
 def pretrain_command(config: Pretrain) -> int:
     """Run :func:`agents.pretrain.pretrain` and print its summary."""
     from agents.pretrain import pretrain, print_summary
+    from libero_gym.locking import folder_lock
 
     config.validate()
-    print_summary(pretrain(config))
+    with folder_lock(config.run_dir, "run folder"):  # one process per run folder, before anything is written
+        result = pretrain(config)
+    print_summary(result)
     return 0
 
 

@@ -255,17 +255,29 @@ def resolve_run_dir(config: Train) -> Path:
 def train(config: Train) -> TrainResult:
     """Train ``config.agent`` on ``config.env``; see the module docstring for the outputs.
 
+    The run folder is locked (:func:`libero_gym.locking.folder_lock`) before anything
+    is read or written there: one process per run folder.
+
     Raises:
         InvalidInputError: bad agent/env/config values, a run folder that already
             holds a run (without ``--resume``), or a resumed run with another agent/env.
         CheckpointError: ``--init-from``/``--resume`` checkpoint of another agent or env.
+        FolderInUseError: another process is writing the run folder.
     """
-    import torch
+    from libero_gym.locking import folder_lock
 
     config.validate()
+    run_dir = resolve_run_dir(config)
+    with folder_lock(run_dir, "run folder"):
+        return _train_locked(config, run_dir)
+
+
+def _train_locked(config: Train, run_dir: Path) -> TrainResult:
+    """:func:`train`, its run folder ``run_dir`` locked."""
+    import torch
+
     torch.set_num_threads(config.torch_threads)
     spec = resolve_agent(config.agent)
-    run_dir = resolve_run_dir(config)
     checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
 
     # -- the run folder: new, or the one being resumed

@@ -142,6 +142,22 @@ def ensure_libero_config() -> Path:
     return config_dir
 
 
+def prepare_libero_import() -> Path | None:
+    """Best-effort :func:`ensure_libero_config`, run by ``import libero_gym``.
+
+    So that ``import libero_gym`` followed by ``from libero.libero import benchmark``
+    (or ``libero.libero.envs``) never prompts, even before any env was built. Cheap:
+    it finds the installed ``libero`` package without importing it (nor MuJoCo or
+    robosuite) and rewrites the config only when it differs. Never raises: without
+    LIBERO installed, or where the folder is not writable, it does nothing and
+    returns ``None`` (building an env reports the actual problem).
+    """
+    try:
+        return ensure_libero_config()
+    except (ModuleNotFoundError, OSError):
+        return None
+
+
 def select_gl_backend() -> str:
     """Choose the headless OpenGL backend unless ``$MUJOCO_GL`` is already set.
 

@@ -20,12 +20,14 @@ docs/faults.md for what is not covered.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import multiprocessing
 import queue
 import signal
+import time
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from typing import Any
@@ -41,6 +43,7 @@ from gymnasium.vector.utils import read_from_shared_memory
 from libero_gym import suites
 from libero_gym.errors import InvalidInputError, LiberoGymError
 from libero_gym.registration import suite_env_ids, task_env_ids
+from libero_gym.signals import quiet_worker_signals
 
 VECTORIZATION_MODES = ("async", "sync")
 START_METHODS = ("forkserver", "spawn", "fork")
@@ -127,7 +130,8 @@ def make_vector_env(
         return ResilientAsyncVectorEnv(env_fns, context=context)
     if vectorization_mode == "sync":
         return SyncVectorEnv(env_fns, autoreset_mode=autoreset_mode)
-    return AsyncVectorEnv(env_fns, shared_memory=shared_memory, context=context, autoreset_mode=autoreset_mode)
+    return AsyncVectorEnv(env_fns, shared_memory=shared_memory, context=context, autoreset_mode=autoreset_mode,
+                          worker=_worker)
 
 
 def make_vec(env_id: str, num_envs: int = 1, **kwargs: Any) -> VectorEnv:
@@ -161,10 +165,19 @@ MAX_CONSECUTIVE_FAILURES = 3
 # Seconds to wait for a dead or failed worker process to be reaped before terminating it, and
 # for a failed worker's error report (it is sent before the worker answers, so it is there at once).
 _JOIN_TIMEOUT_S = 5.0
+# Seconds close() waits for live workers to finish the call in flight and exit before terminating them:
+# a LIBERO step or reset takes well under 2 s, and SIGTERM'd commands must be done within ~30 s.
+_CLOSE_TIMEOUT_S = 10.0
 
 
 class WorkerFailureError(RuntimeError):
     """A vector-env slot failed ``MAX_CONSECUTIVE_FAILURES`` times in a row (not user input: a bug)."""
+
+
+def _worker(*args: Any) -> None:
+    """Gymnasium's worker loop, with SIGINT and SIGTERM left to the parent (:func:`quiet_worker_signals`)."""
+    quiet_worker_signals()
+    _async_worker(*args)
 
 
 def _resilient_worker(obs_buffer: Any, index: int, env_fn: Any, pipe: Any, parent_pipe: Any, _unused: Any,
@@ -174,6 +187,7 @@ def _resilient_worker(obs_buffer: Any, index: int, env_fn: Any, pipe: Any, paren
     The buffer is bound here (not passed by ``AsyncVectorEnv``, which keeps no handle on
     it) so that a restarted worker writes into the same memory as the one it replaces.
     """
+    quiet_worker_signals()
     _async_worker(index, env_fn, pipe, parent_pipe, obs_buffer, error_queue, autoreset_mode, semaphore)
 
 
@@ -382,18 +396,31 @@ class ResilientAsyncVectorEnv(AsyncVectorEnv):
         super().call_async(name, *args, **kwargs)
 
     def close_extras(self, timeout: float | None = None, terminate: bool = False) -> None:
-        """Close the workers; dead ones are only reaped."""
+        """Stop the workers without raising and without restarting any.
+
+        A pending call (one that Ctrl-C or SIGTERM interrupted) is abandoned, not
+        waited for; dead workers (a SIGTERM to the whole process group reaches them
+        too) are only reaped; live ones are asked to close and, past ``timeout``
+        (default :data:`_CLOSE_TIMEOUT_S`) or with ``terminate``, terminated.
+        """
+        self._state = AsyncState.DEFAULT
         for index, process in enumerate(self.processes):
-            if not process.is_alive() and self.parent_pipes[index] is not None:
+            if not terminate and process.is_alive() and self.parent_pipes[index] is not None:
+                with contextlib.suppress(OSError):  # died just now
+                    self.parent_pipes[index].send(("close", None))
+        deadline = time.monotonic() + (_CLOSE_TIMEOUT_S if timeout is None else timeout)
+        for index, process in enumerate(self.processes):
+            if not terminate:  # a worker answers a pending step first, then the close
+                process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.terminate()
+                process.join(_JOIN_TIMEOUT_S)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            if self.parent_pipes[index] is not None:  # closed only once its worker is gone: no BrokenPipeError there
                 self.parent_pipes[index].close()
                 self.parent_pipes[index] = None
-        try:
-            super().close_extras(timeout=timeout, terminate=terminate)
-        except (EOFError, OSError):  # a worker died while closing
-            for process in self.processes:
-                if process.is_alive():
-                    process.terminate()
-                process.join()
 
     # ------------------------------------------------------------------ internals
     def _send(self, index: int, message: tuple[str, Any]) -> bool:

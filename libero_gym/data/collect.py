@@ -40,6 +40,7 @@ from typing import Any
 from libero_gym.data import dataset as ds
 from libero_gym.data.worker import EPISODES_DIR, CollectPlan, EpisodeWorker, shard_path, summary_path
 from libero_gym.errors import InvalidInputError
+from libero_gym.signals import quiet_worker_signals
 
 __all__ = ["CollectPlan", "CollectResult", "finished_summaries", "run_collection", "shard_path", "summary_path"]
 
@@ -102,7 +103,13 @@ def finished_summaries(out_dir: str | Path) -> dict[int, dict[str, Any]]:
     return found
 
 def _worker_main(plan: CollectPlan, tasks: Any, results: Any) -> None:
-    """Worker process: play the episode indices it is sent until it gets ``None``."""
+    """Worker process: play the episode indices it is sent until it gets ``None``.
+
+    Ctrl-C and SIGTERM are the parent's to handle (:func:`~libero_gym.signals.quiet_worker_signals`):
+    it stops its workers itself, and a SIGTERM to the whole process group ends a worker
+    silently; either way nothing is half-written (every file is written atomically).
+    """
+    quiet_worker_signals()
     worker = EpisodeWorker(plan)
     parent = mp.parent_process()
     try:

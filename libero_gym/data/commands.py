@@ -69,6 +69,7 @@ def collect(config: CollectConfig) -> int:
     from libero_gym.data.policies import PolicySpec, check_policy_name
     from libero_gym.data.provenance import provenance
     from libero_gym.errors import InvalidInputError
+    from libero_gym.locking import folder_lock
     from libero_gym.registration import suite_env_ids, task_env_ids
 
     check_policy_name(config.policy)
@@ -112,16 +113,17 @@ def collect(config: CollectConfig) -> int:
             keep=config.keep,
         ),
     )
-    result = run_collection(plan, num_workers=config.num_workers, resume=config.resume, progress=config.progress)
     console = Console()
-    console.print(
-        f"collected {result.finished} episodes ({result.successes} successes, {len(result.kept)} kept, "
-        f"{result.dropped} dropped) in {result.seconds:.0f} s -> {result.out_dir}"
-    )
-    if config.export and result.kept:
-        exported = export_collection(result.out_dir)
-        for path in exported.files:
-            console.print(f"wrote {path}")
+    with folder_lock(config.out, "collection folder"):  # one writer per folder, before anything is written
+        result = run_collection(plan, num_workers=config.num_workers, resume=config.resume, progress=config.progress)
+        console.print(
+            f"collected {result.finished} episodes ({result.successes} successes, {len(result.kept)} kept, "
+            f"{result.dropped} dropped) in {result.seconds:.0f} s -> {result.out_dir}"
+        )
+        if config.export and result.kept:
+            exported = export_collection(result.out_dir)
+            for path in exported.files:
+                console.print(f"wrote {path}")
     goal = result.successes if config.until_successes else result.finished
     return 0 if goal >= config.episodes else 1
 
@@ -161,12 +163,15 @@ def export(config: ExportConfig) -> int:
     from rich.console import Console
 
     from libero_gym.data.export import export_collection
+    from libero_gym.locking import folder_lock
 
-    result = export_collection(
-        config.collection, config.out,
-        compression=None if config.compression == "none" else config.compression,
-        only_success=config.only_success,
-    )
+    out = config.out if config.out is not None else config.collection
+    with folder_lock(out, "export folder"):  # one writer per folder, before anything is written
+        result = export_collection(
+            config.collection, config.out,
+            compression=None if config.compression == "none" else config.compression,
+            only_success=config.only_success,
+        )
     console = Console()
     for path in result.files:
         console.print(f"wrote {path}")
