@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--data-episodes", type=int, default=50, help="successful rollouts per dataset")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agents", nargs="+", choices=["diffusion", "gaussian"], default=["diffusion", "gaussian"])
+    parser.add_argument("--eval-sampling", nargs="+", default=["deterministic", "stochastic"])
+    parser.add_argument("--no-data", action="store_true", help="stop after the evaluations (no datasets, no stats)")
     parser.add_argument("--skip", nargs="*", default=[], help="stages to skip (e.g. rl_gaussian)")
     parser.add_argument("--report", action="store_true", help="print the tables from what is on disk")
     args = parser.parse_args()
@@ -140,7 +143,7 @@ def main() -> None:
     demos = sorted(str(p) for p in (folder / "demos").glob("*.hdf5"))
 
     # 2. behaviour cloning, both policies (a folder without a checkpoint is a killed run: start it again)
-    for agent in ("diffusion", "gaussian"):
+    for agent in args.agents:
         run_dir = folder / f"bc_{agent}"
         if not (run_dir / "checkpoint").exists() and run_dir.exists():
             shutil.rmtree(run_dir)
@@ -149,15 +152,15 @@ def main() -> None:
 
     def evaluate(name: str, checkpoint: Path) -> None:
         go(name, ["eval", "--checkpoint", str(checkpoint), "--episodes", str(args.eval_episodes),
-                  "--num-envs", str(args.num_envs), "--seed", str(args.seed),
+                  "--num-envs", str(args.num_envs), "--seed", str(args.seed), "--sampling", *args.eval_sampling,
                   "--json-out", str(folder / f"{name}.json")])  # fmt: skip
 
     # 3. the BC starts
-    for agent in ("diffusion", "gaussian"):
+    for agent in args.agents:
         evaluate(f"eval_bc_{agent}", folder / f"bc_{agent}" / "checkpoint")
 
     # 4. RL from each start, same env-step budget
-    for agent in ("diffusion", "gaussian"):
+    for agent in args.agents:
         overrides = json.dumps(GAUSSIAN_RL) if agent == "gaussian" else "{}"
         go(f"rl_{agent}", ["train", "--agent", f"{agent}-ppo", *env, "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
                            "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),
@@ -165,12 +168,17 @@ def main() -> None:
                            "--resume", str(folder / f"rl_{agent}"), "--no-progress"])  # fmt: skip
 
     # 5. the fine-tuned policies
-    for agent in ("diffusion", "gaussian"):
+    for agent in args.agents:
         evaluate(f"eval_rl_{agent}", folder / f"rl_{agent}")
+    if args.no_data:
+        plot_learning_curves(folder)
+        (folder / "summary.json").write_text(json.dumps(summarize(folder), indent=2) + "\n")
+        print(report(folder))
+        return
 
     # 6. datasets: 50 successful rollouts each (the policies' deterministic actions), and the expert's
     sources = {"expert": ["--policy", "scripted"]}
-    for agent in ("diffusion", "gaussian"):
+    for agent in args.agents:
         sources[agent] = ["--policy", "checkpoint", "--checkpoint", str(folder / f"rl_{agent}")]
     for source, policy in sources.items():
         go(f"data_{source}", ["collect", *policy, *env, "--episodes", str(args.data_episodes), "--until-successes",
