@@ -66,8 +66,8 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
      "not a LIBERO dataset", None),
     ("pretrain-not-hdf5", ["pretrain", "--dataset", "{fx}/text.hdf5", "--run-dir", "{out}"],
      "not an HDF5 file", None),
-    ("pretrain-agent-without-diffusion", ["pretrain", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
-                                          "--agent", "gaussian-ppo"], "needs an agent with a diffusion policy", None),
+    ("pretrain-agent-without-bc", ["pretrain", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
+                                   "--agent", "stable_baselines3:SAC"], "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
     # collect
     ("collect-single-task-id-other-task", ["collect", "--out", "{out}", "--env", "LIBERO-Goal-Task3-v0",
                                            "--task-id", "5"], "single-task id", None),
