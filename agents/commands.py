@@ -194,14 +194,18 @@ class Eval:
     """Seed of the envs and of torch's sampling noise (each sampling mode starts from it)."""
     device: str = "auto"
     """torch device."""
+    torch_threads: int = 1
+    """CPU threads of torch (small networks: one thread leaves the cores to the env workers)."""
     json_out: Path | None = None
     """Also write the results as JSON here."""
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use (called by the command, so the
         CLI prints one line instead of a parse-time traceback)."""
-        if self.episodes < 1 or self.num_envs < 1:
-            raise InvalidInputError(f"episodes and num_envs must be >= 1, got {self.episodes}, {self.num_envs}")
+        if self.episodes < 1 or self.num_envs < 1 or self.torch_threads < 1:
+            raise InvalidInputError(
+                f"episodes, num_envs and torch_threads must be >= 1, got {self.episodes}, {self.num_envs}, {self.torch_threads}"
+            )
         if not self.sampling or len(set(self.sampling)) != len(self.sampling):
             raise InvalidInputError(f"sampling must name distinct modes among {list(SAMPLINGS)}, got {list(self.sampling)}")
         if self.init_states == "cycle" and self.num_envs > self.episodes:

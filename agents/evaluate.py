@@ -140,6 +140,7 @@ def evaluate(config: Eval, model: Any = None) -> EvalResult:
     from agents.train import make_env
 
     config.validate()
+    torch.set_num_threads(config.torch_threads)
     meta = read_meta(config.checkpoint)
     env = EnvInfo.from_json(meta["env"])
     task_ids = tuple(config.task_id) if config.task_id is not None else (env.task_ids or (0,))
