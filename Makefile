@@ -12,7 +12,7 @@ export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
 export LIBERO_GYM_HOME ?= $(abspath .cache/libero_gym)
 PYTEST_ARGS ?=
 
-.PHONY: install train pipeline test test-slow bench clean
+.PHONY: install train experiment test test-slow bench clean
 
 install: $(VENV)/.installed
 
@@ -27,18 +27,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps libero==0.1.1
 	touch $@
 
-# --resume RUN_DIR: the first run starts fresh; running it again continues (or re-reports) the same run.
+# The method in miniature on LIBERO-Goal task 0 (scripts/method_experiment.py): a few scripted demos, BC of the
+# diffusion policy, its stochastic success, DiffusionPPO fine-tuning, the success again. Resumable: rerun to continue.
+TRAIN_DIR ?= runs/train
 train: install
-	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --total-timesteps 2000 --resume runs/main
+	$(BIN)/python scripts/method_experiment.py --task goal0 --out $(TRAIN_DIR) --agents diffusion --no-data \
+		--demos 5 --bc-epochs 400 --rl-steps 12000 --eval-episodes 20 --eval-sampling stochastic
 
-# The method end to end on one task: scripted demos -> BC warm start -> eval -> DPPO fine-tuning.
-PIPELINE_DIR ?= runs/pipeline
-DEMOS ?= 20
-pipeline: install
-	$(BIN)/python cli.py collect --policy scripted --env LIBERO-Goal-v0 --task-id 0 --episodes $(DEMOS) --until-successes --num-workers 2 --no-images --out $(PIPELINE_DIR)/demos --resume
-	$(BIN)/python cli.py pretrain --dataset $(PIPELINE_DIR)/demos/*.hdf5 --run-dir $(PIPELINE_DIR)/bc --epochs 800
-	$(BIN)/python cli.py eval --checkpoint $(PIPELINE_DIR)/bc/checkpoint --episodes 20 --json-out $(PIPELINE_DIR)/bc_eval.json
-	$(BIN)/python cli.py train --agent diffusion-ppo --env LIBERO-Goal-v0 --task-id 0 --init-from $(PIPELINE_DIR)/bc/checkpoint --total-timesteps 20000 --resume $(PIPELINE_DIR)/rl
+# The full experiment of docs/results.md for one task (TASK=goal0|spatial4|long5|l90_23; hours on 2 cores).
+TASK ?= goal0
+experiment: install
+	$(BIN)/python scripts/method_experiment.py --task $(TASK) --out runs/method
 
 test: install
 	$(BIN)/python -m pytest -n 2 --timeout 900 $(PYTEST_ARGS)

@@ -300,6 +300,16 @@ def report(folder: Path) -> str:
             row = modes.get(mode)
             cells.append("-" if row is None else f"{100 * row['success']:.0f}% ({100 * row['interval95'][0]:.0f}-{100 * row['interval95'][1]:.0f})")
         lines.append(f"| {label} | {' | '.join(cells)} |")
+    for agent, label in (("diffusion", "DiffusionPPO"), ("gaussian", "Gaussian PPO")):
+        before, after = summary["eval"].get(f"eval_bc_{agent}"), summary["eval"].get(f"eval_rl_{agent}")
+        if before and after:
+            for mode in ("stochastic", "deterministic"):
+                if mode in before and mode in after:
+                    steps = (summary.get(f"rl_{agent}_curve") or {}).get("steps") or [0]
+                    lines.append(
+                        f"{label}: {mode} success {100 * before[mode]['success']:.0f}% (BC start) -> "
+                        f"{100 * after[mode]['success']:.0f}% after {steps[-1]} env steps of RL"
+                    )
     if summary.get("expert_success") is not None:
         lines.append(f"| scripted expert (collect) | {100 * summary['expert_success']:.0f}% | |")
     lines.append("")
