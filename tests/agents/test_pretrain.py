@@ -115,3 +115,38 @@ def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli.main([*argv, "--agent", "stable_baselines3:SAC"]) == 2
     err = capsys.readouterr().err
     assert "behaviour-cloned" in err and "diffusion-ppo" in err and "gaussian-ppo" in err
+
+
+def test_pretrain_gaussian_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The Gaussian baseline from the same demos: fitted scalings and cloned weights reach the PPO run."""
+    data = tmp_path / "demos.hdf5"
+    _record(data)
+    result = pretrain(
+        Pretrain(
+            dataset=(data,), run_dir=tmp_path / "bc", agent="gaussian-ppo", agent_config='{"net_arch": [32, 32]}',
+            epochs=40, batch_size=8, learning_rate=1e-3, progress=False, device="cpu",
+        )  # fmt: skip
+    )
+    assert result.final_loss < 0.5 * result.first_loss, (result.first_loss, result.final_loss)
+    meta, params = read_checkpoint(result.checkpoint)
+    assert meta["agent"] == "gaussian-ppo" and meta["pretrain"]["ema_max_decay"] > 0
+    pre = params["params"]["policy"]
+    # The demos move +x at 0.5 with the gripper open: the action scaling is fitted on exactly that.
+    np.testing.assert_allclose(pre["action_normalizer.low"].numpy(), [0.5, 0, 0, 0, 0, 0, -1], atol=1e-6)
+    assert not torch.equal(pre["features_extractor.normalizer.low"], -torch.ones_like(pre["features_extractor.normalizer.low"]))
+    model, _ = load_agent(result.checkpoint, device="cpu")
+    obs = gym.make("LIBERO-Goal-v0", task_id=0).observation_space.sample()
+    action, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_allclose(action, [0.5, 0, 0, 0, 0, 0, -1], atol=0.05)  # the clone acts like the demos
+
+    run = tmp_path / "ft"
+    argv = [
+        "train", "--agent", "gaussian-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "--init-from", str(result.checkpoint), "--total-timesteps", "32", "--num-envs", "1",
+        "--vectorization", "sync", "--max-episode-steps", "16", "--agent-config", '{"n_steps": 32, "batch_size": 32}',
+        "--run-dir", str(run), "--no-progress", "--device", "cpu",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    _, tuned = read_checkpoint(run)
+    for key in ("action_normalizer.low", "action_normalizer.high", "features_extractor.normalizer.high"):
+        assert torch.equal(tuned["params"]["policy"][key], pre[key]), key
