@@ -12,8 +12,8 @@ attribute, JSON ``{name: [x, y, z, qw, qx, qy, qz]}``) and the env's
 Settle steps: the env's reset ends with ``settle_steps`` no-op steps. Our demos
 record them as their first steps (``settle_steps`` attribute), starting from
 LIBERO's init state, because robosuite keeps state of its own that no dataset
-holds (the gripper's smoothed command, the controller's cached kinematics) and
-that those steps change: a LIBERO-style rebuild that starts from ``states[0]``
+holds (the gripper's smoothed command, the controller's cached kinematics,
+MuJoCo's solver warm start) and that those steps change: a LIBERO-style rebuild that starts from ``states[0]``
 then starts where the recording started. :func:`reset_unsettled` and
 :func:`settle_step` are the two halves of the env's reset, used by the collection
 worker to record and by :func:`replay_episode` to replay.
@@ -89,7 +89,7 @@ def reset_unsettled(env: Any, **reset_kwargs: Any) -> tuple[dict[str, np.ndarray
     """``env.reset(**reset_kwargs)`` without its settle steps: the observation at the init state.
 
     The env's reset is this plus ``env.unwrapped.settle_steps`` times :func:`settle_step`
-    (same states and observations, bit for bit; tested).
+    (same states and observations, bit for bit; tested in ``tests/data/test_libero_rebuild.py``).
     """
     with _settle_steps(env.unwrapped, 0):
         return env.reset(**reset_kwargs)

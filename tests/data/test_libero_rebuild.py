@@ -32,7 +32,7 @@ import pytest
 import libero_gym  # noqa: F401  (registers the ids)
 from libero_gym import suites
 from libero_gym.data import dataset as ds
-from libero_gym.data.replay import env_observations, replay_episode, restore_scene
+from libero_gym.data.replay import env_observations, replay_episode, reset_unsettled, restore_scene, settle_step
 from libero_gym.env import DEFAULT_SETTLE_STEPS, SETTLE_ACTION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,10 +168,18 @@ def test_demos_start_at_libero_init_state_with_the_settle_steps(export: Path) ->
             np.testing.assert_array_equal(episode.init_state, init_state)
             np.testing.assert_array_equal(episode.actions[:k], np.tile(SETTLE_ACTION, (k, 1)))
             assert not episode.rewards[:k].any() and not episode.dones[:k].any()
-            # A plain reset of the episode's scene: the state the policy started from.
-            env.reset(options={"init_state_id": int(episode.attrs["init_state_id"]),
-                               "layout_seed": int(episode.attrs["layout_seed"])})  # fmt: skip
+            # A plain reset of the episode's scene: the state the policy started from,
+            # and the observation it saw, whether the reset settles or its caller does.
+            options = {key: int(episode.attrs[key]) for key in ("init_state_id", "layout_seed")}
+            obs, _ = env.reset(options=options)
             np.testing.assert_array_equal(env.unwrapped.get_sim_state(), episode.states[k])
+            unsettled, _ = reset_unsettled(env, options=options)
+            np.testing.assert_array_equal(env.unwrapped.get_sim_state(), episode.states[0])
+            for _ in range(k):
+                unsettled = settle_step(env)
+            np.testing.assert_array_equal(env.unwrapped.get_sim_state(), episode.states[k])
+            for key in obs:
+                np.testing.assert_array_equal(unsettled[key], obs[key], err_msg=key)
         frames = env_observations(env, data.episodes[0])
         assert frames["proprio"].shape[0] == data.episodes[0].num_samples
     finally:
