@@ -130,9 +130,11 @@ def load_demos(config: Pretrain, horizon: int) -> DemoData:
                 # Our own demos record their scene (init state id, fixture layout) and are
                 # replayed in it; LIBERO's human demos do not, and replay in the current one.
                 restore = "init_state_id" in episode.attrs
+                # The recorded settle steps are the env's reset, never a policy's decision.
+                steps = episode.policy_steps
                 for key, value in env_observations(env, episode, restore=restore).items():
-                    observations.setdefault(key, []).extend(value)
-                chunks.append(action_chunks(episode.actions, horizon))
+                    observations.setdefault(key, []).extend(value[steps])
+                chunks.append(action_chunks(episode.actions[steps], horizon))
                 demos += 1
         finally:
             env.close()

@@ -28,6 +28,13 @@ Usage::
 Prints one line per demo and a summary; exit code 0 when every replayed demo
 that was recorded as a success succeeds again, 1 otherwise.
 
+Our demos record the env reset's settle steps as their first steps
+(``settle_steps`` attribute; ``states[0]`` is LIBERO's init state), so this plain
+replay starts where the recording started and reproduces it bit for bit. Older
+exports started after the settle steps; ``--settled-robot-state`` gives those (and
+only those) robosuite's Python-side robot state after settling, to separate what a
+replay cannot restore from what the ``model_file`` reload changes.
+
 State error: per step, the largest absolute difference over ``qpos`` and ``qvel``
 of the flattened state (``states[t][1:]``; entry 0 is the simulation time), and
 over ``qpos`` alone (m for positions, rad for angles, quaternion components).
@@ -80,13 +87,16 @@ def _attr(value: Any) -> Any:
 def _settle_robot_state(env: Any) -> None:
     """Give robosuite's Python-side robot state the values it has after LIBERO's settle steps.
 
-    Two pieces of state live outside the MuJoCo state (so outside any dataset):
-    the Panda gripper's smoothed command (``gripper.current_action``, integrated from
-    the sign of each gripper action; LIBERO's settle steps ``[0]*6 + [-1]`` saturate
-    it at "open", a rebuilt env starts it at 0) and the controller's cached
-    kinematics (``controller.new_update``: after ``set_state_from_flattened`` the
-    first ``set_goal`` would otherwise reuse the end-effector pose and Jacobians of
-    the reset pose). Only for measuring: LIBERO's scripts do not do this.
+    For demos that start after the settle steps (older exports). Two pieces of state
+    live outside the MuJoCo state (so outside any dataset): the Panda gripper's
+    smoothed command (``gripper.current_action``, integrated from the sign of each
+    gripper action; LIBERO's settle steps ``[0]*6 + [-1]`` saturate it at "open", a
+    rebuilt env starts it at 0) and the controller's cached kinematics
+    (``controller.new_update``: after ``set_state_from_flattened`` the first
+    ``set_goal`` would otherwise reuse the end-effector pose and Jacobians of the
+    reset pose). A third, MuJoCo's solver warm start (``data.qacc_warmstart``), is
+    not restored (``sim.reset()`` zeroes it). Only for measuring: LIBERO's scripts do
+    not do this.
     """
     for robot in env.robots:
         # PandaGripper.format_action: clip(current + [-1, 1] * speed * sign(action)); open (-1) saturates at:
@@ -100,9 +110,9 @@ def replay_file(path: Path, max_demos: int | None = None, settled_robot_state: b
     Args:
         path: the HDF5 file.
         max_demos: replay at most this many demos.
-        settled_robot_state: after setting ``states[0]``, also restore robosuite's
-            Python-side robot state (:func:`_settle_robot_state`), to measure what
-            the reload alone changes.
+        settled_robot_state: for demos without recorded settle steps, after setting
+            ``states[0]`` also restore robosuite's Python-side robot state
+            (:func:`_settle_robot_state`), to measure what the reload changes.
     """
     import h5py
     import libero.libero.utils.utils as libero_utils
@@ -132,7 +142,8 @@ def replay_file(path: Path, max_demos: int | None = None, settled_robot_state: b
                 env.sim.reset()
                 env.sim.set_state_from_flattened(states[0])
                 env.sim.forward()
-                if settled_robot_state:
+                settle_steps = int(group.attrs.get("settle_steps", 0))
+                if settled_robot_state and settle_steps == 0:
                     _settle_robot_state(env)
                 errors, success, first_success = [], False, None
                 for t, action in enumerate(actions):
@@ -152,6 +163,7 @@ def replay_file(path: Path, max_demos: int | None = None, settled_robot_state: b
                         "bddl_relocated": relocated,
                         "robomimic_class_matches": robomimic_class is TASK_MAPPING[problem_name],
                         "steps": int(len(actions)),
+                        "settle_steps": settle_steps,
                         "success": success,
                         "first_success_step": first_success,
                         "recorded_success": None if recorded is None else bool(recorded),
@@ -200,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-demos", type=int, default=None, help="replay at most this many demos per file")
     parser.add_argument(
         "--settled-robot-state", action="store_true",
-        help="also restore robosuite's gripper command and controller cache as after the settle steps "
-        "(not what LIBERO does; isolates what the model_file reload changes)",
+        help="for demos without recorded settle steps (older exports), also restore robosuite's gripper "
+        "command and controller cache as after the settle steps (not what LIBERO does)",
     )
     args = parser.parse_args(argv)
     _setup_libero()

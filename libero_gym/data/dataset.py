@@ -34,7 +34,16 @@ LIBERO's human datasets pair ``states[t]`` with the observation *after*
 consistent, so rendering ``states[t]`` gives ``obs/*_rgb[t]``.
 
 Per-demo extra attributes (attributes never change the key layout):
-``success``, ``init_state_id``, ``seed``, ``episode_index``, ``layout_seed``, ``body_poses``.
+``success``, ``init_state_id``, ``seed``, ``episode_index``, ``layout_seed``, ``body_poses``,
+``settle_steps``.
+
+Settle steps: our demos start where the env's reset starts, at LIBERO's init
+state (``states[0] == init_state``), and their first ``settle_steps`` actions are
+the reset's no-op settle steps (``[0]*6 + [-1]``), not policy decisions; the policy
+acted from ``states[settle_steps]`` on. So a rebuild that sets ``states[0]`` and
+plays every action (LIBERO's ``create_dataset.py``) starts as the recording did;
+readers that want the policy's steps only skip them (:attr:`Episode.policy_steps`).
+Files without the attribute (LIBERO's own, older exports) have none.
 
 Rebuildable by LIBERO's own tooling: ``env_args`` holds the keyword arguments of
 LIBERO's problem class (``TASK_MAPPING[problem_name](**env_kwargs)``, with
@@ -100,6 +109,8 @@ DEMO_ATTRS: tuple[str, ...] = ("num_samples", "init_state", "model_file")
 """Attributes of every ``demo_<i>``."""
 PROVENANCE_ATTR = "libero_gym"
 """Our extra attribute on ``data``: JSON of how the dataset was made."""
+SETTLE_STEPS_ATTR = "settle_steps"
+"""Per-demo attribute: how many leading steps are the env reset's settle steps."""
 LIBERO_TAG = "libero-v1"
 """The ``tag`` attribute of LIBERO's released datasets."""
 IMAGE_CONVENTION = "opengl"
@@ -134,6 +145,16 @@ class Episode:
     def num_samples(self) -> int:
         """T, the number of steps."""
         return int(self.actions.shape[0])
+
+    @property
+    def settle_steps(self) -> int:
+        """How many leading steps are the reset's settle steps (0 for files without the attribute)."""
+        return int(self.attrs.get(SETTLE_STEPS_ATTR, 0))
+
+    @property
+    def policy_steps(self) -> slice:
+        """The steps the policy chose (all but the settle steps): ``actions[episode.policy_steps]``."""
+        return slice(self.settle_steps, None)
 
     @property
     def success(self) -> bool | None:
@@ -552,6 +573,9 @@ def _validate_open(file: Any, path: Path, require_images: bool) -> None:
             raise DatasetError(f"{where}: num_samples={int(group.attrs['num_samples'])} but {steps} steps")
         if np.asarray(group.attrs["init_state"]).shape != (group["states"].shape[1],):
             raise DatasetError(f"{where}: init_state shape does not match states")
+        settle = group.attrs.get(SETTLE_STEPS_ATTR, 0)
+        if not isinstance(settle, (int, np.integer)) or isinstance(settle, (bool, np.bool_)) or not 0 <= settle < steps:
+            raise DatasetError(f"{where}: {SETTLE_STEPS_ATTR}={settle!r}, expected an int in [0, {steps - 1}]")
         total += steps
     if int(data.attrs["total"]) != total:
         raise DatasetError(f"{path}: total={int(data.attrs['total'])} but demos hold {total} steps")

@@ -3,7 +3,8 @@
 Each file is read without its images; its episodes are grouped by task. A
 *source* is the folder a file lies in (one collection or one LIBERO download),
 so ``stats ours/*.hdf5 libero/libero_goal/*.hdf5`` compares two sources per task
-and overall. Metrics are defined in :mod:`libero_gym.data.metrics`.
+and overall. Metrics are defined in :mod:`libero_gym.data.metrics`; they are taken
+over the policy's steps (a demo's recorded settle steps, ``Episode.policy_steps``, are left out).
 """
 
 from __future__ import annotations
@@ -67,9 +68,10 @@ def load_groups(paths: Sequence[str | os.PathLike[str]]) -> tuple[dict[str, dict
         task = data.task.name if data.task is not None else (data.language_instruction or Path(path).stem)
         group = groups.setdefault(task, {}).setdefault(source, Group())
         for episode in data.episodes:
-            group.actions.append(episode.actions)
+            steps = episode.policy_steps  # the recorded settle steps are the reset's, not the policy's
+            group.actions.append(episode.actions[steps])
             ee = episode.obs.get("ee_pos")
-            group.ee_pos.append(ee if ee is not None else episode.robot_states[:, 2:5])
+            group.ee_pos.append((ee if ee is not None else episode.robot_states[:, 2:5])[steps])
             group.success.append(_success(episode))
     return groups, sources
 

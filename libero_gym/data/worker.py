@@ -9,6 +9,10 @@ observation), then the action, clipped to [-1, 1] and rounded to float32 so that
 the stored float64 actions replay exactly. Images come either from the policy's
 own pixel observations (un-rotated to LIBERO's convention) or, for state-based
 policies, from rendering the stored states after the episode, only when it is kept.
+
+A demo starts at LIBERO's init state: the env reset's settle steps are recorded as
+its first ``settle_steps`` steps (see :mod:`libero_gym.data.replay`); the policy acts
+from the settled state on, exactly as after a plain ``env.reset``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import numpy as np
 from libero_gym.data import dataset as ds
 from libero_gym.data.model_xml import scene_xml
 from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
-from libero_gym.data.replay import body_poses
+from libero_gym.data.replay import body_poses, reset_unsettled, settle_step
+from libero_gym.env import SETTLE_ACTION
 
 RENDER_CAMERAS = ("agentview", "robot0_eye_in_hand")
 """robosuite cameras of LIBERO's ``agentview_rgb`` and ``eye_in_hand_rgb``."""
@@ -140,9 +145,12 @@ class EpisodeWorker:
         if hasattr(self.policy, "seed"):
             self.policy.seed(seed)
         env, unwrapped = self.env, self.env.unwrapped
-        obs, info = env.reset(seed=seed, options={"task_id": task_id})
+        settle = unwrapped.settle_steps
+        # The env's reset minus its settle steps, which are recorded as the demo's first
+        # steps: LIBERO-style rebuilds start from states[0] with robosuite's Python-side
+        # robot state as a fresh reset leaves it (see data/replay.py).
+        obs, info = reset_unsettled(env, seed=seed, options={"task_id": task_id})
         layout_seed = info.get("layout_seed")  # the env's seed of LIBERO's fixture placement
-        self.policy.reset(unwrapped)
         task = unwrapped.task
         # robosuite re-places fixtures at every reset (model body poses, not in the
         # MuJoCo state): record the scene as it is for this episode, as an XML that
@@ -151,16 +159,26 @@ class EpisodeWorker:
         model_file = scene_xml(unwrapped.libero_env.env)
         poses = body_poses(unwrapped.sim)
         actions, states, robot, images, rewards = [], [], [], {k: [] for k in ds.IMAGE_KEYS}, []
-        success, done = False, False
-        clock = time.perf_counter()
-        while not done:
-            raw = _raw_robot_obs(unwrapped, obs)
+
+        def record(obs: dict[str, np.ndarray]) -> None:
+            """The moment before the next action: state, robot fields, frames."""
             states.append(unwrapped.get_sim_state())
-            robot.append(_robot_fields(raw))
+            robot.append(_robot_fields(_raw_robot_obs(unwrapped, obs)))
             if self.images_in_loop and plan.images:
                 for key, obs_key in zip(ds.IMAGE_KEYS, ("agentview_image", "eye_in_hand_image")):
                     image = obs[obs_key]
                     images[key].append(image[::-1, ::-1] if unwrapped.rotate_images else image)
+
+        for _ in range(settle):
+            record(obs)
+            actions.append(SETTLE_ACTION.copy())
+            rewards.append(0.0)
+            obs = settle_step(env, SETTLE_ACTION)
+        self.policy.reset(unwrapped)
+        success, done = False, False
+        clock = time.perf_counter()
+        while not done:
+            record(obs)
             # Clipped to the action space and rounded to its float32, so that the stored
             # float64 actions replay exactly whichever dtype a replayer sends.
             action = np.clip(np.asarray(self.policy.act(obs), dtype=np.float64).reshape(7), -1.0, 1.0)
@@ -170,7 +188,7 @@ class EpisodeWorker:
             rewards.append(reward)
             success = success or bool(info.get("is_success", False))
             done = terminated or truncated
-        steps = len(actions)
+        steps = len(actions) - settle  # the policy's steps
         kept = plan.keep == "all" or success
         step_seconds = time.perf_counter() - clock
         summary = {
@@ -182,6 +200,7 @@ class EpisodeWorker:
             "layout_seed": layout_seed,
             "success": success,
             "length": steps,
+            "settle_steps": settle,
             "kept": kept,
             "images": plan.images,
             "step_seconds": step_seconds,
@@ -195,7 +214,7 @@ class EpisodeWorker:
             episode.model_file = model_file
             episode.attrs.update(
                 success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index,
-                body_poses=json.dumps(poses),
+                body_poses=json.dumps(poses), **{ds.SETTLE_STEPS_ATTR: settle},
             )
             if layout_seed is not None:
                 episode.attrs["layout_seed"] = int(layout_seed)

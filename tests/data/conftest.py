@@ -20,6 +20,8 @@ ENV_ID = "LIBERO-Goal-v0"
 TASK_ID = 0
 EPISODES = 3
 STEPS = 30  # short episodes keep the default test run cheap
+SETTLE_STEPS = 10
+"""The env's settle steps (libero_gym.env.DEFAULT_SETTLE_STEPS), recorded as each demo's first steps."""
 IMAGE_SIZE = 64
 
 

@@ -12,7 +12,7 @@ from libero_gym.data.collect import CollectPlan, finished_summaries, run_collect
 from libero_gym.data.dataset import read_dataset, validate_dataset
 from libero_gym.data.policies import PolicySpec
 from libero_gym.data.replay import replay_episode
-from tests.data.conftest import ENV_ID, TASK_ID
+from tests.data.conftest import ENV_ID, SETTLE_STEPS, TASK_ID
 
 STEPS = 20
 
@@ -37,7 +37,7 @@ def test_dead_or_failing_workers_are_replaced_and_their_episodes_dropped(tmp_pat
         for index in result.kept:
             validate_dataset(shard_path(out, index), require_images=False)
             (episode,) = read_dataset(shard_path(out, index)).episodes
-            assert episode.num_samples == STEPS
+            assert episode.num_samples == SETTLE_STEPS + STEPS
             np.testing.assert_array_equal(replay_episode(env, episode).states, episode.states)
     finally:
         env.close()

@@ -154,6 +154,8 @@ def test_non_hdf5_is_a_dataset_error(tmp_path: Path) -> None:
                     f.create_dataset("data/demo_0/rewards", data=np.zeros(20))), "dtype"),
         (lambda f: (f.__delitem__("data/demo_0/rewards"),
                     f.create_dataset("data/demo_0/rewards", data=np.zeros(19, np.uint8))), "shape"),
+        (lambda f: f["data/demo_0"].attrs.__setitem__("settle_steps", 20), "settle_steps"),
+        (lambda f: f["data/demo_0"].attrs.__setitem__("settle_steps", -1), "settle_steps"),
     ],
 )
 def test_layout_defects_are_named(good_file: Path, edit, message: str) -> None:

@@ -5,7 +5,8 @@ A small real export (scripted expert, LIBERO-Goal task 0, state only) is replaye
 * the way LIBERO's ``scripts/create_dataset.py`` does, in a fresh process, from
   the file alone (``scripts/libero_replay_check.py``): ``TASK_MAPPING[problem_name](**env_kwargs)``,
   ``reset_from_xml_string(postprocess_model_xml(model_file))``, ``states[0]``,
-  robosuite's own ``env.step``; every demo succeeds again;
+  robosuite's own ``env.step``; every demo succeeds again, bit for bit (the demos
+  record the reset's settle steps, so the rebuild starts where the recording did);
 * with our exact replay (``libero_gym.data.replay``): bit-identical states;
 * both again on a copy whose paths point into a producing virtual environment that
   no longer exists (``/old/venv/...``), as a file moved to another machine.
@@ -31,7 +32,8 @@ import pytest
 import libero_gym  # noqa: F401  (registers the ids)
 from libero_gym import suites
 from libero_gym.data import dataset as ds
-from libero_gym.data.replay import replay_episode, restore_scene
+from libero_gym.data.replay import env_observations, replay_episode, reset_unsettled, restore_scene, settle_step
+from libero_gym.env import DEFAULT_SETTLE_STEPS, SETTLE_ACTION
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "libero_replay_check.py"
@@ -143,6 +145,48 @@ def test_libero_style_rebuild_succeeds_in_a_fresh_process(export: Path, tmp_path
         assert demo["recorded_success"] is True
         assert demo["success"], demo
     assert report["summary"]["success_rate"] == 1.0
+    # Nothing of robosuite's Python-side state is missing: the replay is the recording.
+    for demo in demos:
+        assert demo["settle_steps"] == DEFAULT_SETTLE_STEPS
+        assert max(demo["step_max_error"]) == 0.0, max(demo["step_max_error"])
+
+
+def test_demos_start_at_libero_init_state_with_the_settle_steps(export: Path) -> None:
+    """states[0] is LIBERO's init state, then the reset's settle steps; the policy's part
+    starts exactly where a plain ``env.reset`` leaves the env, and readers skip the rest."""
+    from agents.commands import Pretrain
+    from agents.pretrain import load_demos
+
+    data = ds.read_dataset(export, images=False)
+    env = gym.make(ENV_ID, task_id=TASK_ID)
+    try:
+        for episode in data.episodes:
+            k = episode.settle_steps
+            assert k == DEFAULT_SETTLE_STEPS and episode.policy_steps == slice(k, None)
+            init_state = env.unwrapped.init_states()[int(episode.attrs["init_state_id"])]
+            np.testing.assert_array_equal(episode.states[0], init_state)
+            np.testing.assert_array_equal(episode.init_state, init_state)
+            np.testing.assert_array_equal(episode.actions[:k], np.tile(SETTLE_ACTION, (k, 1)))
+            assert not episode.rewards[:k].any() and not episode.dones[:k].any()
+            # A plain reset of the episode's scene: the state the policy started from,
+            # and the observation it saw, whether the reset settles or its caller does.
+            options = {key: int(episode.attrs[key]) for key in ("init_state_id", "layout_seed")}
+            obs, _ = env.reset(options=options)
+            np.testing.assert_array_equal(env.unwrapped.get_sim_state(), episode.states[k])
+            unsettled, _ = reset_unsettled(env, options=options)
+            np.testing.assert_array_equal(env.unwrapped.get_sim_state(), episode.states[0])
+            for _ in range(k):
+                unsettled = settle_step(env)
+            np.testing.assert_array_equal(env.unwrapped.get_sim_state(), episode.states[k])
+            for key in obs:
+                np.testing.assert_array_equal(unsettled[key], obs[key], err_msg=key)
+        frames = env_observations(env, data.episodes[0])
+        assert frames["proprio"].shape[0] == data.episodes[0].num_samples
+    finally:
+        env.close()
+    demos = load_demos(Pretrain(dataset=(export,), run_dir=export.parent / "bc"), horizon=4)
+    policy_steps = sum(e.num_samples - e.settle_steps for e in data.episodes)
+    assert demos.chunks.shape == (policy_steps, 4, 7) and demos.observations["proprio"].shape[0] == policy_steps
 
 
 def test_model_file_reload_gives_the_live_model(export: Path) -> None:
@@ -185,9 +229,8 @@ def test_our_replay_stays_exact(export: Path, moved: Path) -> None:
 
 
 def test_moved_file_rebuilds_libero_style_bit_exactly(moved: Path, tmp_path: Path) -> None:
-    """From another folder, with stale venv paths; with robosuite's Python-side robot state
-    restored the replay is bit-identical: the reload changes nothing of the dynamics."""
-    report = _libero_replay(moved, tmp_path, "--settled-robot-state", cwd=tmp_path)
+    """From another folder, with stale venv paths, LIBERO's plain way: bit-identical."""
+    report = _libero_replay(moved, tmp_path, cwd=tmp_path)
     for demo in report["demos"]:
         assert demo["bddl_relocated"]
         assert demo["success"], demo

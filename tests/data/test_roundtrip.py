@@ -11,7 +11,7 @@ import libero_gym  # noqa: F401  (registers the ids)
 from libero_gym.data.collect import finished_summaries, shard_path
 from libero_gym.data.dataset import read_dataset, validate_dataset
 from libero_gym.data.replay import replay_episode, set_body_poses
-from tests.data.conftest import ENV_ID, EPISODES, IMAGE_SIZE, STEPS, TASK_ID
+from tests.data.conftest import ENV_ID, EPISODES, IMAGE_SIZE, SETTLE_STEPS, STEPS, TASK_ID
 
 
 def test_resume_ends_with_exactly_the_planned_episodes(collected) -> None:
@@ -41,8 +41,8 @@ def test_export_reads_back_identical_arrays(collected) -> None:
             np.testing.assert_array_equal(episode.obs[key], shard.obs[key], err_msg=key)
         assert episode.model_file == shard.model_file
         assert episode.attrs == shard.attrs
-        assert episode.num_samples == STEPS
-        assert episode.obs["agentview_rgb"].shape == (STEPS, IMAGE_SIZE, IMAGE_SIZE, 3)
+        assert episode.num_samples == SETTLE_STEPS + STEPS and episode.settle_steps == SETTLE_STEPS
+        assert episode.obs["agentview_rgb"].shape == (SETTLE_STEPS + STEPS, IMAGE_SIZE, IMAGE_SIZE, 3)
         # Proprio fields are consistent with each other.
         np.testing.assert_array_equal(episode.obs["ee_pos"], episode.robot_states[:, 2:5])
         np.testing.assert_array_equal(episode.obs["gripper_states"], episode.robot_states[:, :2])
@@ -74,7 +74,7 @@ def test_images_are_stored_as_libero_renders_them(collected) -> None:
     try:
         env.reset(options={"init_state_id": int(episode.attrs["init_state_id"])})
         set_body_poses(env.unwrapped.sim, json.loads(episode.attrs["body_poses"]))  # the episode's fixtures
-        for t in (0, STEPS - 1):
+        for t in (0, SETTLE_STEPS, SETTLE_STEPS + STEPS - 1):
             obs = env.unwrapped.set_sim_state(episode.states[t])
             assert env.unwrapped.rotate_images
             np.testing.assert_array_equal(episode.obs["agentview_rgb"][t], obs["agentview_image"][::-1, ::-1])
@@ -102,7 +102,7 @@ def test_two_tasks_export_one_file_each(tmp_path) -> None:
     names = sorted(path.name for path in exported.files)
     assert names == ["open_the_middle_drawer_of_the_cabinet_demo.hdf5", "put_the_bowl_on_the_stove_demo.hdf5"]
     manifest = json_.loads(exported.manifest.read_text())
-    assert manifest["num_demos"] == 4 and manifest["total_steps"] == 32
+    assert manifest["num_demos"] == 4 and manifest["total_steps"] == 32  # the policy's steps (settle steps not counted)
     by_task = {entry["task_id"]: entry["episode_indices"] for entry in manifest["files"]}
     assert by_task == {0: [0, 2], 1: [1, 3]}  # episode i plays task_id[i % 2]
     for path in exported.files:
@@ -123,7 +123,7 @@ def test_env_observations_regenerated_from_states(collected) -> None:
     finally:
         env.close()
     assert set(obs) == {"proprio", "object", "task_index"}
-    assert obs["proprio"].shape == (STEPS, 39) and obs["object"].shape[0] == STEPS
+    assert obs["proprio"].shape == (SETTLE_STEPS + STEPS, 39) and obs["object"].shape[0] == SETTLE_STEPS + STEPS
     # Equal up to one 2 ms physics substep of motion (robosuite's step observation
     # lags the integrated state by one substep; restoring a state runs mj_forward).
     np.testing.assert_allclose(obs["proprio"][0, PROPRIO_SLICES["eef_pos"]], episode.obs["ee_pos"][0], atol=1e-4)

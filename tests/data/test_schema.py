@@ -13,7 +13,7 @@ import json
 import h5py
 import numpy as np
 
-from tests.data.conftest import EPISODES, IMAGE_SIZE, STEPS
+from tests.data.conftest import EPISODES, IMAGE_SIZE, SETTLE_STEPS, STEPS
 
 # path under demo_<i> -> (dtype, shape after the time axis; None = scene-dependent)
 EXPECTED_DEMO_DATASETS = {
@@ -36,7 +36,9 @@ EXPECTED_DATA_ATTRS = {
 }
 OUR_EXTRA_DATA_ATTRS = {"libero_gym"}
 EXPECTED_DEMO_ATTRS = {"num_samples", "init_state", "model_file"}
-OUR_EXTRA_DEMO_ATTRS = {"success", "init_state_id", "layout_seed", "seed", "episode_index", "body_poses"}
+OUR_EXTRA_DEMO_ATTRS = {
+    "success", "init_state_id", "layout_seed", "seed", "episode_index", "body_poses", "settle_steps",
+}
 GOAL_STATE_DIM = 79  # flattened MuJoCo state of the libero_goal scenes (time + qpos + qvel)
 
 
@@ -79,7 +81,7 @@ def test_exported_file_has_libero_layout(collected) -> None:
             found = _datasets(demo)
             assert set(found) == set(EXPECTED_DEMO_DATASETS)
             steps = found["actions"].shape[0]
-            assert steps == STEPS
+            assert steps == SETTLE_STEPS + STEPS and int(demo.attrs["settle_steps"]) == SETTLE_STEPS
             for key, (dtype, tail) in EXPECTED_DEMO_DATASETS.items():
                 dataset = found[key]
                 assert dataset.dtype == np.dtype(dtype), key

@@ -41,7 +41,9 @@ def test_stats_table_matches_metrics(collected) -> None:
     (path,) = collected.export.files
     table = run_stats([str(path)], plots_dir=None)
     data = read_dataset(path, images=False)
-    expected = M.summarize([e.actions for e in data.episodes], [e.obs["ee_pos"] for e in data.episodes],
+    # Over the policy's steps: the recorded settle steps are left out.
+    expected = M.summarize([e.actions[e.policy_steps] for e in data.episodes],
+                           [e.obs["ee_pos"][e.policy_steps] for e in data.episodes],
                            [e.success for e in data.episodes])
     assert table["overall"][collected.out.name] == pytest.approx(expected, nan_ok=True)
 
