@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/method"))
     parser.add_argument("--demos", type=int, default=5, help="scripted demonstrations for BC")
     parser.add_argument("--bc-epochs", type=int, default=800)
+    parser.add_argument("--bc-batch-size", type=int, default=64,
+                        help="BC minibatch (5 demos are ~600 samples: 64 gives ~7k gradient steps in 800 epochs)")
     parser.add_argument("--rl-steps", type=int, default=100_000, help="env-step budget of each RL run")
     parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument("--eval-episodes", type=int, default=50)
@@ -148,7 +150,8 @@ def main() -> None:
         if not (run_dir / "checkpoint").exists() and run_dir.exists():
             shutil.rmtree(run_dir)
         go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), "--agent", f"{agent}-ppo",
-                           "--epochs", str(args.bc_epochs), "--seed", str(args.seed), "--no-progress"])  # fmt: skip
+                           "--epochs", str(args.bc_epochs), "--batch-size", str(args.bc_batch_size),
+                           "--seed", str(args.seed), "--no-progress"])  # fmt: skip
 
     def evaluate(name: str, checkpoint: Path) -> None:
         go(name, ["eval", "--checkpoint", str(checkpoint), "--episodes", str(args.eval_episodes),
