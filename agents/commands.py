@@ -202,10 +202,10 @@ class Eval:
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use (called by the command, so the
         CLI prints one line instead of a parse-time traceback)."""
-        if self.episodes < 1 or self.num_envs < 1 or self.torch_threads < 1:
-            raise InvalidInputError(
-                f"episodes, num_envs and torch_threads must be >= 1, got {self.episodes}, {self.num_envs}, {self.torch_threads}"
-            )
+        if self.episodes < 1 or self.num_envs < 1:
+            raise InvalidInputError(f"episodes and num_envs must be >= 1, got {self.episodes}, {self.num_envs}")
+        if self.torch_threads < 1:
+            raise InvalidInputError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if not self.sampling or len(set(self.sampling)) != len(self.sampling):
             raise InvalidInputError(f"sampling must name distinct modes among {list(SAMPLINGS)}, got {list(self.sampling)}")
         if self.init_states == "cycle" and self.num_envs > self.episodes:
