@@ -375,7 +375,7 @@ LEARN_CONFIG = DiffusionPPOConfig(
     n_chunks=50, batch_size=400, n_epochs=10, gamma=0.99, critic_dims=(128, 128),
     critic_encoder=EncoderConfig(state_dims=(128,)),
     # From scratch, not fine-tuning: 10x DPPO's clip ranges and a larger actor step, or nothing moves in a minute.
-    actor_lr=1e-3, clip_range=0.1, clip_range_base=0.01,
+    actor_lr=1e-3, clip_range=0.1, clip_range_base=0.01, n_critic_warmup_iterations=2,
 )  # fmt: skip
 
 
