@@ -24,8 +24,10 @@ Sampling modes (:data:`SAMPLING_MODES`):
 
 * ``stochastic``: x_S ~ N(0, I), eta = 1, std floored at ``min_sampling_std``, noise
   clipped: DPPO's exploration, what RL rollouts sample.
-* ``deterministic``: x_S ~ N(0, I), eta = 0: the chain without exploration noise
-  from a random start, DPPO's evaluation.
+* ``deterministic``: x_S ~ N(0, I), the chain without exploration noise, DPPO's
+  evaluation: with DDPM sampling (S = K) each step keeps the chain's own posterior
+  std (eta = 1) without the ``min_sampling_std`` floor (DPPO: floored at 1e-4 only,
+  0 at the last step); with DDIM sampling (S < K) eta = 0.
 * ``zero-init``: x_S = 0, eta = 0: the chunk is a function of the observation
   alone. Useful for exact comparisons; not the policy RL trains, so never the
   headline figure (a BC policy can be 95% here and 10% stochastic).
@@ -60,6 +62,8 @@ COSINE_S = 0.008
 """Offset of the cosine schedule (Nichol & Dhariwal 2021, also DPPO's)."""
 MAX_BETA = 0.999
 """Clip on the cosine schedule's betas, which blow up at t = K (Nichol & Dhariwal 2021)."""
+DETERMINISTIC_MIN_STD = 1e-4
+"""Floor on the posterior std in deterministic DDPM sampling (DPPO's ``forward(deterministic=True)``: 1e-4)."""
 SamplingMode = Literal["stochastic", "deterministic", "zero-init"]
 SAMPLING_MODES: tuple[str, ...] = ("stochastic", "deterministic", "zero-init")
 """How :meth:`DiffusionPolicy.sample` draws a chunk (module docstring)."""
@@ -277,7 +281,10 @@ class DiffusionPolicy(nn.Module):
         x = torch.zeros if mode == "zero-init" else torch.randn
         x = x((batch, *self.chunk_shape), device=device)
         explore = mode == "stochastic"
-        eta = 1.0 if explore else 0.0
+        ddpm = self.config.ddim_steps == self.config.denoising_steps
+        # DPPO's deterministic DDPM keeps the posterior noise (min std 1e-4); deterministic DDIM and zero-init: eta 0.
+        eta = 1.0 if explore or (mode == "deterministic" and ddpm) else 0.0
+        min_std = self.config.min_sampling_std if explore else DETERMINISTIC_MIN_STD
         base_features = self.actor.encode(observation) if self.first_ft_step > 0 else None
         ft_features = self.actor_ft.encode(observation)
         chain = []
@@ -288,11 +295,12 @@ class DiffusionPolicy(nn.Module):
             net, features = (self.actor_ft, ft_features) if finetuned else (self.actor, base_features)
             index = torch.full((batch,), i, device=device, dtype=torch.long)
             mean, std = self._step_mean_std(net, x, index, features, eta)  # type: ignore[arg-type]
-            if not explore:
+            if eta == 0.0:
                 x = mean
             else:
                 noise = torch.randn_like(x).clamp(-self.config.randn_clip, self.config.randn_clip)
-                x = mean + std.clamp(min=self.config.min_sampling_std) * noise
+                last = i == self.config.ddim_steps - 1  # the posterior std is 0 there; DPPO adds no floor
+                x = mean if (last and not explore) else mean + std.clamp(min=min_std) * noise
             if finetuned:
                 chain.append(x)
         actions = self.action_normalizer.unnormalize(x.clamp(-1.0, 1.0)).clamp(-1.0, 1.0)

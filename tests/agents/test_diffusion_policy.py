@@ -210,7 +210,9 @@ def test_bc_reproduces_the_proportional_controller() -> None:
     assert success >= 0.3
 
 
-def _dppo_reference_sample(policy: DiffusionPolicy, obs_t: dict[str, torch.Tensor], config: DiffusionPolicyConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _dppo_reference_sample(
+    policy: DiffusionPolicy, obs_t: dict[str, torch.Tensor], config: DiffusionPolicyConfig, deterministic: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DPPO's DDPM sampler and log-probabilities (irom-lab/dppo, model/diffusion: p_mean_var with the
     posterior coefficients, x0 clamped, std floored at min_sampling_denoising_std, noise clipped,
     log-probs with the std floored at min_logprob_denoising_std, clamped to [-5, 2], averaged over the chunk),
@@ -231,7 +233,11 @@ def _dppo_reference_sample(policy: DiffusionPolicy, obs_t: dict[str, torch.Tenso
         x0 = ((x - (1 - alpha_bar[t]).sqrt() * eps) / alpha_bar[t].sqrt()).clamp(-config.denoised_clip, config.denoised_clip)
         mean = coef_x0[t] * x0 + coef_xt[t] * x
         noise = torch.randn_like(x).clamp(-config.randn_clip, config.randn_clip)
-        x_next = mean + posterior_std[t].clamp(min=config.min_sampling_std) * noise
+        if deterministic:  # DPPO's forward(deterministic=True), DDPM: the posterior std, floored at 1e-4, 0 at t = 0
+            std = torch.zeros(()) if t == 0 else posterior_std[t].clamp(min=1e-4)
+        else:
+            std = posterior_std[t].clamp(min=config.min_sampling_std)
+        x_next = mean + std * noise
         dist = torch.distributions.Normal(mean, posterior_std[t].clamp(min=config.min_logprob_std))
         log_probs.append(dist.log_prob(x_next).clamp(config.logprob_min, config.logprob_max).mean(dim=(-2, -1)))
         x = x_next
@@ -257,3 +263,11 @@ def test_sampler_matches_dppo_on_fixed_weights() -> None:
     torch.testing.assert_close(chain, ref_chain, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(actions, ref_actions, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(log_probs, ref_log_probs, rtol=1e-4, atol=1e-4)
+    # DPPO's deterministic evaluation: random x_T, the chain's own noise, no exploration floor.
+    with torch.no_grad():
+        torch.manual_seed(8)
+        actions, chain = policy.sample(obs_t, mode="deterministic")
+        torch.manual_seed(8)
+        ref_actions, ref_chain, _ = _dppo_reference_sample(policy, obs_t, config, deterministic=True)
+    torch.testing.assert_close(chain, ref_chain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(actions, ref_actions, rtol=1e-4, atol=1e-5)
