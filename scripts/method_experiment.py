@@ -28,7 +28,6 @@ Figures are written by the stages themselves; ``--report`` only reads them.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -39,6 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from plot_curves import curve as learning_curve  # scripts/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -200,25 +201,6 @@ def main() -> None:
 
 
 # ---------------------------------------------------------------------- reading the results
-def _progress_rows(run_dir: Path) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted((run_dir / "logs").glob("progress*.csv")):
-        with path.open() as handle:
-            rows += list(csv.DictReader(handle))
-    return rows
-
-
-def learning_curve(run_dir: Path) -> tuple[list[int], list[float]]:
-    """(env steps, rollout success rate of the last 100 episodes) from the run's progress.csv files."""
-    points: dict[int, float] = {}
-    for row in _progress_rows(run_dir):
-        step, success = row.get("time/total_timesteps"), row.get("rollout/success_rate")
-        if step and success:
-            points[int(float(step))] = float(success)
-    steps = sorted(points)
-    return steps, [points[s] for s in steps]
-
-
 def plot_learning_curves(folder: Path) -> Path | None:
     import matplotlib
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def assert_runs_cleanly(code: str) -> None:
+    """Run ``code`` in a fresh interpreter: exit 0, prints ``done`` last, no EGL error or traceback at exit."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("done")
+    for marker in ("EGL", "Traceback", "Exception ignored"):
+        assert marker not in result.stderr, result.stderr[-2000:]
