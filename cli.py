@@ -1,4 +1,4 @@
-"""libero-gym command line: ``python cli.py COMMAND --help``.
+"""libero-gym command line: ``libero-gym COMMAND --help`` (the installed script) or ``python cli.py COMMAND --help``.
 
 Thin by design: each subcommand is a frozen config dataclass defined next to the
 library function that runs it; this file only maps names to (config, function)
@@ -18,69 +18,154 @@ import io
 import re
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, Union
 
 import tyro
+from gymnasium import error as gym_error
 
-from libero_gym.commands import Doctor, Envs, doctor, list_envs
+from agents.configs import AgentsConfig, EvalConfig, PretrainConfig, TrainConfig, init_from_defaults
+from agents.registry import available_agents
+from libero_gym.data.commands import CollectConfig, ExportConfig, StatsConfig, collect, export, stats
+from libero_gym.data.policies import register_policy
+from libero_gym.doctor import DoctorConfig, doctor
+from libero_gym.env_table import EnvsConfig, list_envs
+from libero_gym.errors import LiberoGymError
+from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
+
+register_policy("checkpoint", "agents.policy:CheckpointPolicy")
+"""``collect --policy checkpoint``: a trained agent (the library knows it only by this path)."""
+
+
+def list_agents(config: AgentsConfig) -> int:
+    """Print the agent table."""
+    from rich.console import Console
+    from rich.table import Table
+
+
+    table = Table(title="libero-gym agents")
+    table.add_column("name", no_wrap=True)
+    table.add_column("class")
+    table.add_column("description")
+    for spec in available_agents().values():
+        table.add_row(spec.name, spec.class_path, spec.description)
+    table.add_row(
+        "module:Class", "any stable_baselines3 BaseAlgorithm", "e.g. stable_baselines3:SAC, stable_baselines3:TD3"
+    )
+    Console(width=160).print(table)
+    return 0
+
+
+def train(config: TrainConfig) -> int:
+    """Run :func:`agents.train.train` and print its summary."""
+    from agents.train import print_summary, train  # torch and SB3: only when a command runs
+
+    print_summary(train(config))
+    return 0
+
+
+def pretrain(config: PretrainConfig) -> int:
+    """Run :func:`agents.pretrain.pretrain` and print its summary."""
+    from agents.pretrain import pretrain, print_summary
+
+    print_summary(pretrain(config))
+    return 0
+
+
+def evaluate(config: EvalConfig) -> int:
+    """Run :func:`agents.evaluate.evaluate` and print the table."""
+    from agents.evaluate import evaluate, print_results
+
+    print_results(evaluate(config))
+    return 0
+
 
 # name -> (config class, function taking that config). Config classes live in
 # light modules (no torch, MuJoCo or LIBERO at import), so `--help` is quick.
 COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
-    "envs": (Envs, list_envs),
-    "doctor": (Doctor, doctor),
+    "envs": (EnvsConfig, list_envs),
+    "doctor": (DoctorConfig, doctor),
+    "agents": (AgentsConfig, list_agents),
+    "train": (TrainConfig, train),
+    "pretrain": (PretrainConfig, pretrain),
+    "eval": (EvalConfig, evaluate),
+    "collect": (CollectConfig, collect),
+    "export": (ExportConfig, export),
+    "stats": (StatsConfig, stats),
 }
 
 
-def _register_optional_commands() -> None:
-    """Add the agents' and data commands (their modules import lazily)."""
-    try:
-        from agents.commands import COMMANDS as AGENT_COMMANDS
-    except ImportError as error:  # pragma: no cover - only while the package is incomplete
-        if "agents.commands" not in str(error):
-            raise
-    else:
-        COMMANDS.update(AGENT_COMMANDS)
-    try:
-        from libero_gym.data.commands import COMMANDS as DATA_COMMANDS
-    except ImportError as error:  # pragma: no cover
-        if "libero_gym.data.commands" not in str(error):
-            raise
-    else:
-        COMMANDS.update(DATA_COMMANDS)
-
-
 def _one_line(box: str) -> str:
-    """tyro's boxed parse error as one line: its first paragraph, frame and colours removed."""
+    """tyro's boxed parse error as one line: its first paragraph, and the valid choices when tyro lists
+    them ("Available subcommands: ..."), frame and colours removed.
+
+    tyro 1.0 offers no public structured error (its ``tyro._errors`` hook is private and experimental), so
+    this reads the text it prints."""
     words: list[str] = []
+    keep: bool | None = True  # the first paragraph, then only the one that lists the choices
     for line in re.sub(r"\x1b\[[0-9;]*m", "", box).splitlines():
         stripped = line.strip()
         if stripped.startswith(("╭", "╰")):
             continue
-        if stripped.startswith("│ ─"):  # the rule that ends the first paragraph
-            break
+        if stripped.startswith("│ ─"):  # a rule between paragraphs
+            keep = None  # decided by the paragraph's first line
+            continue
         text = stripped.strip("│╭╮╰╯─ ").strip()
-        if text:
+        if text and keep is None:
+            keep = text.startswith("Available subcommands")
+        if text and keep:
             words.append(text)
     return " ".join(words) or "invalid arguments (see --help)"
 
 
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``--flag VALUE`` or ``--flag=VALUE`` in ``argv`` (dashes or underscores), else ``None``."""
+    names = {flag, flag.replace("-", "_")}
+    for i, arg in enumerate(argv):
+        name, sep, value = arg.partition("=")
+        if name in names:
+            return value if sep else (argv[i + 1] if i + 1 < len(argv) else None)
+    return None
+
+
+def _defaults(argv: list[str]) -> dict[str, Any]:
+    """Per-command default configs read from the command line before it is parsed: ``train
+    --init-from PATH`` takes the checkpoint's agent and settings as defaults, which flags override."""
+    if argv[:1] == ["train"] and (path := _flag_value(argv, "--init-from")):
+        return {"train": init_from_defaults(path)}
+    return {}
+
+
+def _parse(argv: list[str]) -> Any:
+    """tyro over every command: a union of the configs, one subcommand each. Arguments of a command may
+    follow its nested subcommands (``train agent:diffusion-ppo --agent.actor-lr 1e-5 --env ...``)."""
+    defaults = _defaults(argv)
+    members = [
+        Annotated[config_cls, tyro.conf.subcommand(name, default=defaults[name])]
+        if name in defaults
+        else Annotated[config_cls, tyro.conf.subcommand(name)]
+        for name, (config_cls, _) in COMMANDS.items()
+    ]
+    return tyro.cli(
+        Union[tuple(members)],  # noqa: UP007 (a runtime-built union)
+        args=argv,
+        description=__doc__,
+        config=(tyro.conf.CascadeSubcommandArgs,),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv``, run the command, return the exit code."""
-    from gymnasium import error as gym_error
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return the exit code.
 
-    from libero_gym.errors import LiberoGymError
-    from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
-
-    _register_optional_commands()
+    Also the ``libero-gym`` console script (pyproject's ``[project.scripts]``; the script exits with
+    the returned code)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
-            config = tyro.extras.subcommand_cli_from_dict(
-                {name: config_cls for name, (config_cls, _) in COMMANDS.items()},
-                args=argv,
-                description=__doc__,
-            )
+            config = _parse(argv)
+    except LiberoGymError as error:  # an unreadable --init-from checkpoint
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except SystemExit as exit_:
         if exit_.code in (0, None):  # --help: show what tyro wrote
             sys.stderr.write(captured.getvalue())

@@ -16,18 +16,17 @@ No pickled objects, so a checkpoint loads under any code version that has the sa
 config fields (SB3 ``save_util``; diffusion_policy's dill checkpoints are the
 cautionary tale). Writes are atomic: files go to a temporary sibling folder that
 ``os.replace`` moves into place, so a reader never sees half a checkpoint.
-:class:`CheckpointManager` keeps the newest ``keep`` checkpoints of a run and falls
-back to an older one, with a warning, when the newest does not verify.
+:class:`agents.run_folder.CheckpointManager` keeps the newest ``keep`` checkpoints of a run
+and falls back to an older one, with a warning, when the newest does not verify; the
+spaces' JSON is :mod:`agents.space_codec`, the RNG states :mod:`agents.rng_state`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import io
 import json
 import os
-import random
 import shutil
 import tempfile
 import warnings
@@ -36,11 +35,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.registry import PROTOCOL_CONFIG, SB3_POLICY, AgentSpec, resolve_agent
+from agents.registry import PROTOCOL_CONFIG, SpacesOnlyEnv, build_agent, resolve_agent
+from agents.rng_state import get_rng_state, set_rng_state
+from agents.space_codec import describe_space, space_from_description, space_summary, step_space
+from libero_gym.env_config import EnvConfig
 from libero_gym.errors import CheckpointError
 from libero_gym.file_modes import set_default_mode
 
@@ -49,91 +50,7 @@ PARAMS_FILE = "params.pt"
 FORMAT_VERSION = 1
 """Bumped when the layout of agent.json/params.pt changes incompatibly."""
 STEP_PREFIX = "step_"
-"""Checkpoint folders of a run: ``checkpoints/step_000000002000``."""
-
-
-@dataclasses.dataclass(frozen=True)
-class EnvInfo:
-    """What a checkpoint records about the env it was trained on.
-
-    Attributes:
-        env_id: the libero-gym id (``LIBERO-Goal-v0``).
-        task_ids: task indices within the suite.
-        obs_mode: ``state``, ``pixels`` or ``both``.
-        image_size: camera image size (pixels/both), ``None`` for the env default.
-        max_episode_steps: episode limit in control steps, ``None`` for the suite's.
-        chunk_size: ``None`` (actions (7,)), or Ta: the env steps (Ta, 7) action
-            chunks (``LiberoEnv(chunk_size=Ta)``; the limit is then its ``step_limit``).
-    """
-
-    env_id: str
-    task_ids: tuple[int, ...] = ()
-    obs_mode: str = "state"
-    image_size: int | None = None
-    max_episode_steps: int | None = None
-    chunk_size: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "task_ids": list(self.task_ids)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> EnvInfo:
-        return cls(
-            str(data["env_id"]),
-            tuple(int(t) for t in data.get("task_ids", ())),
-            str(data.get("obs_mode", "state")),
-            data.get("image_size"),
-            data.get("max_episode_steps"),
-            data.get("chunk_size"),  # absent in checkpoints written before chunk envs: per-step
-        )
-
-    def make_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``gym.make``/``make_vec`` (besides the id)."""
-        kwargs: dict[str, Any] = {"obs_mode": self.obs_mode}
-        if self.image_size is not None:
-            kwargs["image_size"] = self.image_size
-        if self.chunk_size is not None:
-            # TimeLimit counts chunks, so the env counts its control steps itself (step_limit,
-            # LiberoEnv docs); a TimeLimit of as many chunks never ends an episode first.
-            kwargs["chunk_size"] = self.chunk_size
-            if self.max_episode_steps is not None:
-                kwargs["step_limit"] = self.max_episode_steps
-                kwargs["max_episode_steps"] = self.max_episode_steps
-        elif self.max_episode_steps is not None:
-            kwargs["max_episode_steps"] = self.max_episode_steps
-        return kwargs
-
-
-def describe_space(space: spaces.Space[Any]) -> dict[str, Any]:
-    """A JSON description of a Box/Discrete/Dict space (shapes, dtypes, bounds of Boxes)."""
-    if isinstance(space, spaces.Dict):
-        return {"type": "Dict", "spaces": {key: describe_space(sub) for key, sub in space.spaces.items()}}
-    if isinstance(space, spaces.Box):
-        low, high = np.unique(space.low), np.unique(space.high)
-        return {
-            "type": "Box",
-            "shape": list(space.shape),
-            "dtype": str(space.dtype),
-            "low": float(low[0]) if low.size == 1 else "varies",
-            "high": float(high[0]) if high.size == 1 else "varies",
-        }
-    if isinstance(space, spaces.Discrete):
-        return {"type": "Discrete", "n": int(space.n)}
-    return {"type": type(space).__name__, "repr": repr(space)}
-
-
-def space_from_description(desc: Mapping[str, Any]) -> spaces.Space[Any]:
-    """Rebuild a space from :func:`describe_space`'s output (per-element bounds become +-inf)."""
-    kind = desc.get("type")
-    if kind == "Dict":
-        return spaces.Dict({key: space_from_description(sub) for key, sub in desc["spaces"].items()})
-    if kind == "Box":
-        low = desc["low"] if desc["low"] != "varies" else -np.inf
-        high = desc["high"] if desc["high"] != "varies" else np.inf
-        return spaces.Box(low, high, tuple(desc["shape"]), np.dtype(desc["dtype"]))
-    if kind == "Discrete":
-        return spaces.Discrete(int(desc["n"]))
-    raise CheckpointError(f"cannot rebuild a space from {desc}")
+"""Checkpoint folders of a run: ``checkpoints/step_000000002000`` (:mod:`agents.run_folder`)."""
 
 
 def _versions() -> dict[str, str]:
@@ -146,44 +63,6 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[package] = "unknown"
     return out
-
-
-# ---------------------------------------------------------------------- RNG state
-def get_rng_state() -> dict[str, Any]:
-    """Torch, numpy (legacy global) and python ``random`` states as tensors and ints."""
-    np_state = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": {
-            "version": int(py_version),
-            "internal": torch.tensor(py_internal, dtype=torch.int64),
-            "gauss": py_gauss,
-        },
-    }
-
-
-def set_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`get_rng_state` returned."""
-    torch.set_rng_state(state["torch"])
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached_gaussian"],
-        )
-    )
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()), py["gauss"]))
 
 
 # ---------------------------------------------------------------------- save
@@ -199,7 +78,7 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     *,
     agent: str,
-    env: EnvInfo,
+    env: EnvConfig,
     include_optimizer: bool = True,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
@@ -306,11 +185,41 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     if path.is_dir() and not (path / AGENT_FILE).exists():
         for candidate in (path / "checkpoints", path):
             if candidate.is_dir() and any(p.name.startswith(STEP_PREFIX) for p in candidate.iterdir()):
-                return CheckpointManager(candidate).latest_valid()
+                return latest_valid_checkpoint(candidate)
         raise CheckpointError(
             f"{str(path)!r} is neither a checkpoint (no {AGENT_FILE}) nor a run folder with checkpoints"
         )
     return path
+
+
+def step_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
+    """The ``step_<N>`` checkpoint folders of a run's ``checkpoints`` folder, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        if path.is_dir() and path.name.startswith(STEP_PREFIX) and path.name[len(STEP_PREFIX) :].isdigit():
+            found.append(path)
+    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
+
+
+def latest_valid_checkpoint(directory: str | os.PathLike[str]) -> Path:
+    """The newest ``step_<N>`` checkpoint in ``directory`` that reads and verifies; warns for each one skipped.
+
+    Raises:
+        CheckpointError: none is valid.
+    """
+    errors = []
+    for path in reversed(step_checkpoints(directory)):
+        try:
+            _read_files(path, params=True)
+        except CheckpointError as error:
+            warnings.warn(f"skipping checkpoint {path}: {error}", stacklevel=3)
+            errors.append(str(error))
+            continue
+        return path
+    raise CheckpointError(f"no valid checkpoint in {str(directory)!r}" + (f": {errors}" if errors else ""))
 
 
 def _read_files(path: Path, *, params: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -379,68 +288,12 @@ def check_compatible(
     if observation_space is not None and describe_space(observation_space) != meta["observation_space"]:
         raise CheckpointError(
             f"{where} is for env {env['env_id']!r} with obs_mode {env.get('obs_mode')!r} and observation space "
-            f"{_space_summary(meta['observation_space'])}, not {_space_summary(describe_space(observation_space))}"
+            f"{space_summary(meta['observation_space'])}, not {space_summary(describe_space(observation_space))}"
         )
-    if action_space is not None and _step_space(describe_space(action_space)) != _step_space(meta["action_space"]):
+    if action_space is not None and step_space(describe_space(action_space)) != step_space(meta["action_space"]):
         raise CheckpointError(
             f"{where} has action space {meta['action_space']}, not {describe_space(action_space)}"
         )
-
-
-def _step_space(desc: Mapping[str, Any]) -> dict[str, Any]:
-    """An action space as one control step sees it: a (Ta, 7) chunk of Boxes is its (7,) Box.
-
-    The weights of an agent do not depend on whether its env steps chunks (DiffusionPPO
-    acts in both), so a checkpoint of one kind loads on an env of the other.
-    """
-    out = dict(desc)
-    if out.get("type") == "Box" and len(out.get("shape", ())) == 2:
-        out["shape"] = list(out["shape"][1:])
-    return out
-
-
-def _space_summary(desc: Mapping[str, Any]) -> str:
-    if desc.get("type") == "Dict":
-        return "{" + ", ".join(f"{k}: {_space_summary(v)}" for k, v in desc["spaces"].items()) + "}"
-    if desc.get("type") == "Box":
-        return f"{tuple(desc['shape'])} {desc['dtype']}"
-    if desc.get("type") == "Discrete":
-        return f"Discrete({desc['n']})"
-    return str(desc)
-
-
-def build_agent(
-    spec: AgentSpec,
-    env: Any,
-    config: Any,
-    *,
-    seed: int | None = None,
-    device: str = "auto",
-    tensorboard_log: str | None = None,
-    verbose: int = 0,
-) -> Any:
-    """Construct an agent of ``spec`` on ``env`` (an SB3 VecEnv).
-
-    ``config`` is the agent's config dataclass (built-ins) or a dict of SB3
-    constructor keyword arguments (plain SB3 classes).
-
-    Raises:
-        InvalidInputError: the SB3 class rejects the keyword arguments.
-    """
-    from libero_gym.errors import InvalidInputError
-
-    cls = spec.load_class()
-    if spec.protocol == PROTOCOL_CONFIG:
-        return cls(env, config, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose)
-    kwargs = dict(config)
-    try:
-        model = cls(
-            SB3_POLICY, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
-        )
-    except TypeError as error:
-        raise InvalidInputError(f"invalid agent config for {spec.name}: {error}") from error
-    model._libero_gym_kwargs = kwargs  # what agent.json records as its config
-    return model
 
 
 def load_agent(
@@ -479,12 +332,10 @@ def load_agent(
     if env is None:
         from stable_baselines3.common.vec_env import DummyVecEnv
 
-        from agents.registry import SpacesOnlyEnv
-
         obs_space = space_from_description(meta["observation_space"])
         # A standalone policy acts one control step at a time (``predict`` queues a chunk
         # agent's chunk per env), so a chunk env's (Ta, 7) space is rebuilt as (7,).
-        act_space = space_from_description(_step_space(meta["action_space"]))
+        act_space = space_from_description(step_space(meta["action_space"]))
         env = DummyVecEnv([lambda: SpacesOnlyEnv(obs_space, act_space)])
     check_compatible(
         meta, agent=agent, env_id=env_id, observation_space=env.observation_space, action_space=env.action_space
@@ -546,55 +397,36 @@ def _getattr_path(obj: Any, dotted: str) -> Any:
     return obj
 
 
-# ---------------------------------------------------------------------- a run's checkpoints
-class CheckpointManager:
-    """The ``step_<N>`` checkpoints of one run: save, keep the newest ``keep``, find the latest valid.
+# ---------------------------------------------------------------------- SB3's save/load API
+class CheckpointSaveLoad:
+    """SB3's ``model.save(path)`` / ``Cls.load(path, env)`` through the one checkpoint format.
 
-    Args:
-        directory: the run's ``checkpoints`` folder.
-        keep: how many of the newest checkpoints to keep (>= 2 keeps the previous
-            one while the next is written).
+    Mixed into the built-in agents in place of SB3's zip of pickles: ``save`` writes
+    :func:`save_checkpoint`'s folder (or ``.zip`` when ``path`` ends so), ``load`` is
+    :func:`load_agent` (``env`` optional: without it the agent is rebuilt on a spaces-only
+    env, enough for ``predict``). The env is recorded as unknown (no id); ``train``'s
+    checkpoints record theirs.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], keep: int = 2) -> None:
-        if keep < 1:
-            raise ValueError(f"keep must be >= 1, got {keep}")
-        self.directory = Path(directory)
-        self.keep = keep
+    def save(self, path: str | os.PathLike[str], exclude: Any = None, include: Any = None) -> None:
+        """Write a checkpoint at ``path`` (``exclude``/``include``: SB3's, ignored; the format holds state
+        dicts and JSON, nothing else)."""
+        cls = type(self)
+        agent = resolve_agent(f"{cls.__module__}:{cls.__qualname__}").name
+        shape = getattr(self, "action_space").shape or ()  # noqa: B009 (a BaseAlgorithm attribute)
+        env = EnvConfig(env_id="", chunk_size=int(shape[0]) if len(shape) == 2 else None)
+        save_checkpoint(self, path, agent=agent, env=env)
 
-    def paths(self) -> list[Path]:
-        """Checkpoint folders, oldest first."""
-        if not self.directory.is_dir():
-            return []
-        found = []
-        for path in self.directory.iterdir():
-            if path.is_dir() and path.name.startswith(STEP_PREFIX) and path.name[len(STEP_PREFIX) :].isdigit():
-                found.append(path)
-        return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX) :]))
-
-    def save(self, model: Any, *, agent: str, env: EnvInfo, extra: Mapping[str, Any] | None = None) -> Path:
-        """Save at ``step_<model.num_timesteps>`` and delete checkpoints beyond ``keep``."""
-        path = self.directory / f"{STEP_PREFIX}{int(model.num_timesteps):012d}"
-        save_checkpoint(model, path, agent=agent, env=env, extra=extra)
-        for old in self.paths()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
-        for stale in self.directory.glob(".tmp-*"):  # left by a writer that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        return path
-
-    def latest_valid(self) -> Path:
-        """The newest checkpoint that reads and verifies; warns for each one skipped.
+    @classmethod
+    def load(  # type: ignore[override]
+        cls, path: str | os.PathLike[str], env: Any = None, device: str = "auto", **kwargs: Any
+    ) -> Any:
+        """The agent saved at ``path``, on ``env`` (SB3 VecEnv with its spaces) or standalone.
 
         Raises:
-            CheckpointError: none is valid.
+            CheckpointError: unreadable, or a checkpoint of another agent class.
         """
-        errors = []
-        for path in reversed(self.paths()):
-            try:
-                _read_files(path, params=True)
-            except CheckpointError as error:
-                warnings.warn(f"skipping checkpoint {path}: {error}", stacklevel=2)
-                errors.append(str(error))
-                continue
-            return path
-        raise CheckpointError(f"no valid checkpoint in {str(self.directory)!r}" + (f": {errors}" if errors else ""))
+        model, _ = load_agent(path, env, device=device, **kwargs)
+        if not isinstance(model, cls):
+            raise CheckpointError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model

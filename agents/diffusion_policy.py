@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -53,11 +52,11 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from agents.encoders import EncoderConfig, low_dim_vector, make_encoder, mlp
+from agents.agent_configs import DiffusionPolicyConfig
+from agents.encoders import low_dim_vector, make_encoder, mlp
 from agents.normalization import Normalizer
+from libero_gym.spaces import ACTION_DIM
 
-ACTION_DIM = 7
-"""libero-gym's action: OSC delta pose (6) + gripper (1), in [-1, 1]."""
 COSINE_S = 0.008
 """Offset of the cosine schedule (Nichol & Dhariwal 2021, also DPPO's)."""
 MAX_BETA = 0.999
@@ -67,57 +66,6 @@ DETERMINISTIC_MIN_STD = 1e-4
 SamplingMode = Literal["stochastic", "deterministic", "zero-init"]
 SAMPLING_MODES: tuple[str, ...] = ("stochastic", "deterministic", "zero-init")
 """How :meth:`DiffusionPolicy.sample` draws a chunk (module docstring)."""
-
-
-@dataclass(frozen=True)
-class DiffusionPolicyConfig:
-    """The diffusion policy: chunking, denoising schedule, exploration noise, network sizes.
-
-    Defaults are DPPO's state-based robomimic settings (cfg/robomimic/finetune/*/
-    ft_ppo_diffusion_mlp.yaml): Ta = 4, K = 20 DDPM steps, the last 10 fine-tuned.
-    """
-
-    horizon_steps: int = 4
-    """Ta, actions per chunk; all of them are executed before re-planning (DPPO: 4)."""
-    denoising_steps: int = 20
-    """K, steps of the DDPM cosine schedule used for training (DPPO: 20)."""
-    ddim_steps: int = 20
-    """S, DDIM sampling steps over the K-step schedule; must divide K. S = K is DDPM (DPPO state: DDPM 20; pixels: DDIM 5)."""
-    ft_denoising_steps: int = 10
-    """K', the last denoising steps run by the fine-tuned copy and trained by RL (DPPO: 10 of 20)."""
-    predict_epsilon: bool = True
-    """The network predicts the noise (DDPM; DPPO's default) or, if False, the clean chunk x0 directly."""
-    min_sampling_std: float = 0.1
-    """Floor on each denoising step's std while exploring (DPPO: min_sampling_denoising_std 0.1)."""
-    min_logprob_std: float = 0.1
-    """Floor on the std used in log-probabilities, for stable ratios (DPPO: min_logprob_denoising_std 0.1)."""
-    randn_clip: float = 3.0
-    """Exploration noise is clipped to this many standard deviations (DPPO: randn_clip_value 3)."""
-    denoised_clip: float = 1.0
-    """Predicted clean chunks are clamped to [-c, c], the action range (DPPO: denoised_clip_value 1)."""
-    logprob_min: float = -5.0
-    """Lower clamp on per-dimension log-probabilities (DPPO's PPODiffusion.loss: -5)."""
-    logprob_max: float = 2.0
-    """Upper clamp on per-dimension log-probabilities (DPPO's PPODiffusion.loss: 2)."""
-    time_dim: int = 16
-    """Size of the sinusoidal denoising-step embedding (DPPO's DiffusionMLP: 16)."""
-    mlp_dims: tuple[int, ...] = (256, 256, 256)
-    """Hidden sizes of the noise-prediction MLP (DPPO: 512 x 3; halved for CPU)."""
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """Observation encoder of the noise-prediction network (state MLP or FiLM-ResNet)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.encoder, dict):  # rebuilt from JSON
-            object.__setattr__(self, "encoder", EncoderConfig(**self.encoder))
-        object.__setattr__(self, "mlp_dims", tuple(self.mlp_dims))  # JSON gives lists
-        if self.horizon_steps < 1 or self.denoising_steps < 1:
-            raise ValueError(f"horizon_steps and denoising_steps must be >= 1, got {self.horizon_steps}, {self.denoising_steps}")
-        if not 1 <= self.ddim_steps <= self.denoising_steps or self.denoising_steps % self.ddim_steps:
-            raise ValueError(f"ddim_steps must divide denoising_steps={self.denoising_steps}, got {self.ddim_steps}")
-        if not 1 <= self.ft_denoising_steps <= self.ddim_steps:
-            raise ValueError(f"ft_denoising_steps must be in [1, ddim_steps={self.ddim_steps}], got {self.ft_denoising_steps}")
-        if self.min_sampling_std <= 0 or self.min_logprob_std <= 0 or self.randn_clip <= 0:
-            raise ValueError("min_sampling_std, min_logprob_std and randn_clip must be > 0")
 
 
 def cosine_alphas_cumprod(denoising_steps: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""DPPO: PPO over the denoising chain of a chunked diffusion policy, on SB3's ``BaseAlgorithm``.
+"""DPPO: PPO over the denoising chain of a chunked diffusion policy, as SB3's ``OnPolicyAlgorithm``.
 
 Diffusion Policy Policy Optimization (Ren et al. 2024, arXiv:2409.00588; reference
 code github.com/irom-lab/dppo). Two nested MDPs: the environment, stepped one action
@@ -9,8 +9,12 @@ discounted by ``gamma_denoising ** (K'-1-j)``; the clip range grows from
 ``clip_range_base`` at the noisiest step to ``clip_range`` at the last. A value
 network on the observation alone is the critic; it trains alone for the first
 ``n_critic_warmup_iterations``. Read it as a diff of SB3's ``ppo.py`` (and
-:mod:`agents.gaussian_ppo`): same ``learn``/``predict``/callbacks/logger, chunked
-rollouts, a chain instead of an action.
+:mod:`agents.gaussian_ppo`): an ``OnPolicyAlgorithm`` whose ``learn``, ``dump_logs``,
+callbacks and logger are SB3's; it overrides ``_setup_model`` (a diffusion policy, a
+separate critic (:mod:`agents.critic`) and a chunk rollout buffer), ``collect_rollouts``
+(one chunk and its denoising chain per env per step) and ``train`` (one PPO ratio per
+denoising step). ``save``/``load`` write and read the one checkpoint format of
+:mod:`agents.checkpoint`.
 
 Two kinds of env, told apart by the action space:
 
@@ -36,115 +40,33 @@ Shape legend:
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
-import sys
-import time
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.save_util import load_from_zip_file, save_to_zip_file
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import MaybeCallback
-from stable_baselines3.common.utils import explained_variance, safe_mean
+from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from agents.agent_configs import DiffusionPPOConfig
 from agents.buffers import ChunkRolloutBuffer, denoising_discount
-from agents.diffusion_policy import ACTION_DIM, DiffusionPolicy, DiffusionPolicyConfig, SamplingMode
-from agents.encoders import EncoderConfig, make_encoder, mlp, obs_as_tensor
+from agents.checkpoint import CheckpointSaveLoad
+from agents.critic import ValueNetwork
+from agents.diffusion_policy import DiffusionPolicy, SamplingMode
+from agents.encoders import obs_as_tensor
 from libero_gym.env import SETTLE_ACTION
 from libero_gym.errors import InvalidInputError
+from libero_gym.spaces import ACTION_DIM
 
 HOLD_ACTION = SETTLE_ACTION.astype(np.float32)
 """Sent to an env for the rest of a chunk after its episode ended inside it: no motion, gripper open."""
 
 SelfDiffusionPPO = TypeVar("SelfDiffusionPPO", bound="DiffusionPPO")
-
-
-@dataclass(frozen=True)
-class DiffusionPPOConfig:
-    """DPPO hyper-parameters.
-
-    Defaults are DPPO's state-based robomimic fine-tuning config
-    (cfg/robomimic/finetune/can/ft_ppo_diffusion_mlp.yaml) unless a field says otherwise.
-    """
-
-    policy: DiffusionPolicyConfig = field(default_factory=DiffusionPolicyConfig)
-    """The diffusion policy (chunk length, denoising steps, exploration noise, network)."""
-    n_chunks: int = 100
-    """Action chunks per env per rollout: one LIBERO episode (220-520 steps) per env at Ta = 4.
-    DPPO: 300 chunks x 50 envs."""
-    batch_size: int = 7500
-    """Chunks per minibatch (DPPO: 7500, half of its 15000-chunk rollout)."""
-    n_epochs: int = 10
-    """Passes over each rollout (DPPO: update_epochs 10)."""
-    gamma: float = 0.999
-    """Discount per env step; a chunk of Ta steps is discounted by gamma ** Ta (DPPO: 0.999 per chunk)."""
-    gae_lambda: float = 0.95
-    """GAE lambda over chunks (DPPO: 0.95)."""
-    gamma_denoising: float = 0.99
-    """Discount along the denoising chain: step j of K' gets gamma_denoising ** (K'-1-j) (DPPO: 0.99)."""
-    clip_range: float = 0.01
-    """PPO clip at the last (cleanest) denoising step (DPPO: clip_ploss_coef 0.01)."""
-    clip_range_base: float = 1e-3
-    """PPO clip at the noisiest fine-tuned step (DPPO: clip_ploss_coef_base 1e-3)."""
-    clip_range_rate: float = 3.0
-    """Exponential rate of the clip schedule from base to clip_range (DPPO: clip_ploss_coef_rate 3)."""
-    clip_range_vf: float | None = None
-    """Value clip around the rollout values; None: unclipped (DPPO: clip_vloss_coef None)."""
-    actor_lr: float = 3e-5
-    """Adam learning rate of the fine-tuned denoiser (DPPO: 1e-4 in its gym configs, 1e-5 on robomimic BC policies).
-    On LIBERO-Goal task 0 from BC (2 envs, 200-chunk rollouts), 1e-4 rose and then collapsed twice (to 2-14%
-    success at 100k steps); 3e-5 reached 98% deterministic / 90% stochastic (docs/results.md). From scratch,
-    1e-3 with 10x the clip ranges learns much faster (tests/agents/test_diffusion_ppo.py::test_learns_on_fake_env)."""
-    critic_lr: float = 1e-3
-    """Adam learning rate of the value network (DPPO: 1e-3)."""
-    target_kl: float | None = 1.0
-    """Stop the epochs of an iteration once a minibatch's approx-KL exceeds this (DPPO: target_kl 1)."""
-    n_critic_warmup_iterations: int = 10
-    """Iterations at the start that train only the critic, so that the first advantages are sensible. DPPO: 2,
-    of 50 envs x 300 chunks each; ours see ~75x fewer chunks per iteration. On LIBERO-Goal task 0 from BC (2 envs),
-    2 let the rollout success dip from 42% to 25% over the first 30k steps before it rose; 10 did not dip
-    (docs/results.md)."""
-    max_grad_norm: float | None = 1.0
-    """Gradient-norm clip of both networks; None: off (DPPO: off; on here for from-scratch stability)."""
-    normalize_advantage: bool = True
-    """Standardise advantages per minibatch (DPPO: norm_adv True)."""
-    critic_dims: tuple[int, ...] = (256, 256, 256)
-    """Hidden sizes of the value MLP (DPPO's CriticObs: 256 x 3, Mish)."""
-    critic_encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    """Observation encoder of the value network (its own weights, same kind as the policy's)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.policy, dict):  # rebuilt from JSON (agent.json)
-            object.__setattr__(self, "policy", DiffusionPolicyConfig(**self.policy))
-        if isinstance(self.critic_encoder, dict):
-            object.__setattr__(self, "critic_encoder", EncoderConfig(**self.critic_encoder))
-        object.__setattr__(self, "critic_dims", tuple(self.critic_dims))
-        if min(self.n_chunks, self.batch_size, self.n_epochs) < 1:
-            raise ValueError(f"n_chunks, batch_size and n_epochs must be >= 1, got {self.n_chunks}, {self.batch_size}, {self.n_epochs}")
-        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1 or not 0 < self.gamma_denoising <= 1:
-            raise ValueError(f"gamma and gamma_denoising must be in (0, 1], gae_lambda in [0, 1]; got {self.gamma}, {self.gamma_denoising}, {self.gae_lambda}")
-        if not 0 < self.clip_range_base <= self.clip_range:
-            raise ValueError(f"clip ranges must satisfy 0 < clip_range_base <= clip_range, got {self.clip_range_base}, {self.clip_range}")
-        if self.n_critic_warmup_iterations < 0:
-            raise ValueError(f"n_critic_warmup_iterations must be >= 0, got {self.n_critic_warmup_iterations}")
-
-    @property
-    def chunk_size(self) -> int:
-        """Ta: ``train`` gives an agent whose config has this property chunk envs (``LiberoEnv(chunk_size=Ta)``)."""
-        return self.policy.horizon_steps
-
-    @property
-    def chunk_gamma(self) -> float:
-        """Discount of one full chunk, gamma ** Ta."""
-        return self.gamma**self.policy.horizon_steps
 
 
 def clip_range_schedule(n_steps: int, base: float, final: float, rate: float) -> torch.Tensor:
@@ -155,21 +77,8 @@ def clip_range_schedule(n_steps: int, base: float, final: float, rate: float) ->
     return base + (final - base) * (torch.exp(rate * t) - 1) / (np.exp(rate) - 1)
 
 
-class ValueNetwork(nn.Module):
-    """V(obs): encoder + Mish MLP + linear head."""
-
-    def __init__(self, observation_space: spaces.Dict, encoder: EncoderConfig, dims: tuple[int, ...]) -> None:
-        super().__init__()
-        self.encoder = make_encoder(observation_space, encoder)
-        self.net = nn.Sequential(mlp(self.encoder.output_dim, dims), nn.Linear(dims[-1], 1))
-
-    def forward(self, observation: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Values [B]."""
-        return self.net(self.encoder(observation)).squeeze(-1)
-
-
-class DiffusionPPO(BaseAlgorithm):
-    """Diffusion Policy Policy Optimization on SB3's ``BaseAlgorithm``.
+class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
+    """Diffusion Policy Policy Optimization as SB3's ``OnPolicyAlgorithm``.
 
     Args:
         env: an SB3 ``VecEnv`` (e.g. :class:`agents.vec_env.SB3VecEnv`) or a gymnasium
@@ -216,15 +125,25 @@ class DiffusionPPO(BaseAlgorithm):
                 f"DiffusionPPO needs the action space Box(-1, 1, ({ACTION_DIM},)) or the chunk "
                 f"Box(-1, 1, ({horizon}, {ACTION_DIM})) (horizon_steps={horizon}), got {action_space}"
             )
+        c = self.config
         super().__init__(
             DiffusionPolicy,  # type: ignore[arg-type]  # SB3 records it as policy_class
             env,
-            learning_rate=self.config.actor_lr,
+            learning_rate=c.actor_lr,
+            n_steps=c.n_chunks,  # a rollout is n_chunks chunks per env
+            gamma=c.gamma,
+            gae_lambda=c.gae_lambda,
+            ent_coef=0.0,  # no entropy bonus (DPPO: ent_coef 0); the denoising noise floor explores
+            vf_coef=0.0,  # unused: the critic has its own optimizer (DPPO's critic_lr)
+            max_grad_norm=c.max_grad_norm,  # type: ignore[arg-type]
+            use_sde=False,
+            sde_sample_freq=-1,
             tensorboard_log=tensorboard_log,
             verbose=verbose,
             device=device,
-            support_multi_env=True,
             seed=seed,
+            _init_setup_model=False,
+            supported_action_spaces=(spaces.Box,),
         )
         self.deterministic_mode: SamplingMode = "deterministic"
         """What ``predict(deterministic=True)`` samples: ``deterministic`` (DPPO's evaluation) or ``zero-init``."""
@@ -253,6 +172,18 @@ class DiffusionPPO(BaseAlgorithm):
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "critic", "actor_optimizer", "critic_optimizer"], []
 
+    def learn(
+        self: SelfDiffusionPPO,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "DiffusionPPO",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfDiffusionPPO:
+        """SB3's ``OnPolicyAlgorithm.learn`` (whole rollouts until ``total_timesteps`` env steps), named as SB3's PPO does."""
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+
     def config_dict(self) -> dict[str, Any]:
         """The config as a JSON-able dict (for ``agent.json``); :meth:`from_config_dict` inverts it."""
         return dataclasses.asdict(self.config)
@@ -261,37 +192,6 @@ class DiffusionPPO(BaseAlgorithm):
     def from_config_dict(cls: type[SelfDiffusionPPO], env: VecEnv | Any, config: dict[str, Any], **kwargs: Any) -> SelfDiffusionPPO:
         """Rebuild an agent from :meth:`config_dict`'s output (``kwargs`` go to the constructor)."""
         return cls(env, DiffusionPPOConfig(**config), **kwargs)
-
-    def save(self, path: str | os.PathLike[str] | io.BufferedIOBase, exclude: Any = None, include: Any = None) -> None:
-        """SB3's zip with JSON data only: the config, the step counters, and the state dicts (no pickles).
-
-        ``exclude``/``include`` are accepted for SB3 compatibility and ignored: the
-        config and counters are all the data there is.
-        """
-        data = {"config": self.config_dict(), "num_timesteps": self.num_timesteps, "n_updates": self._n_updates}
-        save_to_zip_file(path, data=data, params=self.get_parameters())
-
-    @classmethod
-    def load(  # type: ignore[override]
-        cls: type[SelfDiffusionPPO],
-        path: str | os.PathLike[str] | io.BufferedIOBase,
-        env: VecEnv | Any = None,
-        device: str | torch.device = "auto",
-        **kwargs: Any,
-    ) -> SelfDiffusionPPO:
-        """Rebuild an agent saved by :meth:`save` on ``env`` (required: the spaces are not stored).
-
-        Raises:
-            InvalidInputError: no ``env`` given.
-        """
-        if env is None:
-            raise InvalidInputError("DiffusionPPO.load needs env= (an env with the spaces the agent was trained on)")
-        data, params, _ = load_from_zip_file(path, device=device)
-        assert data is not None
-        model = cls.from_config_dict(env, data["config"], device=device, **kwargs)
-        model.set_parameters(params, exact_match=True, device=device)
-        model.num_timesteps, model._n_updates = int(data["num_timesteps"]), int(data["n_updates"])
-        return model
 
     def load_pretrained_policy(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Start fine-tuning from a behaviour-cloned policy.
@@ -333,12 +233,15 @@ class DiffusionPPO(BaseAlgorithm):
     # ------------------------------------------------------------------ rollouts
 
     @property
-    def chunked_env(self) -> bool:
+    def is_chunked(self) -> bool:
         """True when the agent's env steps whole chunks (action space (Ta, 7))."""
         return len(self.action_space.shape or ()) == 2
 
-    def collect_rollouts(self, env: VecEnv, callback: BaseCallback, rollout_buffer: ChunkRolloutBuffer) -> bool:
-        """Fill ``rollout_buffer`` with ``n_chunks`` chunks per env; False if a callback stopped training."""
+    def collect_rollouts(  # type: ignore[override]
+        self, env: VecEnv, callback: BaseCallback, rollout_buffer: ChunkRolloutBuffer, n_rollout_steps: int | None = None
+    ) -> bool:
+        """Fill ``rollout_buffer`` with ``n_chunks`` (= ``n_rollout_steps``) chunks per env; False if a callback
+        stopped training. SB3's loop, one chunk and its denoising chain per env per iteration."""
         assert self._last_obs is not None and self._last_episode_starts is not None
         rollout_buffer.reset()
         callback.on_rollout_start()
@@ -351,7 +254,7 @@ class DiffusionPPO(BaseAlgorithm):
                 actions, chain = self.policy.sample(obs_tensor, deterministic=False)
                 values = self.critic(obs_tensor)
             actions_np = actions.cpu().numpy()  # [E, Ta, Da]
-            execute = self._execute_chunk if self.chunked_env else self._execute_steps
+            execute = self._execute_chunk if self.is_chunked else self._execute_steps
             outcome = execute(env, callback, actions_np)
             if outcome is None:
                 return False
@@ -505,47 +408,6 @@ class DiffusionPPO(BaseAlgorithm):
         if self.config.max_grad_norm is not None:
             nn.utils.clip_grad_norm_(module.parameters(), self.config.max_grad_norm)
 
-    def learn(
-        self: SelfDiffusionPPO,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "DiffusionPPO",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfDiffusionPPO:
-        """Train for at least ``total_timesteps`` env steps (whole rollouts), as SB3's on-policy ``learn``."""
-        iteration = 0
-        total_timesteps, callback = self._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        callback.on_training_start(locals(), globals())
-        assert self.env is not None
-        while self.num_timesteps < total_timesteps:
-            if not self.collect_rollouts(self.env, callback, self.rollout_buffer):
-                break
-            iteration += 1
-            self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
-            self.train()
-            if log_interval is not None and iteration % log_interval == 0:
-                self.dump_logs(iteration)
-        callback.on_training_end()
-        return self
-
-    def dump_logs(self, iteration: int = 0) -> None:
-        """Record the rollout/ and time/ metrics and write everything (SB3's ``OnPolicyAlgorithm.dump_logs``)."""
-        assert self.ep_info_buffer is not None and self.ep_success_buffer is not None
-        time_elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
-        fps = int((self.num_timesteps - self._num_timesteps_at_start) / time_elapsed)
-        self.logger.record("time/iterations", iteration, exclude="tensorboard")
-        if len(self.ep_info_buffer) > 0:
-            self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
-            self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
-        if len(self.ep_success_buffer) > 0:
-            self.logger.record("rollout/success_rate", safe_mean(self.ep_success_buffer))
-        self.logger.record("time/fps", fps)
-        self.logger.record("time/time_elapsed", int(time_elapsed), exclude="tensorboard")
-        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
-        self.logger.dump(step=self.num_timesteps)
-
     # ------------------------------------------------------------------ acting
 
     def predict_chunk(
@@ -593,7 +455,7 @@ class DiffusionPPO(BaseAlgorithm):
             raise InvalidInputError(f"DiffusionPPO.predict needs a libero-gym Dict observation, got {type(observation).__name__}")
         single = np.asarray(observation["proprio"]).ndim == 1
         batch_obs = {key: np.asarray(value)[None] if single else np.asarray(value) for key, value in observation.items()}
-        if self.chunked_env:
+        if self.is_chunked:
             chunks = self.predict_chunk(batch_obs, deterministic)
             return (chunks[0] if single else chunks), None
         n_envs = len(batch_obs["proprio"])

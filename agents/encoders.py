@@ -24,7 +24,6 @@ Shape legend:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from agents.agent_configs import EncoderConfig
 from agents.normalization import Normalizer
 from libero_gym.env import CAMERAS
 from libero_gym.errors import InvalidInputError
@@ -40,28 +40,6 @@ from libero_gym.errors import InvalidInputError
 LOW_DIM_KEYS = ("proprio", "object")
 """Vector observations, concatenated in this order (``object`` only when present)."""
 TASK_KEY = "task_index"
-
-
-@dataclass(frozen=True)
-class EncoderConfig:
-    """Sizes of the observation encoders."""
-
-    state_dims: tuple[int, ...] = (256, 256)
-    """Hidden sizes of the state MLP; its last entry is the feature size F in state mode."""
-    image_channels: tuple[int, ...] = (16, 32, 64)
-    """Channels of the stem and the residual stages (each halves H and W); small enough for CPU at 128x128."""
-    image_feature_dim: int = 64
-    """Features per camera after the spatial softmax and a linear layer."""
-    groups: int = 8
-    """GroupNorm groups in the residual blocks (Wu & He 2018's default is 32; our stages are narrow)."""
-
-    def __post_init__(self) -> None:
-        for name in ("state_dims", "image_channels"):  # JSON gives lists
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        if not self.state_dims or min(self.state_dims) < 1:
-            raise ValueError(f"state_dims must be non-empty positive sizes, got {self.state_dims}")
-        if not self.image_channels or any(c % self.groups for c in self.image_channels):
-            raise ValueError(f"image_channels must be multiples of groups={self.groups}, got {self.image_channels}")
 
 
 def obs_as_tensor(observation: Mapping[str, Any], device: torch.device | str) -> dict[str, torch.Tensor]:

@@ -26,7 +26,6 @@ An episode cut by a dead async worker is not counted (another one runs instead).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -34,9 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from agents.checkpoint import EnvInfo, load_agent, read_meta
-from agents.commands import Eval
+from agents.checkpoint import load_agent, read_meta
+from agents.configs import EvalConfig
+from agents.train import make_env
 from agents.vec_env import SB3VecEnv
+from libero_gym import suites
+from libero_gym.atomic_files import write_json_atomic
+from libero_gym.env_config import EnvConfig
+from libero_gym.errors import InvalidInputError
+from libero_gym.registration import lookup_env
 
 VIDEO_FPS = 20
 """LIBERO's control frequency (20 Hz), so videos play in real time."""
@@ -120,7 +125,7 @@ class EvalResult:
         return out
 
 
-def evaluate(config: Eval, model: Any = None) -> EvalResult:
+def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
     """Roll out the checkpoint; see the module docstring.
 
     Args:
@@ -133,21 +138,16 @@ def evaluate(config: Eval, model: Any = None) -> EvalResult:
     """
     import torch
 
-    from libero_gym import suites
-    from libero_gym.errors import InvalidInputError
-    from libero_gym.registration import suite_env_ids, task_env_ids
 
-    from agents.train import make_env
 
     config.validate()
     torch.set_num_threads(config.torch_threads)
     meta = read_meta(config.checkpoint)
-    env = EnvInfo.from_json(meta["env"])
+    env = EnvConfig.from_json(meta["env"])
     task_ids = tuple(config.task_id) if config.task_id is not None else (env.task_ids or (0,))
-    single_task = env.env_id in task_env_ids()
-    suite = task_env_ids()[env.env_id].suite if single_task else suite_env_ids().get(env.env_id)
-    if suite is not None:
-        suites.resolve_task_ids(suite, list(task_ids))  # raises InvalidInputError on a bad id
+    suite, single = lookup_env(env.env_id)
+    single_task = single is not None
+    suites.resolve_task_ids(suite, list(task_ids))  # raises InvalidInputError on a bad id
     if config.max_episode_steps is not None:
         env = dataclasses.replace(env, max_episode_steps=config.max_episode_steps)
     extra: dict[str, Any] = {}
@@ -190,12 +190,12 @@ def evaluate(config: Eval, model: Any = None) -> EvalResult:
         by_sampling=by_sampling,
     )
     if config.json_out is not None:
-        Path(config.json_out).write_text(json.dumps(out.to_json(), indent=2) + "\n")
+        write_json_atomic(config.json_out, out.to_json(), sort_keys=False)
     return out
 
 
 def _run_task(
-    model: Any, vec_env: SB3VecEnv, task_id: int, config: Eval, sampling: str, video_dir: Path | None
+    model: Any, vec_env: SB3VecEnv, task_id: int, config: EvalConfig, sampling: str, video_dir: Path | None
 ) -> tuple[TaskResult, list[str]]:
     """``config.episodes`` episodes of one task in one sampling mode; returns the result and the video paths."""
     n = vec_env.num_envs

@@ -14,7 +14,7 @@ demonstrations on equal terms:
   training env (:class:`ScaledActionVecEnv`) map its actions back to the env's units
   with the policy's ``action_normalizer``.
 
-Both scalings are identity until fitted (``pretrain --agent gaussian-ppo``), so PPO
+Both scalings are identity until fitted (``pretrain agent:gaussian-ppo``), so PPO
 from scratch runs on raw observations and the action space's own [-1, 1].
 
 ``pretrain`` clones the Gaussian's mean on demonstrated actions (mean squared
@@ -43,66 +43,13 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, NatureC
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
+from agents.agent_configs import GaussianPPOConfig
+from agents.checkpoint import CheckpointSaveLoad
 from agents.encoders import LOW_DIM_KEYS, TASK_KEY, low_dim_size, low_dim_vector
 from agents.normalization import Normalizer
 from libero_gym.env import CAMERAS
+from libero_gym.spaces import ACTION_DIM
 
-ACTION_DIM = 7
-
-
-@dataclasses.dataclass(frozen=True)
-class GaussianPPOConfig:
-    """PPO with a diagonal-Gaussian policy (SB3 ``PPO`` + ``MultiInputPolicy``).
-
-    Defaults are SB3's ``PPO`` defaults (the same as cleanrl's ``ppo_continuous_action.py``)
-    except where a field says otherwise.
-    """
-
-    learning_rate: float = 3e-4
-    """Adam learning rate (SB3/cleanrl default)."""
-    n_steps: int = 256
-    """Env steps per env per rollout. SB3's 2048 assumes one env; 256 x 8 envs = 2048 per update."""
-    batch_size: int = 64
-    """Minibatch size (SB3 default)."""
-    n_epochs: int = 10
-    """Optimisation epochs per rollout (SB3/cleanrl default)."""
-    gamma: float = 0.99
-    """Discount (SB3/cleanrl default)."""
-    gae_lambda: float = 0.95
-    """GAE lambda (SB3/cleanrl default)."""
-    clip_range: float = 0.2
-    """PPO ratio clip (SB3/cleanrl default)."""
-    ent_coef: float = 0.0
-    """Entropy bonus weight (SB3/cleanrl default)."""
-    vf_coef: float = 0.5
-    """Value loss weight (SB3/cleanrl default)."""
-    max_grad_norm: float = 0.5
-    """Gradient clipping norm (SB3/cleanrl default)."""
-    target_kl: float | None = None
-    """Stop the epoch loop early above this approx-KL (SB3 default: off)."""
-    net_arch: tuple[int, ...] = (256, 256)
-    """Hidden sizes of the policy and value MLPs. SB3's (64, 64) is for MuJoCo locomotion;
-    rl-zoo uses (256, 256) for robot-arm tasks (robosuite/panda-gym)."""
-    log_std_init: float = math.log(0.1)
-    """Initial log std of the Gaussian, in normalised action units (DPPO's Gaussian baseline: fixed_std 0.1;
-    SB3's default 0 (std 1) is for PPO from scratch)."""
-    min_std: float = 0.01
-    """Lower clamp on the learned std (DPPO's Gaussian fine-tuning: std_min 0.01)."""
-    max_std: float = 0.2
-    """Upper clamp on the learned std (DPPO's Gaussian fine-tuning: std_max 0.2); raise it for RL from scratch."""
-
-    def __post_init__(self) -> None:
-        if self.n_steps < 1 or self.batch_size < 1 or self.n_epochs < 1:
-            raise ValueError(
-                f"n_steps, batch_size and n_epochs must be >= 1, got {self.n_steps}, {self.batch_size}, {self.n_epochs}"
-            )
-        if not 0 < self.gamma <= 1 or not 0 <= self.gae_lambda <= 1:
-            raise ValueError(f"gamma must be in (0, 1] and gae_lambda in [0, 1], got {self.gamma}, {self.gae_lambda}")
-        if not 0 < self.min_std <= self.max_std:
-            raise ValueError(f"std clamps must satisfy 0 < min_std <= max_std, got {self.min_std}, {self.max_std}")
-        if not self.net_arch or any(int(n) < 1 for n in self.net_arch):
-            raise ValueError(f"net_arch must be a non-empty tuple of positive ints, got {self.net_arch}")
-        object.__setattr__(self, "net_arch", tuple(int(n) for n in self.net_arch))
 
 
 class NormalizedExtractor(BaseFeaturesExtractor):
@@ -192,7 +139,7 @@ class ScaledActionVecEnv(VecEnvWrapper):
         return self.venv.reset()
 
 
-class GaussianPPO(PPO):
+class GaussianPPO(CheckpointSaveLoad, PPO):
     """SB3 PPO built from a :class:`GaussianPPOConfig`.
 
     Args:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -38,10 +37,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.checkpoint import EnvInfo, build_agent, save_checkpoint
-from agents.commands import Pretrain, parse_agent_config
-from agents.registry import SpacesOnlyEnv, resolve_agent
+from agents.checkpoint import save_checkpoint
+from agents.configs import PretrainConfig
+from agents.registry import SpacesOnlyEnv, available_agents, build_agent, spec_of
+from agents.run_folder import make_logger
+from libero_gym.atomic_files import jsonable, write_json_atomic
+from libero_gym.data.dataset import read_dataset
+from libero_gym.data.replay import env_observations
+from libero_gym.env_config import EnvConfig
 from libero_gym.errors import DatasetError, InvalidInputError
+from libero_gym.locking import folder_lock
+from libero_gym.progress import ProgressBar
+from libero_gym.registration import lookup_env, suite_env_id
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -72,7 +79,7 @@ class DemoData:
     chunks: np.ndarray
     """[N, Ta, Da] float32 in [-1, 1]."""
     demos: int
-    env: EnvInfo
+    env: EnvConfig
     observation_space: Any
     action_space: Any
 
@@ -85,17 +92,12 @@ def action_chunks(actions: np.ndarray, horizon: int) -> np.ndarray:
     return np.clip(actions[index], -1.0, 1.0)
 
 
-def load_demos(config: Pretrain, horizon: int) -> DemoData:
+def load_demos(config: PretrainConfig, horizon: int) -> DemoData:
     """Read every file, replay its stored states in a libero-gym env, build (obs, chunk) pairs.
 
     Raises:
         DatasetError: not LIBERO's layout, no task, or files of different suites.
     """
-    import gymnasium as gym
-
-    from libero_gym.data.dataset import read_dataset
-    from libero_gym.data.replay import env_observations
-    from libero_gym.registration import suite_env_ids, task_env_ids
 
     observations: dict[str, list[np.ndarray]] = {}
     chunks: list[np.ndarray] = []
@@ -110,18 +112,14 @@ def load_demos(config: Pretrain, horizon: int) -> DemoData:
         task = dataset.task
         if task is None:
             raise DatasetError(f"{path}: cannot tell which libero-gym task it holds (problem_info/bddl_file_name)")
-        suite_id = next(eid for eid, suite in suite_env_ids().items() if suite == task.suite)
         if env_id is None:
-            env_id = suite_id
-        if env_id in task_env_ids():
-            if task_env_ids()[env_id] != task:
-                raise DatasetError(f"{path} holds {task.env_id}, not {env_id}")
-            kwargs: dict[str, Any] = {}
-        elif env_id == suite_id:
-            kwargs = {"task_id": task.index}
-        else:
+            env_id = suite_env_id(task.suite)
+        suite, index = lookup_env(env_id)
+        if suite != task.suite:
             raise DatasetError(f"{path} holds a {task.suite} task; it cannot train a policy for {env_id}")
-        env = gym.make(env_id, obs_mode=config.obs_mode, image_size=config.image_size, **kwargs)
+        if index not in (None, task.index):
+            raise DatasetError(f"{path} holds {task.env_id}, not {env_id}")
+        env = EnvConfig(env_id, (task.index,), config.obs_mode, config.image_size).make()
         try:
             env.reset(seed=config.seed)  # builds the task's simulator
             spaces_ = spaces_ or (env.observation_space, env.action_space)
@@ -142,7 +140,7 @@ def load_demos(config: Pretrain, horizon: int) -> DemoData:
             task_ids.append(task.index)
     if not chunks or env_id is None or spaces_ is None:
         raise DatasetError(f"no demonstrations in {[str(p) for p in config.dataset]}")
-    info = EnvInfo(env_id, tuple(task_ids), config.obs_mode, config.image_size if config.obs_mode != "state" else None)
+    info = EnvConfig(env_id, tuple(task_ids), config.obs_mode, config.image_size if config.obs_mode != "state" else None)
     return DemoData(
         {key: np.stack(values) for key, values in observations.items()},
         np.concatenate(chunks),
@@ -152,20 +150,29 @@ def load_demos(config: Pretrain, horizon: int) -> DemoData:
     )
 
 
-def pretrain(config: Pretrain) -> PretrainResult:
+def pretrain(config: PretrainConfig) -> PretrainResult:
     """Behaviour-clone ``config.agent``'s diffusion policy; see the module docstring.
+
+    The run folder is locked (:func:`libero_gym.locking.folder_lock`) before anything
+    is written there: one process per run folder.
 
     Raises:
         InvalidInputError: an agent without a diffusion policy, or bad config values.
         DatasetError: unusable dataset files.
+        FolderInUseError: another process is writing the run folder.
     """
-    from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
+    config.validate()
+    with folder_lock(config.run_dir, "run folder"):
+        return _pretrain_locked(config)
+
+
+def _pretrain_locked(config: PretrainConfig) -> PretrainResult:
+    """:func:`pretrain`, its run folder locked."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    config.validate()
     torch.set_num_threads(config.torch_threads)
-    spec = resolve_agent(config.agent)
-    agent_config = spec.make_config(parse_agent_config(config.agent_config)) if spec.config_path is not None else None
+    spec = spec_of(config.agent)
+    agent_config = config.agent if spec.config_path is not None else None
     if agent_config is None or not hasattr(spec.load_class(), "bc_loss"):
         raise InvalidInputError(
             f"pretrain needs an agent that can be behaviour-cloned (one of {_bc_agents()}), got {spec.name}"
@@ -186,17 +193,14 @@ def pretrain(config: Pretrain) -> PretrainResult:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {
-        "pretrain": {k: _jsonable(v) for k, v in dataclasses.asdict(config).items()},
-        "agent": {"name": spec.name, "class_path": spec.class_path, "config": _jsonable(model.config_dict())},
+        "pretrain": {**{k: jsonable(v) for k, v in dataclasses.asdict(config).items()}, "agent": spec.name},
+        "agent": {"name": spec.name, "class_path": spec.class_path, "config": jsonable(model.config_dict())},
         "env": data.env.to_json(),
         "demos": data.demos,
         "samples": len(data.chunks),
     }
-    (run_dir / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
-    log_dir = run_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    formats = [TensorBoardOutputFormat(str(log_dir)), CSVOutputFormat(str(log_dir / "progress.csv"))]
-    logger = Logger(str(log_dir), formats)
+    write_json_atomic(run_dir / "config.json", resolved, sort_keys=False)
+    logger = make_logger(run_dir / "logs")
 
     # -- the loop: AdamW with warm-up + cosine LR on the cloned network, an EMA of its weights
     module = model.bc_module()
@@ -214,7 +218,7 @@ def pretrain(config: Pretrain) -> PretrainResult:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.lr_schedule, warmup, total_steps))
     ema = _Ema(module, config.ema_max_decay) if config.ema_max_decay > 0 else None
     first_loss = final_loss = float("nan")
-    progress = _progress(config.progress, config.epochs)
+    progress = ProgressBar("pretrain", config.epochs, enabled=config.progress)
     for epoch in range(config.epochs):
         order = generator.permutation(n)
         losses = []
@@ -237,10 +241,8 @@ def pretrain(config: Pretrain) -> PretrainResult:
         logger.record("train/learning_rate", scheduler.get_last_lr()[0])
         logger.record("train/epoch", epoch + 1)
         logger.dump(step=epoch + 1)
-        if progress is not None:
-            progress.update(progress.task_ids[0], advance=1, loss=final_loss)
-    if progress is not None:
-        progress.stop()
+        progress.update(advance=1, stats=f"loss {final_loss:.4f}")
+    progress.close()
     logger.close()
     if ema is not None:
         ema.copy_to(module)  # the checkpoint holds the averaged weights
@@ -330,7 +332,6 @@ def _lr_factor(schedule: str, warmup: int, total: int) -> Any:
 
 def _bc_agents() -> list[str]:
     """Registered agents with the behaviour-cloning protocol."""
-    from agents.registry import available_agents
 
     names = []
     for spec in available_agents().values():
@@ -342,28 +343,3 @@ def _bc_agents() -> list[str]:
     return names
 
 
-def _progress(enabled: bool, epochs: int) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(
-        TextColumn("pretrain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-    )
-    progress.add_task("pretrain", total=epochs, loss=float("nan"))
-    progress.start()
-    return progress
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value

@@ -20,6 +20,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from agents.agent_configs import SB3AgentConfig
 from libero_gym.errors import InvalidInputError
 
 PROTOCOL_CONFIG = "config"
@@ -150,6 +151,59 @@ def resolve_agent(name: str) -> AgentSpec:
     return AgentSpec(name, name, None, f"third-party SB3 algorithm {cls.__name__}")
 
 
+def spec_of(config: Any) -> AgentSpec:
+    """The agent a config is for: the registered agent of its config class, or the SB3 class it names.
+
+    Raises:
+        InvalidInputError: a config class no registered agent has, or an SB3 class path that does
+            not import to a ``BaseAlgorithm`` subclass.
+    """
+    if isinstance(config, SB3AgentConfig):
+        for spec in _REGISTRY.values():  # a plain SB3 class registered under a short name
+            if spec.config_path is None and spec.class_path == config.class_path:
+                return spec
+        return resolve_agent(config.class_path)
+    path = _as_path(type(config))
+    for spec in _REGISTRY.values():
+        if spec.config_path == path:
+            return spec
+    raise InvalidInputError(
+        f"agent config {path} belongs to no registered agent; agents are {sorted(_REGISTRY)} or a module:Class path"
+    )
+
+
+def build_agent(
+    spec: AgentSpec,
+    env: Any,
+    config: Any,
+    *,
+    seed: int | None = None,
+    device: str = "auto",
+    tensorboard_log: str | None = None,
+    verbose: int = 0,
+) -> Any:
+    """Construct an agent of ``spec`` on ``env`` (an SB3 VecEnv).
+
+    ``config`` is the agent's config dataclass (built-ins) or a dict of SB3
+    constructor keyword arguments (plain SB3 classes).
+
+    Raises:
+        InvalidInputError: the SB3 class rejects the keyword arguments.
+    """
+    cls = spec.load_class()
+    if spec.protocol == PROTOCOL_CONFIG:
+        return cls(env, config, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose)
+    kwargs = dict(config)
+    try:
+        model = cls(
+            SB3_POLICY, env, seed=seed, device=device, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+        )
+    except TypeError as error:
+        raise InvalidInputError(f"invalid agent config for {spec.name}: {error}") from error
+    model._libero_gym_kwargs = kwargs  # what agent.json records as its config
+    return model
+
+
 def check_spaces(spec: AgentSpec, observation_space: Any, action_space: Any) -> None:
     """Fail early and clearly if the agent cannot act in this action space.
 
@@ -223,12 +277,12 @@ class SpacesOnlyEnv(gym.Env[Any, Any]):
 register_agent(
     "gaussian-ppo",
     "agents.gaussian_ppo:GaussianPPO",
-    "agents.gaussian_ppo:GaussianPPOConfig",
+    "agents.agent_configs:GaussianPPOConfig",
     "PPO with a Gaussian MLP policy (SB3), the baseline",
 )
 register_agent(
     "diffusion-ppo",
     "agents.diffusion_ppo:DiffusionPPO",
-    "agents.diffusion_ppo:DiffusionPPOConfig",
+    "agents.agent_configs:DiffusionPPOConfig",
     "DPPO: PPO over the denoising chain of a diffusion policy on action chunks",
 )

@@ -33,22 +33,24 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.logger import CSVOutputFormat, HumanOutputFormat, Logger, TensorBoardOutputFormat
 
 from agents.checkpoint import (
-    CheckpointManager,
-    EnvInfo,
-    build_agent,
+    agent_config_json,
     check_compatible,
     load_agent,
     load_params_into,
     read_checkpoint,
     read_meta,
 )
-from agents.commands import Train, parse_agent_config
-from agents.registry import PROTOCOL_SB3, check_spaces, resolve_agent
+from agents.configs import TrainConfig, parse_sb3_kwargs
+from agents.registry import PROTOCOL_SB3, build_agent, check_spaces, spec_of
+from agents.run_folder import CheckpointManager, make_logger
 from agents.vec_env import SB3VecEnv
+from libero_gym.atomic_files import jsonable, write_json_atomic
+from libero_gym.env_config import EnvConfig
 from libero_gym.errors import InvalidInputError
+from libero_gym.locking import folder_lock
+from libero_gym.progress import ProgressBar
 
 CONFIG_FILE = "config.json"
 SUMMARY_FILE = "summary.json"
@@ -80,15 +82,11 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------- env
-def env_info_for(config: Train, chunk_size: int | None = None) -> EnvInfo:
+def env_config_for(config: TrainConfig, chunk_size: int | None = None) -> EnvConfig:
     """The env a run trains on, as checkpoints record it (``chunk_size``: Ta for a chunk env)."""
-    from libero_gym.registration import task_env_ids
-
-    tasks = task_env_ids()
-    task_ids = (tasks[config.env].index,) if config.env in tasks else tuple(config.task_id)
-    return EnvInfo(
-        env_id=config.env,
-        task_ids=task_ids,
+    return EnvConfig.resolve(
+        config.env,
+        config.task_id,
         obs_mode=config.obs_mode,
         image_size=config.image_size if config.obs_mode != "state" else None,
         max_episode_steps=config.max_episode_steps,
@@ -96,45 +94,21 @@ def env_info_for(config: Train, chunk_size: int | None = None) -> EnvInfo:
     )
 
 
-def make_env(env: EnvInfo, num_envs: int, vectorization: str = "async", **extra: Any) -> SB3VecEnv:
-    """libero-gym vector env (``make_vec``) behind the SB3 adapter.
+def make_env(env: EnvConfig, num_envs: int, vectorization: str = "async", **extra: Any) -> SB3VecEnv:
+    """``env``'s vector env (:meth:`EnvConfig.make_vec`) behind the SB3 adapter.
 
     Async workers that die are restarted (``restart_dead_workers``); their episode is
     dropped. ``extra``: more ``make_vec`` keyword arguments (e.g. ``render_mode``).
     """
-    from libero_gym.registration import task_env_ids
-    from libero_gym.vector import make_vec
-
-    kwargs: dict[str, Any] = {**env.make_kwargs(), **extra}
-    if env.env_id not in task_env_ids():
-        kwargs["task_id"] = list(env.task_ids) if len(env.task_ids) > 1 else env.task_ids[0]
     restart = vectorization == "async"
-    return SB3VecEnv(
-        make_vec(env.env_id, num_envs, vectorization_mode=vectorization, restart_dead_workers=restart, **kwargs)
-    )
-
-
-def env_spaces(env: EnvInfo) -> tuple[Any, Any]:
-    """Observation and action spaces of ``env`` without building a simulator (it is lazy)."""
-    import gymnasium as gym
-
-    from libero_gym.registration import task_env_ids
-
-    kwargs: dict[str, Any] = dict(env.make_kwargs())
-    if env.env_id not in task_env_ids():
-        kwargs["task_id"] = list(env.task_ids) if len(env.task_ids) > 1 else env.task_ids[0]
-    probe = gym.make(env.env_id, **kwargs)
-    try:
-        return probe.observation_space, probe.action_space
-    finally:
-        probe.close()
+    return SB3VecEnv(env.make_vec(num_envs, vectorization, restart_dead_workers=restart, **extra))
 
 
 # ---------------------------------------------------------------------- callbacks
 class CheckpointCallback(BaseCallback):
     """Save every ``every`` env steps through a :class:`CheckpointManager`."""
 
-    def __init__(self, manager: CheckpointManager, every: int, agent: str, env: EnvInfo, extra: dict[str, Any]) -> None:
+    def __init__(self, manager: CheckpointManager, every: int, agent: str, env: EnvConfig, extra: dict[str, Any]) -> None:
         super().__init__()
         self.manager, self.every, self.agent, self.env, self.extra = manager, every, agent, env, extra
         self.next_save = 0
@@ -165,49 +139,26 @@ class WorkerFaultsCallback(BaseCallback):
 
 
 class RichProgressCallback(BaseCallback):
-    """A rich progress bar: steps, speed, recent success rate and episode length, dropped episodes."""
+    """The progress bar (:class:`libero_gym.progress.ProgressBar`): steps, speed, recent success rate and episode
+    length, dropped episodes."""
 
     def __init__(self, total: int, description: str, vec_env: SB3VecEnv | None = None) -> None:
         super().__init__()
         self.total, self.description, self.vec_env = total, description, vec_env
-        self.progress: Any = None
-        self.task: Any = None
+        self.bar: ProgressBar | None = None
 
     def _on_training_start(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=20),  # leaves room for the numbers on an 80-column terminal
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            transient=False,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(
-            self.description, total=self.total, completed=self.model.num_timesteps, stats=""
-        )
+        self.bar = ProgressBar(self.description, self.total, completed=self.model.num_timesteps, remaining=True)
 
     def _on_step(self) -> bool:
-        if self.n_calls % 16 == 0 or self.model.num_timesteps >= self.total:
-            stats = _stats_text(self.model, self.vec_env)
-            self.progress.update(self.task, completed=self.model.num_timesteps, stats=stats)
+        if self.bar is not None and (self.n_calls % 16 == 0 or self.model.num_timesteps >= self.total):
+            self.bar.update(completed=self.model.num_timesteps, stats=_stats_text(self.model, self.vec_env))
         return True
 
     def _on_training_end(self) -> None:
-        if self.progress is not None:
-            stats = _stats_text(self.model, self.vec_env)
-            self.progress.update(self.task, completed=self.model.num_timesteps, stats=stats)
-            self.progress.stop()
+        if self.bar is not None:
+            self.bar.update(completed=self.model.num_timesteps, stats=_stats_text(self.model, self.vec_env))
+            self.bar.close()
 
 
 def _stats_text(model: Any, vec_env: SB3VecEnv | None = None) -> str:
@@ -231,28 +182,19 @@ def _recent_stats(model: Any) -> tuple[float | None, float | None]:
     return success, ep_len
 
 
-def _make_logger(log_dir: Path, resumed_at: int | None, verbose: int) -> Logger:
-    """TensorBoard + CSV (+ stdout if verbose). A resumed run writes a new CSV beside the old one."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    csv_name = "progress.csv" if resumed_at is None else f"progress-resumed-{resumed_at:012d}.csv"
-    formats: list[Any] = [TensorBoardOutputFormat(str(log_dir)), CSVOutputFormat(str(log_dir / csv_name))]
-    if verbose:
-        formats.append(HumanOutputFormat(sys.stdout))
-    return Logger(str(log_dir), formats)
-
-
 # ---------------------------------------------------------------------- train
-def resolve_run_dir(config: Train) -> Path:
+def resolve_run_dir(config: TrainConfig) -> Path:
     """``--resume RUN_DIR``, ``--run-dir``, or ``runs/<agent>-<env>-<UTC time>``."""
+    agent = spec_of(config.agent).name
     if config.resume is not None:
         return Path(config.resume)
     if config.run_dir is not None:
         return Path(config.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return Path("runs") / f"{config.agent.replace(':', '.')}-{config.env}-{stamp}"
+    return Path("runs") / f"{agent.replace(':', '.')}-{config.env}-{stamp}"
 
 
-def train(config: Train) -> TrainResult:
+def train(config: TrainConfig) -> TrainResult:
     """Train ``config.agent`` on ``config.env``; see the module docstring for the outputs.
 
     The run folder is locked (:func:`libero_gym.locking.folder_lock`) before anything
@@ -264,7 +206,6 @@ def train(config: Train) -> TrainResult:
         CheckpointError: ``--init-from``/``--resume`` checkpoint of another agent or env.
         FolderInUseError: another process is writing the run folder.
     """
-    from libero_gym.locking import folder_lock
 
     config.validate()
     run_dir = resolve_run_dir(config)
@@ -272,12 +213,12 @@ def train(config: Train) -> TrainResult:
         return _train_locked(config, run_dir)
 
 
-def _train_locked(config: Train, run_dir: Path) -> TrainResult:
+def _train_locked(config: TrainConfig, run_dir: Path) -> TrainResult:
     """:func:`train`, its run folder ``run_dir`` locked."""
     import torch
 
     torch.set_num_threads(config.torch_threads)
-    spec = resolve_agent(config.agent)
+    spec = spec_of(config.agent)
     checkpoints = CheckpointManager(run_dir / "checkpoints", keep=config.keep_checkpoints)
 
     # -- the run folder: new, or the one being resumed
@@ -289,8 +230,9 @@ def _train_locked(config: Train, run_dir: Path) -> TrainResult:
         if not (run_dir / CONFIG_FILE).exists():
             raise InvalidInputError(f"--resume: {str(run_dir)!r} has checkpoints but no {CONFIG_FILE}; not a train run")
         previous = json.loads((run_dir / CONFIG_FILE).read_text())
-        for key in ("agent", "env", "task_id", "obs_mode"):
-            old, new = previous["train"][key], _jsonable(getattr(config, key))
+        now = {"agent": spec.name, **{key: jsonable(getattr(config, key)) for key in ("env", "task_id", "obs_mode")}}
+        for key, new in now.items():
+            old = previous["train"][key]
             if old != new:
                 raise InvalidInputError(f"--resume: the run in {str(run_dir)!r} has {key}={old!r}, not {new!r}")
         resume_from = checkpoints.latest_valid()
@@ -301,8 +243,8 @@ def _train_locked(config: Train, run_dir: Path) -> TrainResult:
 
     # -- the agent's config (a bad --agent-config fails before any worker starts) and its env
     plan = _plan_agent(config, spec, resume_from)
-    env_info = env_info_for(config, plan.chunk_size)
-    check_spaces(spec, *env_spaces(env_info))  # before any worker starts
+    env_info = env_config_for(config, plan.chunk_size)
+    check_spaces(spec, *env_info.spaces())  # before any worker starts
     vec_env = make_env(env_info, config.num_envs, config.vectorization)
     try:
         vec_env.seed(config.seed)
@@ -310,17 +252,17 @@ def _train_locked(config: Train, run_dir: Path) -> TrainResult:
         # -- the agent: resumed, warm-started, or fresh
         log_dir = run_dir / "logs"
         model, resumed_at = _make_model(config, spec, vec_env, env_info, plan, log_dir)
-        model.set_logger(_make_logger(log_dir, resumed_at, config.verbose))
+        model.set_logger(make_logger(log_dir, resumed_at, config.verbose))
 
         resolved = {
-            "train": {k: _jsonable(v) for k, v in dataclasses.asdict(config).items()},
+            "train": {**{k: jsonable(v) for k, v in dataclasses.asdict(config).items()}, "agent": spec.name},
             "agent": {"name": spec.name, "class_path": spec.class_path, "config": _agent_config(model)},
             "env": env_info.to_json(),
             "run_dir": str(run_dir),
         }
         run_dir.mkdir(parents=True, exist_ok=True)
         if not resuming:
-            _write_json(run_dir / CONFIG_FILE, resolved)
+            write_json_atomic(run_dir / CONFIG_FILE, resolved, sort_keys=False)
 
         # -- learn
         extra = {"run": {"run_dir": str(run_dir), "seed": config.seed}}
@@ -360,7 +302,7 @@ def _train_locked(config: Train, run_dir: Path) -> TrainResult:
         dropped_episodes=vec_env.dropped_episodes,
         worker_restarts=vec_env.num_restarts,
     )
-    _write_json(run_dir / SUMMARY_FILE, {k: _jsonable(v) for k, v in dataclasses.asdict(result).items()})
+    write_json_atomic(run_dir / SUMMARY_FILE, jsonable(dataclasses.asdict(result)), sort_keys=False)
     return result
 
 
@@ -380,28 +322,26 @@ class _AgentPlan:
     """Ta when the agent steps chunk envs (its config's ``chunk_size``; a resumed run keeps its env's)."""
 
 
-def _plan_agent(config: Train, spec: Any, resume_from: Path | None) -> _AgentPlan:
-    """The agent's config (``--agent-config`` merged onto ``--init-from``'s) and env kind."""
+def _plan_agent(config: TrainConfig, spec: Any, resume_from: Path | None) -> _AgentPlan:
+    """The agent's config (``config.agent``; on the command line ``--init-from``'s are its defaults) and env kind."""
     if resume_from is not None:  # its own config and weights (--init-from only starts a run)
         chunk_size = read_meta(resume_from)["env"].get("chunk_size")
         return _AgentPlan(resume_from, None, None, None, chunk_size)
-    overrides = parse_agent_config(config.agent_config)
     init_meta = init_params = None
     if config.init_from is not None:
         init_meta, init_params = read_checkpoint(config.init_from)
         check_compatible(init_meta, agent=spec.name, env_id=None, where=f"--init-from {config.init_from}")
-        overrides = _deep_merge(init_meta["config"], overrides)  # the checkpoint's config is the base
     agent_config: Any
     if spec.protocol == PROTOCOL_SB3:
-        agent_config = _sb3_kwargs(spec, overrides, config)
+        agent_config = _sb3_kwargs(spec, parse_sb3_kwargs(config.agent.kwargs), config)
     else:
-        agent_config = spec.make_config(overrides)
+        agent_config = config.agent
     chunk_size = getattr(agent_config, "chunk_size", None)
     return _AgentPlan(None, agent_config, init_meta, init_params, chunk_size)
 
 
 def _make_model(
-    config: Train, spec: Any, vec_env: SB3VecEnv, env_info: EnvInfo, plan: _AgentPlan, log_dir: Path
+    config: TrainConfig, spec: Any, vec_env: SB3VecEnv, env_info: EnvConfig, plan: _AgentPlan, log_dir: Path
 ) -> tuple[Any, int | None]:
     """The agent: resumed from the run's newest valid checkpoint, warm-started from
     ``--init-from``, or fresh. Returns it and the step it resumed at (``None`` if new)."""
@@ -446,18 +386,7 @@ def print_summary(result: TrainResult) -> None:
     )
 
 
-def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``overrides``, nested dicts (e.g. ``policy``) merged key by key."""
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _sb3_kwargs(spec: Any, overrides: dict[str, Any], config: Train) -> dict[str, Any]:
+def _sb3_kwargs(spec: Any, overrides: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     """A plain SB3 class's kwargs; off-policy replay buffers sized to the run (capped)."""
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
@@ -468,24 +397,5 @@ def _sb3_kwargs(spec: Any, overrides: dict[str, Any], config: Train) -> dict[str
 
 
 def _agent_config(model: Any) -> dict[str, Any]:
-    from agents.checkpoint import agent_config_json
 
-    return {k: _jsonable(v) for k, v in agent_config_json(model).items()}
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
-
-
-def _write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(path)
+    return jsonable(agent_config_json(model))

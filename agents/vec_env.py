@@ -26,7 +26,7 @@ Action chunks: with a chunk env (``LiberoEnv(chunk_size=Ta)``, actions (N, Ta, 7
 one ``step`` runs up to Ta control steps; ``episode["l"]`` counts control steps (the
 sum of ``info["chunk_steps"]``), so episode lengths read the same as with (N, 7) envs.
 
-Dropped episodes: a :class:`~libero_gym.vector.ResilientAsyncVectorEnv` that restarts
+Dropped episodes: a :class:`~libero_gym.resilient_vector.ResilientAsyncVectorEnv` that restarts
 a dead worker ends that worker's episode with ``truncated`` and
 ``info["episode_dropped"]``. The adapter reports it as a time-limit truncation
 (``TimeLimit.truncated``) whose ``terminal_observation`` is the slot's last

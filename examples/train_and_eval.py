@@ -9,21 +9,21 @@ on the same envs, logs and checkpoint format.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.commands import Eval, Train  # noqa: E402
+from agents.agent_configs import GaussianPPOConfig  # noqa: E402
+from agents.configs import EvalConfig, TrainConfig  # noqa: E402
 from agents.evaluate import evaluate, print_results  # noqa: E402
 from agents.train import print_summary, train  # noqa: E402
 
 
 def main() -> None:
     run = train(
-        Train(
-            agent="gaussian-ppo",
+        TrainConfig(
+            agent=GaussianPPOConfig(n_steps=128),
             env="LIBERO-Goal-v0",
             task_id=(0,),
             obs_mode="state",
@@ -31,11 +31,10 @@ def main() -> None:
             num_envs=2,
             total_timesteps=1024,
             run_dir=Path("runs/example-gaussian"),
-            agent_config=json.dumps({"n_steps": 128}),
         )
     )
     print_summary(run)
-    print_results(evaluate(Eval(checkpoint=run.run_dir, episodes=2, video_dir=run.run_dir / "videos")))
+    print_results(evaluate(EvalConfig(checkpoint=run.run_dir, episodes=2, video_dir=run.run_dir / "videos")))
 
 
 if __name__ == "__main__":

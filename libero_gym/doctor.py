@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import os
 import subprocess
@@ -10,8 +11,20 @@ import textwrap
 from collections.abc import Callable
 
 from libero_gym import libero_config
+from libero_gym.errors import InvalidInputError
+from libero_gym.registration import all_env_ids
 
 Check = tuple[str, Callable[[], str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class DoctorConfig:
+    """Check LIBERO's config, the asset folder, the GL backend and one env step; say what to fix."""
+
+    env_id: str = "LIBERO-Goal-v0"
+    """Env to step once."""
+    pixels: bool = True
+    """Also render one pixel observation (checks the GL backend)."""
 
 # Versions the project is tested with (pyproject.toml pins); a mismatch is a warning.
 EXPECTED_VERSIONS = {"robosuite": "1.4.0", "bddl": "1.0.1", "libero": "0.1.1"}
@@ -113,3 +126,14 @@ def run_checks(env_id: str = "LIBERO-Goal-v0", pixels: bool = True) -> int:
             table.add_row(name, "[red]FAIL[/red]", f"{type(error).__name__}: {error}")
     Console(width=200).print(table)
     return 1 if failed else 0
+
+
+def doctor(config: DoctorConfig) -> int:
+    """Run the checks for ``config``; returns 0 if all pass, 1 otherwise.
+
+    Raises:
+        InvalidInputError: ``config.env_id`` is not a libero-gym id.
+    """
+    if config.env_id not in all_env_ids():
+        raise InvalidInputError(f"--env-id must be a libero-gym id (see `python cli.py envs`), got {config.env_id!r}")
+    return run_checks(env_id=config.env_id, pixels=config.pixels)

@@ -8,9 +8,8 @@ OpenGL or MuJoCo.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -19,6 +18,14 @@ import numpy as np
 from libero_gym import suites
 from libero_gym.errors import InvalidInputError
 from libero_gym.fast_physics import PHYSICS_MODES
+from libero_gym.libero_config import import_libero, resolve_assets_path
+from libero_gym.libero_reset import (
+    cameras_off,
+    fixture_joint_addresses,
+    fixture_xml_poses,
+    reset_scene,
+    seeded_global_numpy,
+)
 from libero_gym.spaces import (  # noqa: F401  (re-exported: the observation layout)
     ACTION_DIM,
     CAMERAS,
@@ -220,8 +227,6 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.assets_path = assets_path
         if assets_path is not None:
             # Fail at construction, in the caller's process, not in a worker.
-            from libero_gym.libero_config import resolve_assets_path
-
             resolve_assets_path(assets_path)
 
         self.task: Task = suites.get_task(self.suite, self.task_ids[0])
@@ -273,7 +278,6 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     # ------------------------------------------------------------------ simulator
     def _build(self, task: Task) -> None:
         """Build LIBERO's env for ``task``, closing the previous one."""
-        from libero_gym.libero_config import import_libero
 
         libero_pkg = import_libero(self.assets_path)
         from libero.libero.envs import OffScreenRenderEnv
@@ -301,14 +305,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             hard_reset=False,
         )
         self._built_task = task
-        self._fixture_qpos_addr = _fixture_joint_addresses(self._libero_env.sim)
-        self._fixture_xml_poses = _fixture_xml_poses(self._libero_env.env)
+        self._fixture_qpos_addr = fixture_joint_addresses(self._libero_env.sim)
+        self._fixture_xml_poses = fixture_xml_poses(self._libero_env.env)
 
     def _load_init_states(self, task: Task) -> np.ndarray:
         if task.index not in self._init_states:
             import torch
-
-            from libero_gym.libero_config import import_libero
 
             libero_pkg = import_libero(self.assets_path)
             path = os.path.join(libero_pkg.get_libero_path("init_states"), task.problem_folder, task.init_states_file)
@@ -371,33 +373,10 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # turn by up to ~1.5 cm: model.body_pos/quat, not part of the init state) from
         # numpy's global RNG. Seed it from our RNG for this call only, so that the seed
         # fixes the whole scene and the caller's global RNG is left as it was.
-        with _seeded_global_numpy(self.layout_seed):
+        with seeded_global_numpy(self.layout_seed):
             fresh = self._libero_env is None or self._built_task != self.task
             libero_env = self.libero_env  # builds on first use or task change
-            if self.reset_mode == "hard" and not fresh:
-                # LIBERO's default: rebuild XML, model and renderer. The layout of that
-                # rebuild depends on the env's history, so it is re-drawn below, seeded.
-                libero_env.env.hard_reset = True
-                libero_env.reset()
-            # robosuite's soft reset: also hides the visualisation sites (gripper and
-            # region markers) from the cameras. The placement reads the fixtures'
-            # current poses (regions on them), so they go back to the model's own (XML)
-            # poses first, as a rebuild does.
-            libero_env.env.hard_reset = False
-            for body_id, (position, quaternion) in self._fixture_xml_poses.items():
-                libero_env.env.sim.model.body_pos[body_id] = position
-                libero_env.env.sim.model.body_quat[body_id] = quaternion
-            np.random.seed(self.layout_seed)
-            # Its observation is never returned (set_init_state below makes another):
-            # no camera renders.
-            with _cameras_off(libero_env.env):
-                libero_env.reset()
-        # A rebuild re-creates the robot models; a soft reset keeps them, and with them
-        # the gripper's smoothed command (robosuite's PandaGripper integrates the sign of
-        # the action into `current_action`). Zero it, as a rebuild does, or the first
-        # gripper actions of the episode differ from LIBERO's.
-        for robot in libero_env.env.robots:
-            robot.gripper.current_action = np.zeros(robot.gripper.dof)
+            reset_scene(libero_env, self._fixture_xml_poses, self.layout_seed, hard=self.reset_mode == "hard" and not fresh)
         from libero_gym.fast_physics import FastStepper
 
         robosuite_env = libero_env.env
@@ -408,7 +387,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         init_state = self._load_init_states(self.task)[self.init_state_id]
         if self.settle_steps > 0 and self._stepper is not None:
             # Only the last settle step's observation is returned: render nothing before.
-            with _cameras_off(robosuite_env):
+            with cameras_off(robosuite_env):
                 libero_env.set_init_state(init_state)
             for i in range(self.settle_steps):
                 observe = "all" if i == self.settle_steps - 1 else "state"
@@ -551,82 +530,3 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def check_success(self) -> bool:
         """Whether the current task's BDDL goal holds now."""
         return bool(self.libero_env.check_success())
-
-
-@contextlib.contextmanager
-def _cameras_off(robosuite_env: Any) -> Iterator[None]:
-    """Inside the block, camera observables return black images instead of rendering.
-
-    For observations that are computed but never returned (LIBERO's reset and
-    ``set_init_state`` each compute one). The observables' timers move as usual.
-    """
-    cameras = [obs for obs in robosuite_env._observables.values() if obs.modality == "image"]
-    saved = [obs._sensor for obs in cameras]
-    for obs in cameras:
-        blank = np.zeros(obs._data_shape, dtype=np.uint8)
-
-        def sensor(obs_cache: dict[str, Any], blank: np.ndarray = blank) -> np.ndarray:
-            return blank
-
-        sensor.__modality__ = "image"  # type: ignore[attr-defined]
-        obs._sensor = sensor
-    try:
-        yield
-    finally:
-        for obs, original in zip(cameras, saved):
-            obs._sensor = original
-
-
-@contextlib.contextmanager
-def _seeded_global_numpy(seed: int) -> Iterator[None]:
-    """Seed ``np.random``'s global RNG inside the block, restore its state after."""
-    saved = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        yield
-    finally:
-        np.random.set_state(saved)
-
-
-def _fixture_xml_poses(robosuite_env: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Body id -> (position, wxyz quaternion) in the model XML, per fixture root body.
-
-    LIBERO's reset moves fixtures by writing ``model.body_pos`` and ``body_quat``;
-    these are the poses a freshly compiled model has, read from the MJCF tree (no
-    compile).
-    """
-    from robosuite.utils.mjcf_utils import find_elements, string_to_array
-
-    poses = {}
-    for fixture in robosuite_env.fixtures_dict.values():
-        element = find_elements(
-            root=robosuite_env.model.worldbody, tags="body", attribs={"name": fixture.root_body}, return_first=True
-        )
-        body_id = robosuite_env.sim.model.body_name2id(fixture.root_body)
-        poses[body_id] = (
-            string_to_array(element.get("pos", "0 0 0")),
-            string_to_array(element.get("quat", "1 0 0 0")),  # MuJoCo's default orientation
-        )
-    return poses
-
-
-def _fixture_joint_addresses(sim: Any) -> np.ndarray:
-    """qpos addresses of the hinge and slide joints of articulated fixtures.
-
-    These are the joints that belong neither to the robot (``robot0_``,
-    ``gripper0_`` prefixes) nor to a movable object (free joints): drawers, doors,
-    stove knobs. Their positions are what the Open/Close/Turnon/Turnoff goals test.
-    """
-    import mujoco
-
-    model = sim.model._model
-    addresses = []
-    for joint_id in range(model.njnt):
-        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint_id) or ""
-        if name.startswith(("robot0_", "gripper0_", "mount0_")):
-            continue
-        if model.jnt_type[joint_id] in (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE):
-            addresses.append(model.jnt_qposadr[joint_id])
-    if len(addresses) > MAX_FIXTURE_JOINTS:
-        raise RuntimeError(f"scene has {len(addresses)} fixture joints, more than MAX_FIXTURE_JOINTS={MAX_FIXTURE_JOINTS}")
-    return np.asarray(addresses, dtype=np.int64)

@@ -5,8 +5,11 @@
 the "end effector" is a point that moves by ``0.05 * action[:3]`` metres per step
 (the OSC translation scale), and the task is to bring it within ``success_radius``
 of a goal drawn at reset and to close the gripper there. Reward is sparse (1.0 on
-success, which terminates), as in LIBERO. It exists so that learning tests run in
-about a minute; it never replaces the real env in integration tests.
+success, which terminates), as in LIBERO. With ``chunk_size=Ta`` it steps (Ta, 7) action
+chunks as ``LiberoEnv(chunk_size=Ta)`` does: the actions run until the chunk or the
+episode ends, the reward is summed and ``info["chunk_steps"]`` counts the steps that ran.
+It exists so that learning tests run in about a minute; it never replaces the real env
+in integration tests.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class FakeLiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         goal_range: goals are drawn uniformly in ``[-goal_range, goal_range]^3`` (m).
         require_grasp: success also needs the gripper command > 0 (closed).
         n_tasks: size of the ``task_index`` space.
+        chunk_size: ``None`` (actions (7,)), or Ta: ``step`` takes (Ta, 7) chunks.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -54,6 +58,7 @@ class FakeLiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         require_grasp: bool = False,
         n_tasks: int = 10,
         render_mode: str | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         self.obs_mode = obs_mode
         self.image_size = image_size
@@ -62,7 +67,8 @@ class FakeLiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.goal_range = goal_range
         self.require_grasp = require_grasp
         self.render_mode = render_mode
-        self.action_space = action_space()
+        self.chunk_size = chunk_size
+        self.action_space = action_space(chunk_size)
         self.observation_space = observation_space(obs_mode, image_size, n_tasks)
         self._pos = np.zeros(3)
         self._goal = np.zeros(3)
@@ -81,6 +87,20 @@ class FakeLiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         return self._obs(), {"is_success": False}
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self.chunk_size is None:
+            return self._step_one(action)
+        actions = np.asarray(action, dtype=np.float64)
+        if actions.shape != (self.chunk_size, ACTION_DIM):
+            raise ValueError(f"actions must have shape ({self.chunk_size}, {ACTION_DIM}), got {actions.shape}")
+        total = 0.0
+        for ran, one in enumerate(actions, start=1):  # [Ta, 7]
+            obs, reward, terminated, truncated, info = self._step_one(one)
+            total += reward
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, {**info, "chunk_steps": ran}
+
+    def _step_one(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (ACTION_DIM,) or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be a finite array of shape ({ACTION_DIM},), got {action!r}")

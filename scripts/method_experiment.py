@@ -153,7 +153,7 @@ def main() -> None:
         run_dir = folder / f"bc_{agent}"
         if not (run_dir / "checkpoint").exists() and run_dir.exists():
             shutil.rmtree(run_dir)
-        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), "--agent", f"{agent}-ppo",
+        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), f"agent:{agent}-ppo",
                            "--epochs", str(args.bc_epochs), "--batch-size", str(args.bc_batch_size),
                            "--seed", str(args.seed), "--no-progress"])  # fmt: skip
 
@@ -168,10 +168,12 @@ def main() -> None:
 
     # 4. RL from each start, same env-step budget
     for agent in args.agents:
-        overrides = json.dumps(GAUSSIAN_RL) if agent == "gaussian" else "{}"
-        go(f"rl_{agent}", ["train", "--agent", f"{agent}-ppo", *env, "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
+        # the BC checkpoint's agent settings are the defaults; these flags override some (Gaussian PPO's RL settings)
+        overrides = [f"--agent.{k.replace('_', '-')}={v}" for k, v in (GAUSSIAN_RL if agent == "gaussian" else {}).items()]
+        go(f"rl_{agent}", ["train", f"agent:{agent}-ppo", *overrides, *env,
+                           "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
                            "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),
-                           "--checkpoint-every", "10000", "--seed", str(args.seed), "--agent-config", overrides,
+                           "--checkpoint-every", "10000", "--seed", str(args.seed),
                            "--resume", str(folder / f"rl_{agent}"), "--no-progress"])  # fmt: skip
 
     # 5. the fine-tuned policies

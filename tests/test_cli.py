@@ -41,7 +41,11 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("doctor-unknown-env", ["doctor", "--env-id", "LIBERO-Nope-v0", "--no-pixels"], "LIBERO-Nope", None),
     ("agents-unknown-option", ["agents", "--verbose"], "--verbose", None),
     # train
-    ("train-unknown-agent", ["train", "--agent", "nope", "--run-dir", "{out}"], "agent must be one of", None),
+    ("train-unknown-agent", ["train", "agent:nope", "--run-dir", "{out}"], "agent:gaussian-ppo, agent:diffusion-ppo", None),
+    ("train-unknown-agent-field", ["train", "agent:diffusion-ppo", "--agent.n-chunkz", "3", "--run-dir", "{out}"],
+     "--agent.n-chunkz", None),
+    ("train-unknown-sb3-agent", ["train", "agent:sb3", "--agent.class-path", "nope", "--run-dir", "{out}"],
+     "agent must be one of", None),
     ("train-unknown-env", ["train", "--env", "LIBERO-Nope-v0", "--run-dir", "{out}"], "LIBERO-Nope", None),
     ("train-task-out-of-range", ["train", "--task-id", "99", "--run-dir", "{out}"], "task_id for libero_goal", None),
     ("train-bad-obs-mode", ["train", "--obs-mode", "rgb", "--run-dir", "{out}"], "--obs-mode", None),
@@ -67,11 +71,11 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("pretrain-not-hdf5", ["pretrain", "--dataset", "{fx}/text.hdf5", "--run-dir", "{out}"],
      "not an HDF5 file", None),
     ("pretrain-agent-without-bc", ["pretrain", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
-                                   "--agent", "stable_baselines3:SAC"], "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
+                                   "agent:sb3", "--agent.class-path", "stable_baselines3:SAC"], "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
     # collect
     ("collect-single-task-id-other-task", ["collect", "--out", "{out}", "--env", "LIBERO-Goal-Task3-v0",
                                            "--task-id", "5"], "single-task id", None),
-    ("collect-unknown-policy", ["collect", "--out", "{out}", "--policy", "nope"], "--policy", None),
+    ("collect-unknown-policy", ["collect", "--out", "{out}", "--policy", "nope"], "policy must be one of", None),
     ("collect-negative-episodes", ["collect", "--out", "{out}", "--episodes", "-1"], "episodes must be >= 1", None),
     ("collect-tiny-images", ["collect", "--out", "{out}", "--image-size", "8"], "image_size must be in", None),
     ("collect-max-below-episodes", ["collect", "--out", "{out}", "--episodes", "5", "--max-episodes", "2"],
@@ -172,7 +176,40 @@ def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], message: 
 def test_cases_cover_every_subcommand() -> None:
     import cli
 
-    cli._register_optional_commands()
     covered = {argv[0] for _, argv, _, _ in CASES}
     assert set(cli.COMMANDS) <= covered, set(cli.COMMANDS) - covered
     assert len(CASES) >= 20
+
+
+def test_console_script_is_the_cli() -> None:
+    """pyproject installs ``libero-gym`` as ``cli:main`` (cli.py packaged as a top-level module)."""
+    import importlib
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    target = project["project"]["scripts"]["libero-gym"]
+    assert "cli" in project["tool"]["setuptools"]["py-modules"]
+    module, _, attr = target.partition(":")
+    main = getattr(importlib.import_module(module), attr)
+    with pytest.raises(SystemExit) as exit_:  # what the installed script runs, with argv from the command line
+        main(["envs", "--help"])
+    assert exit_.value.code == 0
+    assert main(["envs", "--suite", "nope"]) == 2
+
+
+def test_help_lists_the_agents_fields() -> None:
+    """`train agent:diffusion-ppo --help` shows the agent's and its policy's fields with their docstrings."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    out = subprocess.run([sys.executable, str(REPO / "cli.py"), "train", "agent:diffusion-ppo", "--help"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT_S)
+    text = ANSI.sub("", out.stdout + out.stderr)
+    assert out.returncode == 0, text
+    for flag, doc in [("--agent.actor-lr", "Adam learning rate of the fine-tuned denoiser"),
+                      ("--agent.policy.horizon-steps", "Ta, actions per chunk"),
+                      ("--agent.policy.encoder.state-dims", "Hidden sizes of the state MLP"),
+                      ("--init-from", "Start from this checkpoint's policy")]:
+        assert flag in text and doc in text, flag
+    for command in ("pretrain", "train"):
+        out = subprocess.run([sys.executable, str(REPO / "cli.py"), command, "--help"],
+                             capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT_S)
+        assert "agent:gaussian-ppo" in out.stdout and "agent:sb3" in out.stdout, command

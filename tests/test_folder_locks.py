@@ -17,7 +17,9 @@ from pathlib import Path
 import h5py
 import pytest
 
-from agents.commands import Pretrain, Train, pretrain_command, train_command
+from agents.configs import PretrainConfig, TrainConfig
+from agents.pretrain import pretrain
+from agents.train import train
 from libero_gym.data.commands import CollectConfig, ExportConfig, collect, export
 from libero_gym.locking import FolderInUseError
 from tests.libero_gym.test_locking import hold_lock
@@ -71,9 +73,9 @@ def test_commands_refuse_a_locked_folder(tmp_path: Path, command: str) -> None:
     run = {
         "collect": lambda: collect(CollectConfig(out=str(folder), episodes=1, images=False, progress=False)),
         "export": lambda: export(ExportConfig(collection=str(tmp_path / "collection"), out=str(folder))),
-        "train": lambda: train_command(Train(run_dir=folder, total_timesteps=64, progress=False)),
-        "train-resume": lambda: train_command(Train(resume=folder, total_timesteps=64, progress=False)),
-        "pretrain": lambda: pretrain_command(Pretrain(dataset=(tmp_path / "missing.hdf5",), run_dir=folder)),
+        "train": lambda: train(TrainConfig(run_dir=folder, total_timesteps=64, progress=False)),
+        "train-resume": lambda: train(TrainConfig(resume=folder, total_timesteps=64, progress=False)),
+        "pretrain": lambda: pretrain(PretrainConfig(dataset=(tmp_path / "missing.hdf5",), run_dir=folder)),
     }[command]
     (tmp_path / "collection").mkdir()
     with hold_lock(folder) as holder:
@@ -90,7 +92,7 @@ def test_commands_refuse_a_locked_folder(tmp_path: Path, command: str) -> None:
 def test_train_cli_on_a_locked_run_folder(tmp_path: Path) -> None:
     """The CLI: one `error:` line naming the folder and the holder's PID, exit 2."""
     run_dir = tmp_path / "run"
-    argv = [sys.executable, str(REPO / "cli.py"), "train", "--agent", "gaussian-ppo", "--resume", str(run_dir),
+    argv = [sys.executable, str(REPO / "cli.py"), "train", "agent:gaussian-ppo", "--resume", str(run_dir),
             "--no-progress"]
     with hold_lock(run_dir) as holder:
         result = subprocess.run(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},

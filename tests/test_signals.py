@@ -24,7 +24,7 @@ import pytest
 from agents.checkpoint import read_meta
 from libero_gym.data.collect import finished_summaries
 from libero_gym.signals import EXIT_TERMINATED, Terminated, sigterm_raises
-from tests.agents.conftest import SMALL_GAUSSIAN
+from tests.agents.conftest import SMALL_GAUSSIAN, agent_flags
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_WITHIN_S = 30
@@ -94,8 +94,8 @@ def _terminate(proc: subprocess.Popen[str], whole_group: bool) -> tuple[str, str
 
 def test_sigterm_to_the_process_group_checkpoints_train_and_resume_continues(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    common = ["train", "--agent", "gaussian-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
-              "--max-episode-steps", "40", "--num-envs", "2", "--agent-config", json.dumps(SMALL_GAUSSIAN),
+    common = ["train", *agent_flags("gaussian-ppo", SMALL_GAUSSIAN), "--env", "LIBERO-Goal-v0", "--task-id", "0",
+              "--max-episode-steps", "40", "--num-envs", "2",
               "--no-progress", "--device", "cpu"]  # fmt: skip
     proc = _start([*common, "--vectorization", "async", "--total-timesteps", "100000", "--checkpoint-every", "64",
                    "--run-dir", str(run_dir)], tmp_path)

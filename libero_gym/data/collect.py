@@ -40,6 +40,7 @@ from typing import Any
 from libero_gym.data import dataset as ds
 from libero_gym.data.worker import EPISODES_DIR, CollectPlan, EpisodeWorker, shard_path, summary_path
 from libero_gym.errors import InvalidInputError
+from libero_gym.progress import ProgressBar
 from libero_gym.signals import quiet_worker_signals
 
 __all__ = ["CollectPlan", "CollectResult", "finished_summaries", "run_collection", "shard_path", "summary_path"]
@@ -339,36 +340,18 @@ def _log(message: str) -> None:
 
 
 class _Progress:
-    """A rich progress bar: episodes, successes, success rate, dropped."""
+    """The collection's progress bar: episodes, successes, success rate, dropped."""
 
     def __init__(self, plan: CollectPlan, enabled: bool) -> None:
         self.plan = plan
-        self.progress: Any = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.progress = Progress(
-            TextColumn("[bold]collect[/]"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
-        )
-        goal = "successes" if plan.until_successes else "episodes"
-        self.task = self.progress.add_task(goal, total=plan.episodes, stats="")
-        self.progress.start()
+        self.bar = ProgressBar("[bold]collect[/]", plan.episodes, enabled=enabled)
 
     def update(self, summaries: dict[int, dict[str, Any]], dropped: int) -> None:
-        if self.progress is None:
-            return
         done = len(summaries)
         wins = sum(bool(s["success"]) for s in summaries.values())
         rate = wins / done if done else 0.0
         completed = min(wins if self.plan.until_successes else done, self.plan.episodes)
-        stats = f"episodes {done}  successes {wins}  rate {rate:.0%}  dropped {dropped}"
-        self.progress.update(self.task, completed=completed, stats=stats)
+        self.bar.update(completed=completed, stats=f"episodes {done}  successes {wins}  rate {rate:.0%}  dropped {dropped}")
 
     def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        self.bar.close()

@@ -13,6 +13,12 @@ from typing import Any, Literal
 
 from tyro.conf import Positional
 
+from libero_gym.data.policies import PolicySpec, check_policy_spec, policy_factory
+from libero_gym.data.provenance import provenance
+from libero_gym.errors import InvalidInputError
+from libero_gym.locking import folder_lock
+from libero_gym.registration import lookup_env, resolve_env
+
 KEEP_CHOICES = ("all", "success")
 
 
@@ -26,8 +32,9 @@ class CollectConfig:
 
     out: str
     """Output folder."""
-    policy: Literal["random", "scripted", "checkpoint"] = "scripted"
-    """What acts: uniform random actions, the scripted privileged expert, or a trained agent."""
+    policy: str = "scripted"
+    """What acts: random (uniform actions), scripted (the privileged expert), checkpoint (a trained agent of
+    `cli.py agents`, from --checkpoint), or a policy class as module:Class."""
     checkpoint: str | None = None
     """Checkpoint folder (or run folder) of a trained agent, for --policy checkpoint."""
     sampling: Literal["deterministic", "stochastic"] = "deterministic"
@@ -69,31 +76,20 @@ def collect(config: CollectConfig) -> int:
 
     from libero_gym.data.collect import CollectPlan, run_collection
     from libero_gym.data.export import export_collection
-    from libero_gym.data.policies import PolicySpec, check_policy_name
-    from libero_gym.data.provenance import provenance
-    from libero_gym.errors import InvalidInputError
-    from libero_gym.locking import folder_lock
-    from libero_gym.registration import suite_env_ids, task_env_ids
 
-    check_policy_name(config.policy)
-    if config.env not in suite_env_ids() and config.env not in task_env_ids():
-        raise InvalidInputError(f"env must be a libero-gym id (see `python cli.py envs`), got {config.env!r}")
+    factory = policy_factory(config.policy)
+    lookup_env(config.env)  # an unknown id is the first error
     if config.episodes < 1:
         raise InvalidInputError(f"episodes must be >= 1, got {config.episodes}")
     if config.num_workers < 1:
         raise InvalidInputError(f"num_workers must be >= 1, got {config.num_workers}")
-    if config.policy == "checkpoint" and not config.checkpoint:
-        raise InvalidInputError("--policy checkpoint needs --checkpoint DIR")
-    if config.policy == "checkpoint":
-        # Verify it here, once, before any worker starts (each would fail on it).
-        from agents.checkpoint import read_checkpoint
-
-        read_checkpoint(config.checkpoint)
+    policy = PolicySpec(config.policy, config.checkpoint, deterministic=config.sampling == "deterministic", seed=config.seed)
+    check_policy_spec(policy, factory)  # once, here, before any worker starts (each would fail on it)
     if config.max_episode_steps is not None and config.max_episode_steps < 1:
         raise InvalidInputError(f"max_episode_steps must be >= 1, got {config.max_episode_steps}")
     if not 16 <= config.image_size <= 1024:
         raise InvalidInputError(f"image_size must be in [16, 1024], got {config.image_size}")
-    task_ids = _task_ids(config.env, config.task_id)
+    _, task_ids = resolve_env(config.env, config.task_id)
     max_episodes = config.max_episodes or (20 * config.episodes if config.until_successes else config.episodes)
     if max_episodes < config.episodes:
         raise InvalidInputError(f"max_episodes must be >= episodes ({config.episodes}), got {max_episodes}")
@@ -101,9 +97,7 @@ def collect(config: CollectConfig) -> int:
         env_id=config.env,
         task_ids=task_ids,
         out_dir=config.out,
-        policy=PolicySpec(
-            config.policy, config.checkpoint, deterministic=config.sampling == "deterministic", seed=config.seed
-        ),
+        policy=policy,
         episodes=config.episodes,
         until_successes=config.until_successes,
         keep=config.keep,
@@ -117,6 +111,7 @@ def collect(config: CollectConfig) -> int:
             seed=config.seed, image_size=config.image_size, max_episode_steps=config.max_episode_steps,
             keep=config.keep, sampling=config.sampling if config.policy == "checkpoint" else None,
         ),
+        policy_factory=factory,
     )
     console = Console()
     with folder_lock(config.out, "collection folder"):  # one writer per folder, before anything is written
@@ -131,22 +126,6 @@ def collect(config: CollectConfig) -> int:
                 console.print(f"wrote {path}")
     goal = result.successes if config.until_successes else result.finished
     return 0 if goal >= config.episodes else 1
-
-
-def _task_ids(env_id: str, task_id: tuple[int, ...]) -> tuple[int, ...]:
-    from libero_gym import suites
-    from libero_gym.errors import InvalidInputError
-    from libero_gym.registration import suite_env_ids, task_env_ids
-
-    if env_id in task_env_ids():
-        task = task_env_ids()[env_id]
-        if tuple(task_id) not in ((0,), (task.index,)):
-            raise InvalidInputError(f"{env_id} is a single-task id; use its suite id to choose --task-id")
-        return (task.index,)
-    if not task_id:
-        raise InvalidInputError("task_id needs at least one index")
-    suite = suite_env_ids()[env_id]
-    return tuple(suites.get_task(suite, int(t)).index for t in task_id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,7 +147,6 @@ def export(config: ExportConfig) -> int:
     from rich.console import Console
 
     from libero_gym.data.export import export_collection
-    from libero_gym.locking import folder_lock
 
     out = config.out if config.out is not None else config.collection
     with folder_lock(out, "export folder"):  # one writer per folder, before anything is written

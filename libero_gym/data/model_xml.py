@@ -19,7 +19,7 @@ model the demo ran in. Two XMLs are at hand, and neither is right as is:
 :func:`scene_xml` takes robosuite's tree and writes the live pose of every body
 attached to the world into it at full (round-trip) precision. The result compiles
 to a model whose masses, inertias, body poses and geoms equal the live model's
-bit for bit (tests/data/test_libero_rebuild.py); only quantities MuJoCo derives at
+bit for bit (tests/libero_gym/data/test_libero_rebuild.py); only quantities MuJoCo derives at
 compile time from the *original* placement differ (``dof_invweight0`` and
 ``dof_M0`` by ~1e-15, camera/light reference positions, the inertial frame of
 massless bodies).

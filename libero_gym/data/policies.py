@@ -8,22 +8,21 @@ starts), then for every episode::
     while not done:
         action = policy.act(obs)         # (7,) float in [-1, 1]
 
-Built-in names: ``random`` (uniform actions), ``scripted`` (the privileged
-expert of :mod:`libero_gym.experts.scripted`) and ``checkpoint`` (a trained
-agent of any registered kind, loaded from a checkpoint folder through
-``agents.checkpoint``, acting with ``predict(obs, deterministic=True)``).
+Built-in names: ``random`` (uniform actions) and ``scripted`` (the privileged
+expert of :mod:`libero_gym.experts.scripted`). Applications register more with
+:func:`register_policy`: ``cli.py`` registers ``checkpoint`` (a trained agent,
+:class:`agents.policy.CheckpointPolicy`), so that the library never imports the apps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from libero_gym.errors import CheckpointError, InvalidInputError
+from libero_gym.errors import InvalidInputError
 
 
 @runtime_checkable
@@ -48,9 +47,9 @@ class PolicySpec:
     """How a collection worker builds a policy (picklable: it travels to workers)."""
 
     name: str = "random"
-    """Registry name: ``random``, ``scripted`` or ``checkpoint``."""
+    """Registry name (``random``, ``scripted``, what an application registered) or ``module:Class``."""
     checkpoint: str | None = None
-    """Checkpoint folder (policy ``checkpoint`` only)."""
+    """Checkpoint folder (for policies that load one, e.g. ``checkpoint``)."""
     deterministic: bool = True
     """Use the mean/mode action of a trained agent (SB3 ``predict`` semantics)."""
     seed: int = 0
@@ -65,6 +64,11 @@ class RandomPolicy:
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
 
+    @classmethod
+    def from_spec(cls, spec: PolicySpec) -> RandomPolicy:
+        """Seeded with ``spec.seed``."""
+        return cls(spec.seed)
+
     def seed(self, seed: int) -> None:
         """Re-seed (``collect`` calls this with each episode's seed, so episodes replay)."""
         self.rng = np.random.default_rng(seed)
@@ -77,112 +81,77 @@ class RandomPolicy:
         return self.rng.uniform(-1.0, 1.0, size=7)
 
 
-class CheckpointPolicy:
-    """A trained agent loaded from a checkpoint folder, acting deterministically or stochastically.
+class ScriptedPolicy:
+    """Builds the privileged scripted expert (:mod:`libero_gym.experts.scripted`, imported in the worker)."""
 
-    Uses ``agents.checkpoint``'s loader; the loaded object must offer SB3's
-    ``predict(obs, deterministic=...) -> (action, state)``.
-    """
+    @classmethod
+    def from_spec(cls, spec: PolicySpec) -> Policy:
+        """A :class:`~libero_gym.experts.scripted.ScriptedExpert` (it reads the simulator at ``reset``)."""
+        from libero_gym.experts.scripted import ScriptedExpert  # MuJoCo-side code: only in the worker
 
-    def __init__(self, path: str, deterministic: bool = True) -> None:
-        self.path = path
-        self.deterministic = deterministic
-        self.model, self.env_config = load_checkpoint(path)
-        self.obs_mode = str(self.env_config.get("obs_mode", "state"))
-        self.image_size = self.env_config.get("image_size")
-
-        self._state: Any = None
-        self._episode_start = True
-
-    def seed(self, seed: int) -> None:
-        """Re-seed the agent's sampling (torch, numpy, its action space) before each episode, so that an
-        episode index always replays the same (a diffusion policy samples x_T even when deterministic)."""
-        set_seed = getattr(self.model, "set_random_seed", None)
-        if callable(set_seed):
-            set_seed(seed)
-
-    def reset(self, env: Any) -> None:
-        """Mark an episode start (chunked and recurrent policies re-plan there)."""
-        self._state = None
-        self._episode_start = True
-
-    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """``model.predict(obs, state, episode_start, deterministic)``'s action (SB3 semantics)."""
-        action, self._state = self.model.predict(
-            obs, state=self._state, episode_start=np.array([self._episode_start]), deterministic=self.deterministic
-        )
-        self._episode_start = False
-        return np.asarray(action, dtype=np.float64).reshape(7)
+        return ScriptedExpert()
 
 
-def load_checkpoint(path: str) -> tuple[Any, dict[str, Any]]:
-    """Load an agent through ``agents.checkpoint``; return (model, env config dict).
+POLICIES: dict[str, str] = {
+    "random": "libero_gym.data.policies:RandomPolicy",
+    "scripted": "libero_gym.data.policies:ScriptedPolicy",
+}
+"""Policy name -> ``module:Class`` whose ``from_spec(spec)`` builds it (imported lazily, in the worker).
+
+The library registers ``random`` and ``scripted``; an application adds its own with
+:func:`register_policy` (``cli.py`` registers ``checkpoint``, a trained agent of the ``agents``
+package: the library never imports the apps)."""
+
+
+def register_policy(name: str, factory: str, *, overwrite: bool = False) -> None:
+    """Register ``name`` -> ``factory``, the ``module:Class`` path of a policy builder.
+
+    The class must offer ``from_spec(spec: PolicySpec) -> Policy``; it may offer
+    ``check(spec: PolicySpec) -> None``, which :func:`check_policy_spec` calls once, before any
+    worker starts, so that a bad argument (an unreadable checkpoint) is one error, not one per worker.
 
     Raises:
-        CheckpointError: the agents package has no checkpoint loader, or it fails.
+        InvalidInputError: a malformed name or path, or ``name`` taken by another factory (without
+            ``overwrite``).
     """
-    try:
-        module = importlib.import_module("agents.checkpoint")
-    except ModuleNotFoundError as error:
-        raise CheckpointError(
-            f"cannot load {path}: the agents package has no checkpoint loader (agents.checkpoint: {error})"
-        ) from None
-    loader = getattr(module, "load_agent", None)
-    if loader is None:
-        raise CheckpointError(f"cannot load {path}: agents.checkpoint has no load_agent function")
-    # CPU: one env per collection worker, and a worker must not grab a GPU per process.
-    loaded = loader(path, device="cpu")
-    model, env_config = _unpack_loaded(loaded)
-    if not hasattr(model, "predict"):
-        raise CheckpointError(f"{path}: the loaded object {type(model).__name__} has no predict(obs, deterministic)")
-    return model, env_config
+    module_name, sep, attr = factory.partition(":")
+    if not name or ":" in name or not (sep and module_name and attr):
+        raise InvalidInputError(f"a policy needs a name without ':' and a 'module:Class', got {name!r}, {factory!r}")
+    if name in POLICIES and POLICIES[name] != factory and not overwrite:
+        raise InvalidInputError(f"policy {name!r} is already registered as {POLICIES[name]} (pass overwrite=True)")
+    POLICIES[name] = factory
 
 
-def _unpack_loaded(loaded: Any) -> tuple[Any, dict[str, Any]]:
-    """Accept the shapes a loader may return: a model, (model, meta), or an object with .model."""
-    meta: Any = {}
-    if isinstance(loaded, tuple):
-        loaded, meta = loaded[0], (loaded[1] if len(loaded) > 1 else {})
-    model = getattr(loaded, "model", None) if not hasattr(loaded, "predict") else loaded
-    if model is None:
-        model = getattr(loaded, "agent", loaded)
-    for source in (meta, loaded):
-        for attr in ("env_config", "env_kwargs", "env"):
-            value = source.get(attr) if isinstance(source, dict) else getattr(source, attr, None)
-            if isinstance(value, dict):
-                return model, dict(value)
-            if dataclasses.is_dataclass(value) and not isinstance(value, type):
-                return model, dataclasses.asdict(value)
-    return model, {}
+def policy_factory(name: str) -> str | None:
+    """The registered ``module:Class`` builder of ``name`` (``None`` for a ``module:Class`` policy path).
+
+    Raises:
+        InvalidInputError: neither a registered name nor a ``module:Class`` path.
+    """
+    check_policy_name(name)
+    return POLICIES.get(name)
 
 
-def _scripted(spec: PolicySpec) -> Policy:
-    try:
-        module = importlib.import_module("libero_gym.experts.scripted")
-    except ModuleNotFoundError as error:
-        raise InvalidInputError(f"policy 'scripted' is unavailable: {error}") from None
-    expert = module.ScriptedExpert()
-    if not hasattr(expert, "obs_mode"):
-        expert.obs_mode = "state"
-    return expert
+def check_policy_spec(spec: PolicySpec, factory: str | None = None) -> None:
+    """Run the builder's ``check(spec)``, if it has one (in the parent, before any worker starts).
+
+    Raises:
+        InvalidInputError: unknown name; or what the check raises (e.g. CheckpointError).
+    """
+    factory = factory if factory is not None else policy_factory(spec.name)
+    if factory is not None:
+        check = getattr(_import(factory), "check", None)
+        if callable(check):
+            check(spec)
 
 
-def _checkpoint(spec: PolicySpec) -> Policy:
-    if not spec.checkpoint:
-        raise InvalidInputError("policy 'checkpoint' needs --checkpoint DIR")
-    return CheckpointPolicy(spec.checkpoint, deterministic=spec.deterministic)
-
-
-POLICIES: dict[str, Callable[[PolicySpec], Policy]] = {
-    "random": lambda spec: RandomPolicy(spec.seed),
-    "scripted": _scripted,
-    "checkpoint": _checkpoint,
-}
-"""Policy name -> builder (imports lazily)."""
-
-
-def make_policy(spec: PolicySpec) -> Policy:
+def make_policy(spec: PolicySpec, factory: str | None = None) -> Policy:
     """Build the policy a spec names: a registered name, or a ``module:Class`` path.
+
+    Args:
+        spec: what to build.
+        factory: the builder's ``module:Class`` (:func:`policy_factory` of the parent process,
+            which travels to the workers with the plan); default: this process's registry.
 
     A ``module:Class`` policy is built as ``Class()``, or ``Class(spec.checkpoint)``
     when a checkpoint is given (its one argument, e.g. a file it loads).
@@ -191,14 +160,10 @@ def make_policy(spec: PolicySpec) -> Policy:
         InvalidInputError: unknown name (the message lists the registered ones).
         CheckpointError: the checkpoint cannot be loaded.
     """
-    check_policy_name(spec.name)
-    if spec.name in POLICIES:
-        return POLICIES[spec.name](spec)
-    module_name, _, attr = spec.name.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as error:
-        raise InvalidInputError(f"cannot import policy {spec.name!r}: {error}") from None
+    factory = factory if factory is not None else policy_factory(spec.name)
+    if factory is not None:
+        return _import(factory).from_spec(spec)
+    cls = _import(spec.name)
     return cls(spec.checkpoint) if spec.checkpoint else cls()
 
 
@@ -207,6 +172,14 @@ def check_policy_name(name: str) -> None:
     module_name, sep, attr = name.partition(":")
     if name not in POLICIES and not (sep and module_name and attr):
         raise InvalidInputError(f"policy must be one of {sorted(POLICIES)} or a 'module:Class' path, got {name!r}")
+
+
+def _import(path: str) -> Any:
+    module_name, _, attr = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise InvalidInputError(f"cannot import policy {path!r}: {error}") from None
 
 
 def policy_obs_mode(policy: Any) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from libero_gym.data.dataset import Episode
+from libero_gym.env import SETTLE_ACTION
 
 
 def body_poses(sim: Any) -> dict[str, list[float]]:
@@ -89,7 +90,7 @@ def reset_unsettled(env: Any, **reset_kwargs: Any) -> tuple[dict[str, np.ndarray
     """``env.reset(**reset_kwargs)`` without its settle steps: the observation at the init state.
 
     The env's reset is this plus ``env.unwrapped.settle_steps`` times :func:`settle_step`
-    (same states and observations, bit for bit; tested in ``tests/data/test_libero_rebuild.py``).
+    (same states and observations, bit for bit; tested in ``tests/libero_gym/data/test_libero_rebuild.py``).
     """
     with _settle_steps(env.unwrapped, 0):
         return env.reset(**reset_kwargs)
@@ -106,7 +107,6 @@ def settle_step(env: Any, action: np.ndarray | None = None) -> dict[str, np.ndar
         env: a libero-gym env just reset with :func:`reset_unsettled` (or settling).
         action: the recorded settle action; default the env's ``SETTLE_ACTION``.
     """
-    from libero_gym.env import SETTLE_ACTION
 
     unwrapped = env.unwrapped
     action = SETTLE_ACTION if action is None else np.asarray(action, dtype=np.float64)
@@ -151,7 +151,6 @@ def _same_poses(current: dict[str, list[float]], recorded: dict[str, list[float]
 
 
 def _restore_by_hand(env: Any, options: dict[str, Any], recorded: dict[str, list[float]]) -> None:
-    from libero_gym.env import SETTLE_ACTION
 
     unwrapped = env.unwrapped
     settle = unwrapped.settle_steps

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from libero_gym.data import metrics as M
-from libero_gym.data.dataset import Episode, read_dataset
+from libero_gym.data.dataset import Episode, read_dataset, write_json_atomic
+from libero_gym.errors import InvalidInputError
 
 METRICS: tuple[tuple[str, str, str], ...] = (
     ("episodes", "episodes", "{:.0f}"),
@@ -192,7 +193,6 @@ def _slug(text: str) -> str:
 
 def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Files as given; a folder stands for its ``*.hdf5`` files (e.g. a collection or a LIBERO suite folder)."""
-    from libero_gym.errors import InvalidInputError
 
     expanded: list[Path] = []
     for path in map(Path, paths):
@@ -208,7 +208,6 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 def run_stats(paths: Sequence[str], plots_dir: str | None = "stats_plots", json_out: str | None = None) -> dict[str, Any]:
     """Load, compute, print, plot; returns the metrics table."""
-    from libero_gym.errors import InvalidInputError
 
     if not paths:
         raise InvalidInputError("stats needs at least one dataset path")
@@ -219,7 +218,6 @@ def run_stats(paths: Sequence[str], plots_dir: str | None = "stats_plots", json_
         written = plot(groups, table, sources, plots_dir)
         print(f"plots: {', '.join(str(p) for p in written)}")
     if json_out:
-        from libero_gym.data.dataset import write_json_atomic
 
         write_json_atomic(json_out, {task: {s: _clean(m) for s, m in row.items()} for task, row in table.items()})
     return table

@@ -29,7 +29,8 @@ from libero_gym.data import dataset as ds
 from libero_gym.data.model_xml import scene_xml
 from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
 from libero_gym.data.replay import body_poses, reset_unsettled, settle_step
-from libero_gym.env import SETTLE_ACTION
+from libero_gym.env import PROPRIO_SLICES, SETTLE_ACTION
+from libero_gym.registration import lookup_env
 
 RENDER_CAMERAS = ("agentview", "robot0_eye_in_hand")
 """robosuite cameras of LIBERO's ``agentview_rgb`` and ``eye_in_hand_rgb``."""
@@ -54,6 +55,9 @@ class CollectPlan:
     seed: int
     max_episodes: int
     provenance: dict[str, Any]
+    policy_factory: str | None = None
+    """The policy builder's ``module:Class``, resolved in the parent (where the application registered
+    its policies, :func:`libero_gym.data.policies.register_policy`): workers build from it."""
 
 
 # ---------------------------------------------------------------------- paths
@@ -106,7 +110,6 @@ def _raw_robot_obs(unwrapped: Any, obs: dict[str, np.ndarray]) -> dict[str, np.n
 
 def _raw_from_proprio(proprio: np.ndarray) -> dict[str, np.ndarray]:
     """Fallback: robot fields from the float32 ``proprio`` observation."""
-    from libero_gym.env import PROPRIO_SLICES
 
     return {f"robot0_{key}": np.asarray(proprio[s], dtype=np.float64) for key, s in PROPRIO_SLICES.items()}
 
@@ -122,7 +125,7 @@ class EpisodeWorker:
     def _setup(self) -> None:
         import libero_gym  # noqa: F401  (registers ids in a fresh process)
 
-        self.policy = make_policy(self.plan.policy)
+        self.policy = make_policy(self.plan.policy, self.plan.policy_factory)
         obs_mode = policy_obs_mode(self.policy)
         size = int(getattr(self.policy, "image_size", None) or self.plan.image_size)
         self.images_in_loop = obs_mode != "state" and size == self.plan.image_size
@@ -251,9 +254,7 @@ class EpisodeWorker:
 def _make_env(plan: CollectPlan, task_ids: tuple[int, ...], **kwargs: Any) -> Any:
     import gymnasium as gym
 
-    from libero_gym.registration import task_env_ids
-
-    if plan.env_id in task_env_ids():
+    if lookup_env(plan.env_id)[1] is not None:  # a single-task id: its task is fixed
         return gym.make(plan.env_id, **kwargs)
     return gym.make(plan.env_id, task_id=list(task_ids), **kwargs)
 

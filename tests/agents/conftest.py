@@ -6,24 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import pytest
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from agents.vec_env import SB3VecEnv
 from libero_gym.testing import FakeLiberoEnv
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Small networks: one thread is faster than two contended ones, and gives the same numbers everywhere."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SMALL_DIFFUSION = {
     "n_chunks": 8,
@@ -46,25 +33,31 @@ SMALL_GAUSSIAN = {"n_steps": 32, "batch_size": 32, "n_epochs": 2, "net_arch": [3
 """A GaussianPPO config small enough for CPU tests."""
 
 
-class ChunkedFake(gym.Wrapper):
-    """A FakeLiberoEnv that steps (Ta, 7) chunks as ``LiberoEnv(chunk_size=Ta)`` does.
+def agent_config(name: str, overrides: dict[str, Any]) -> Any:
+    """Agent ``name``'s typed config with ``overrides`` (nested dicts for nested configs)."""
+    from agents.registry import resolve_agent
 
-    Runs the actions until the chunk ends or the episode does (success or the step
-    limit), returns the summed reward and ``info["chunk_steps"]``.
-    """
+    return resolve_agent(name).make_config(overrides)
 
-    def __init__(self, env: gym.Env[Any, Any], chunk_size: int) -> None:
-        super().__init__(env)
-        self.action_space = spaces.Box(-1.0, 1.0, (chunk_size, 7), np.float32)
 
-    def step(self, actions: np.ndarray) -> Any:
-        total = 0.0
-        for ran, action in enumerate(actions, start=1):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total += reward
-            if terminated or truncated:
-                break
-        return obs, total, terminated, truncated, {**info, "chunk_steps": ran}
+def agent_flags(name: str, overrides: dict[str, Any]) -> list[str]:
+    """``overrides`` as the command line sets them: ``agent:NAME --agent.field value ...``."""
+
+    def flags(prefix: str, values: dict[str, Any]) -> list[str]:
+        out: list[str] = []
+        for key, value in values.items():
+            flag = f"{prefix}.{key.replace('_', '-')}"
+            if isinstance(value, dict):
+                out += flags(flag, value)
+            elif isinstance(value, bool):
+                out.append(flag if value else flag.replace(f"{prefix}.", f"{prefix}.no-", 1))
+            elif isinstance(value, list | tuple):
+                out += [flag, *(str(v) for v in value)]
+            else:
+                out += [flag, str(value)]
+        return out
+
+    return [f"agent:{name}", *flags("--agent", overrides)]
 
 
 def fake_vec(
@@ -73,8 +66,7 @@ def fake_vec(
     """``n`` FakeLiberoEnvs in a SyncVectorEnv behind the adapter (chunk envs if ``chunk_size``)."""
 
     def make() -> gym.Env[Any, Any]:
-        env = FakeLiberoEnv(**kwargs)
-        return env if chunk_size is None else ChunkedFake(env, chunk_size)
+        return FakeLiberoEnv(chunk_size=chunk_size, **kwargs)
 
     fns: list[Callable[[], gym.Env[Any, Any]]] = [make for _ in range(n)]
     return SB3VecEnv(SyncVectorEnv(fns, autoreset_mode=autoreset_mode))
@@ -90,10 +82,3 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def diffusion_available() -> bool:
-    """Skip when A1's DiffusionPPO is not importable yet."""
-    pytest.importorskip("agents.diffusion_ppo")
-    return True

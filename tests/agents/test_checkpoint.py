@@ -8,22 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import (
-    AGENT_FILE,
-    PARAMS_FILE,
-    CheckpointManager,
-    EnvInfo,
-    build_agent,
-    check_compatible,
-    load_agent,
-    read_checkpoint,
-    save_checkpoint,
-)
-from agents.registry import resolve_agent
+from agents.checkpoint import AGENT_FILE, PARAMS_FILE, check_compatible, load_agent, read_checkpoint, save_checkpoint
+from agents.registry import build_agent, resolve_agent
+from agents.run_folder import CheckpointManager
+from libero_gym.env_config import EnvConfig
 from libero_gym.errors import CheckpointError
 from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN, fake_vec
 
-ENV = EnvInfo("LIBERO-Goal-v0", (0,), "state")
+ENV = EnvConfig("LIBERO-Goal-v0", (0,), "state")
 
 
 def _trained(agent: str, config: dict, steps: int, obs_mode: str = "state"):
@@ -93,7 +85,7 @@ def test_sac_round_trip_with_torch_variables(tmp_path) -> None:
     env.close()
 
 
-def test_diffusion_round_trip(tmp_path, diffusion_available) -> None:
+def test_diffusion_round_trip(tmp_path) -> None:
     model, env = _trained("diffusion-ppo", SMALL_DIFFUSION, 64)
     path = save_checkpoint(model, tmp_path / "ck", agent="diffusion-ppo", env=ENV)
     loaded, _ = load_agent(path, env, agent="diffusion-ppo", device="cpu")
@@ -149,8 +141,8 @@ def test_corrupt_checkpoints(tmp_path) -> None:
 
 
 def test_data_package_loads_our_checkpoints(tmp_path) -> None:
-    """libero_gym.data's CheckpointPolicy (collect --policy checkpoint) acts from our format."""
-    from libero_gym.data.policies import CheckpointPolicy
+    """agents.policy's CheckpointPolicy (collect --policy checkpoint) acts from our format."""
+    from agents.policy import CheckpointPolicy
     from libero_gym.testing import FakeLiberoEnv
 
     model, env = _trained("gaussian-ppo", SMALL_GAUSSIAN, 32)

@@ -138,7 +138,7 @@ def test_chunk_env_rollout_one_step_per_chunk() -> None:
 
     env = fake_vec(1, chunk_size=4, max_episode_steps=10, success_radius=0.0)
     model = DiffusionPPO(env, dataclasses.replace(SMALL, n_chunks=5, gamma=0.9), seed=0, device="cpu")
-    assert model.chunked_env
+    assert model.is_chunked
     model.critic = ConstantCritic()
     counter = StepCounter()
     model.learn(total_timesteps=1, callback=counter)
@@ -154,7 +154,8 @@ def test_chunk_env_rollout_one_step_per_chunk() -> None:
 def test_predict_on_chunk_env_and_per_step_after_load(tmp_path: Any) -> None:
     """A chunk-env agent predicts whole chunks; its checkpoint loads without an env (collect) as a
     per-step policy serving the same chunk, and on a chunk or per-step env (eval)."""
-    from agents.checkpoint import EnvInfo, load_agent, read_meta, save_checkpoint
+    from agents.checkpoint import load_agent, read_meta, save_checkpoint
+    from libero_gym.env_config import EnvConfig
     from tests.agents.conftest import fake_vec
 
     env = fake_vec(2, chunk_size=4)
@@ -167,7 +168,7 @@ def test_predict_on_chunk_env_and_per_step_after_load(tmp_path: Any) -> None:
     single = {key: value[0] for key, value in obs.items()}
     assert model.predict(single, deterministic=True)[0].shape == (4, 7)
 
-    info = EnvInfo("LIBERO-Goal-v0", (0,), chunk_size=4)
+    info = EnvConfig("LIBERO-Goal-v0", (0,), chunk_size=4)
     path = save_checkpoint(model, tmp_path / "ckpt", agent="diffusion-ppo", env=info)
     assert read_meta(path)["action_space"]["shape"] == [4, 7] and read_meta(path)["env"]["chunk_size"] == 4
     standalone, _ = load_agent(path, device="cpu")

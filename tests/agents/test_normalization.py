@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.checkpoint import EnvInfo, load_agent, save_checkpoint
+from agents.checkpoint import load_agent, save_checkpoint
+from libero_gym.env_config import EnvConfig
 from agents.diffusion_policy import DiffusionPolicy
 from agents.diffusion_ppo import DiffusionPPO, DiffusionPPOConfig
 from agents.encoders import obs_as_tensor
@@ -18,7 +19,7 @@ from agents.normalization import MIN_HALF_RANGE, Normalizer
 from agents.registry import resolve_agent
 from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN, fake_vec
 
-ENV = EnvInfo("LIBERO-Goal-v0", (0,), "state")
+ENV = EnvConfig("LIBERO-Goal-v0", (0,), "state")
 
 
 def test_normalizer_maps_the_data_range_onto_minus_one_one() -> None:

@@ -12,10 +12,10 @@ import torch
 
 import cli
 from agents.checkpoint import load_agent, read_checkpoint
-from agents.commands import Pretrain
+from agents.configs import PretrainConfig
 from agents.pretrain import action_chunks, pretrain
 from libero_gym import suites
-from tests.agents.conftest import SMALL_DIFFUSION
+from tests.agents.conftest import SMALL_DIFFUSION, agent_config
 
 STEPS = 12
 """Steps per recorded demo: enough for several chunks, cheap to replay."""
@@ -60,13 +60,12 @@ def _record(path: Path, n_demos: int = 2) -> None:
     write_dataset(path, episodes, suites.get_task("libero_goal", 0))
 
 
-def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pretrain_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tmp_path / "demos.hdf5"
     _record(data)
-    config = json.dumps(SMALL_DIFFUSION)
     result = pretrain(
-        Pretrain(
-            dataset=(data,), run_dir=tmp_path / "bc", agent_config=config, epochs=60, batch_size=8, learning_rate=1e-3,
+        PretrainConfig(
+            dataset=(data,), run_dir=tmp_path / "bc", agent=agent_config("diffusion-ppo", SMALL_DIFFUSION), epochs=60, batch_size=8, learning_rate=1e-3,
             progress=False, device="cpu", lr_schedule="constant",
         )  # fmt: skip
     )
@@ -82,17 +81,17 @@ def test_pretrain_then_init_from(tmp_path: Path, diffusion_available: bool, caps
     # train --init-from: starts from the cloned weights, with the checkpoint's agent config
     run = tmp_path / "ft"
     argv = [
-        "train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "train", "agent:diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--init-from", str(result.checkpoint),
         "--total-timesteps", "32", "--num-envs", "1", "--vectorization", "sync", "--max-episode-steps", "16",
-        "--agent-config", '{"n_chunks": 8, "actor_lr": 1e-9, "critic_lr": 1e-9}', "--resume", str(run),
+        "--agent.n-chunks", "8", "--agent.actor-lr", "1e-9", "--agent.critic-lr", "1e-9", "--resume", str(run),
         "--no-progress", "--device", "cpu",
     ]  # fmt: skip  (--resume with no checkpoint yet: a new run, from --init-from; the Makefile's rerunnable form)
     assert cli.main(argv) == 0
     assert "trained diffusion-ppo" in capsys.readouterr().out
     assert read_checkpoint(run)[0]["env"]["chunk_size"] == 4  # BC on (7,) actions, fine-tuned on Ta = 4 chunks
     resolved = json.loads((run / "config.json").read_text())["agent"]["config"]
-    # the checkpoint's config is the base, --agent-config overrides it
+    # the checkpoint's config is the base, --agent.* flags override it
     assert resolved["policy"]["mlp_dims"] == [64, 64] and resolved["n_chunks"] == 8
     _, tuned = read_checkpoint(run)
     pre = params["params"]["policy"]
@@ -112,7 +111,7 @@ def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]) == 2
     assert capsys.readouterr().err.startswith("error:")
     argv = ["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]
-    assert cli.main([*argv, "--agent", "stable_baselines3:SAC"]) == 2
+    assert cli.main([*argv, "agent:sb3", "--agent.class-path", "stable_baselines3:SAC"]) == 2
     err = capsys.readouterr().err
     assert "behaviour-cloned" in err and "diffusion-ppo" in err and "gaussian-ppo" in err
 
@@ -122,8 +121,8 @@ def test_pretrain_gaussian_then_init_from(tmp_path: Path, capsys: pytest.Capture
     data = tmp_path / "demos.hdf5"
     _record(data)
     result = pretrain(
-        Pretrain(
-            dataset=(data,), run_dir=tmp_path / "bc", agent="gaussian-ppo", agent_config='{"net_arch": [32, 32]}',
+        PretrainConfig(
+            dataset=(data,), run_dir=tmp_path / "bc", agent=agent_config("gaussian-ppo", {"net_arch": [32, 32]}),
             epochs=40, batch_size=8, learning_rate=1e-3, progress=False, device="cpu",
         )  # fmt: skip
     )
@@ -141,9 +140,9 @@ def test_pretrain_gaussian_then_init_from(tmp_path: Path, capsys: pytest.Capture
 
     run = tmp_path / "ft"
     argv = [
-        "train", "--agent", "gaussian-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "train", "agent:gaussian-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--init-from", str(result.checkpoint), "--total-timesteps", "32", "--num-envs", "1",
-        "--vectorization", "sync", "--max-episode-steps", "16", "--agent-config", '{"n_steps": 32, "batch_size": 32}',
+        "--vectorization", "sync", "--max-episode-steps", "16", "--agent.n-steps", "32", "--agent.batch-size", "32",
         "--run-dir", str(run), "--no-progress", "--device", "cpu",
     ]  # fmt: skip
     assert cli.main(argv) == 0

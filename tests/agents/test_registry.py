@@ -76,10 +76,13 @@ def test_cli_lists_agents(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["train", "--agent", "nope"], "gaussian-ppo"),
-        (["train", "--agent", "stable_baselines3:DQN", "--run-dir", "{tmp}/x"], "DQN"),
-        (["train", "--agent-config", "[1]", "--run-dir", "{tmp}/x"], "JSON object"),
-        (["train", "--agent-config", '{"n_stepz": 3}', "--run-dir", "{tmp}/x"], "n_stepz"),
+        (["train", "agent:nope"], "gaussian-ppo"),
+        (["train", "agent:sb3", "--agent.class-path", "stable_baselines3:DQN", "--run-dir", "{tmp}/x"], "DQN"),
+        (["train", "agent:sb3", "--agent.class-path", "stable_baselines3:SAC", "--agent.kwargs", "[1]",
+          "--run-dir", "{tmp}/x"], "JSON object"),
+        (["train", "--agent.n-stepz", "3", "--run-dir", "{tmp}/x"], "n-stepz"),
+        (["train", "agent:diffusion-ppo", "--agent.policy.horizon-steps", "0", "--run-dir", "{tmp}/x"],
+         "horizon_steps and denoising_steps must be >= 1"),
         (["train", "--resume"], "--resume"),  # --resume RUN_DIR: the folder is its value
         (["train", "--resume", "{tmp}/x", "--run-dir", "{tmp}/y"], "different folders"),
         (["train", "--num-envs", "0"], "num_envs"),
@@ -96,5 +99,30 @@ def test_cli_user_errors_are_one_line(argv: list[str], match: str, tmp_path, cap
 
 def test_commands_module_is_light() -> None:
     heavy = "('torch', 'mujoco', 'robosuite', 'stable_baselines3')"
-    code = f"import sys, agents.commands; sys.exit(any(m in sys.modules for m in {heavy}))"
+    code = f"import sys, agents.configs; sys.exit(any(m in sys.modules for m in {heavy}))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_init_from_supplies_the_defaults_flags_override(tmp_path) -> None:
+    """`train --init-from CKPT`: the checkpoint's agent and settings are the defaults; an explicit flag wins."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from agents.agent_configs import GaussianPPOConfig
+    from agents.checkpoint import save_checkpoint
+    from agents.registry import build_agent
+    from libero_gym.env_config import EnvConfig
+    from libero_gym.testing import FakeLiberoEnv
+
+    spec = resolve_agent("gaussian-ppo")
+    env = DummyVecEnv([lambda: FakeLiberoEnv("state")])
+    saved = GaussianPPOConfig(n_steps=16, batch_size=16, net_arch=(32, 32), gamma=0.9)
+    model = build_agent(spec, env, saved, seed=0, device="cpu")
+    path = save_checkpoint(model, tmp_path / "ck", agent="gaussian-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "state"))
+    env.close()
+    config = cli._parse(["train", "--init-from", str(path), "--agent.gamma", "0.95", "--num-envs", "3"])
+    assert config.agent == GaussianPPOConfig(n_steps=16, batch_size=16, net_arch=(32, 32), gamma=0.95)
+    assert config.num_envs == 3 and str(config.init_from) == str(path)
+    config = cli._parse(["train", "agent:gaussian-ppo", "--agent.n-steps", "8", "--init-from", f"{path}"])
+    assert config.agent == GaussianPPOConfig(n_steps=8, batch_size=16, net_arch=(32, 32), gamma=0.9)
+    # without --init-from: the config's own defaults
+    assert cli._parse(["train", "--agent.gamma", "0.95"]).agent == GaussianPPOConfig(gamma=0.95)

@@ -15,10 +15,10 @@ import pytest
 
 import cli
 from agents.checkpoint import read_meta
-from agents.commands import Eval, Train
+from agents.configs import EvalConfig, TrainConfig
 from agents.evaluate import evaluate
 from agents.train import train
-from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN
+from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN, agent_config
 
 PPO_METRICS = {"rollout/success_rate", "rollout/ep_len_mean", "train/explained_variance"}
 GAUSSIAN_METRICS = PPO_METRICS | {
@@ -29,9 +29,9 @@ GAUSSIAN_METRICS = PPO_METRICS | {
 }
 
 
-def _config(run_dir: Path, agent: str, agent_config: dict, obs_mode: str = "state", **kwargs) -> Train:
+def _config(run_dir: Path, agent: str, overrides: dict, obs_mode: str = "state", **kwargs) -> TrainConfig:
     base = dict(
-        agent=agent,
+        agent=agent_config(agent, overrides),
         env="LIBERO-Goal-v0",
         task_id=(0,),
         obs_mode=obs_mode,
@@ -43,12 +43,11 @@ def _config(run_dir: Path, agent: str, agent_config: dict, obs_mode: str = "stat
         run_dir=run_dir,
         seed=0,
         checkpoint_every=64,
-        agent_config=json.dumps(agent_config),
         progress=False,
         device="cpu",
     )
     base.update(kwargs)
-    return Train(**base)
+    return TrainConfig(**base)
 
 
 def _metrics(run_dir: Path) -> set[str]:
@@ -88,7 +87,7 @@ def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     assert (run_dir / "logs" / "progress-resumed-000000000064.csv").exists()
 
     videos_dir = tmp_path / "videos"
-    out = evaluate(Eval(checkpoint=run_dir, episodes=2, max_episode_steps=10, video_dir=videos_dir, device="cpu"))
+    out = evaluate(EvalConfig(checkpoint=run_dir, episodes=2, max_episode_steps=10, video_dir=videos_dir, device="cpu"))
     assert [t.episodes for t in out.tasks] == [2] and out.tasks[0].mean_length == 10.0
     assert out.tasks[0].language == "open the middle drawer of the cabinet"
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
@@ -101,22 +100,22 @@ PIXELS = {"num_envs": 1, "total_timesteps": 32, "max_episode_steps": 16, "checkp
 
 
 def test_gaussian_pixels(tmp_path: Path) -> None:
-    agent_config = {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 16}
-    result = train(_config(tmp_path / "run", "gaussian-ppo", agent_config, obs_mode="pixels", **PIXELS))
+    overrides = {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 16}
+    result = train(_config(tmp_path / "run", "gaussian-ppo", overrides, obs_mode="pixels", **PIXELS))
     _check_run(tmp_path / "run", "gaussian-ppo", 32, GAUSSIAN_METRICS)
     assert result.obs_mode == "pixels"
     assert read_meta(tmp_path / "run")["observation_space"]["spaces"]["agentview_image"]["shape"] == [64, 64, 3]
 
 
 @pytest.mark.parametrize("obs_mode", ["state", "pixels"])
-def test_diffusion_ppo(tmp_path: Path, obs_mode: str, diffusion_available: bool) -> None:
+def test_diffusion_ppo(tmp_path: Path, obs_mode: str) -> None:
     # state: 8 chunks x 4 steps x 2 envs = 64 steps per rollout, two rollouts (two PPO updates);
     # pixels: 4 chunks x 4 steps x 1 env = 16 steps per rollout, two rollouts.
     pixels = obs_mode == "pixels"
-    agent_config = {**SMALL_DIFFUSION, "n_chunks": 4} if pixels else SMALL_DIFFUSION
+    overrides = {**SMALL_DIFFUSION, "n_chunks": 4} if pixels else SMALL_DIFFUSION
     steps = 32 if pixels else 128
     extra = PIXELS if pixels else {}
-    result = train(_config(tmp_path / "run", "diffusion-ppo", agent_config, obs_mode=obs_mode, **extra))
+    result = train(_config(tmp_path / "run", "diffusion-ppo", overrides, obs_mode=obs_mode, **extra))
     assert result.num_timesteps == steps
     _check_run(tmp_path / "run", "diffusion-ppo", steps, PPO_METRICS | {"train/approx_kl", "train/clip_fraction"})
     # trained on chunk envs (one env step per Ta = 4 actions); episode lengths in control steps
@@ -125,7 +124,7 @@ def test_diffusion_ppo(tmp_path: Path, obs_mode: str, diffusion_available: bool)
     assert result.ep_len_mean == (16.0 if pixels else 40.0)  # no success in a few random episodes: the step limit
     if not pixels:  # eval of a pixels checkpoint is the same code path; spare the renders
         modes = ("deterministic", "stochastic", "zero-init")
-        out = evaluate(Eval(checkpoint=tmp_path / "run", episodes=2, max_episode_steps=8, device="cpu", sampling=modes))
+        out = evaluate(EvalConfig(checkpoint=tmp_path / "run", episodes=2, max_episode_steps=8, device="cpu", sampling=modes))
         assert out.tasks[0].episodes == 2 and out.agent == "diffusion-ppo"
         assert tuple(out.by_sampling) == modes and out.tasks == out.by_sampling["deterministic"]
         for mode in modes:  # every mode from the same init states, 0 and 1 (cycled in LIBERO's order)
@@ -138,9 +137,9 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     """A third-party SB3 algorithm by module:Class, through cli.main, on 2 async LIBERO workers."""
     run_dir = tmp_path / "sac"
     argv = [
-        "train", "--agent", "stable_baselines3:SAC", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "train", "agent:sb3", "--agent.class-path", "stable_baselines3:SAC", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--max-episode-steps", "40", "--num-envs", "2", "--total-timesteps", "160", "--run-dir", str(run_dir),
-        "--agent-config", '{"learning_starts": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [32, 32]}}',
+        "--agent.kwargs", '{"learning_starts": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [32, 32]}}',
         "--no-progress", "--device", "cpu", "--checkpoint-every", "80",
     ]  # fmt: skip
     assert cli.main(argv) == 0
@@ -155,7 +154,7 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
     # a diffusion-ppo --init-from of a SAC checkpoint names both agents
-    argv = ["train", "--agent", "gaussian-ppo", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "x")]
+    argv = ["train", "agent:gaussian-ppo", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "x")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "stable_baselines3:SAC" in err and "gaussian-ppo" in err
@@ -163,9 +162,9 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.slow
-def test_makefile_main_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], diffusion_available: bool) -> None:
+def test_makefile_main_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The Makefile's `make train` command line, as is (defaults: 2 async workers, DiffusionPPO defaults)."""
-    argv = ["train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0"]
+    argv = ["train", "agent:diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0"]
     argv += ["--total-timesteps", "2000"]
     assert cli.main([*argv, "--resume", str(tmp_path / "main")]) == 0
     out = capsys.readouterr().out

@@ -60,14 +60,15 @@ def test_dataset_and_json_follow_umask(tmp_path: Path, umask: int) -> None:
 
 @pytest.mark.parametrize("suffix", ["", ".zip"])
 def test_checkpoint_follows_umask(tmp_path: Path, umask: int, suffix: str) -> None:
-    from agents.checkpoint import EnvInfo, build_agent, save_checkpoint
-    from agents.registry import resolve_agent
+    from agents.checkpoint import save_checkpoint
+    from agents.registry import build_agent, resolve_agent
+    from libero_gym.env_config import EnvConfig
     from tests.agents.conftest import SMALL_GAUSSIAN, fake_vec
 
     spec = resolve_agent("gaussian-ppo")
     env = fake_vec(1, obs_mode="state", image_size=32)
     model = build_agent(spec, env, spec.make_config(SMALL_GAUSSIAN), seed=0, device="cpu")
-    path = save_checkpoint(model, tmp_path / f"ck{suffix}", agent="gaussian-ppo", env=EnvInfo("LIBERO-Goal-v0", (0,), "state"))
+    path = save_checkpoint(model, tmp_path / f"ck{suffix}", agent="gaussian-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "state"))
     env.close()
     if suffix:
         assert _mode(path) == 0o666 & ~umask, oct(_mode(path))

@@ -18,7 +18,8 @@ import pytest
 
 import libero_gym  # noqa: F401
 from libero_gym.errors import InvalidInputError
-from libero_gym.vector import ResilientAsyncVectorEnv, WorkerFailureError, dropped_mask, make_vector_env
+from libero_gym.resilient_vector import ResilientAsyncVectorEnv, WorkerFailureError, dropped_mask
+from libero_gym.vector import make_vector_env
 
 STEPS = 8
 """Episode limit: short, so a restarted worker's next episodes finish within the test."""
@@ -187,8 +188,7 @@ def test_training_survives_a_killed_worker() -> None:
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from agents.checkpoint import build_agent
-    from agents.registry import resolve_agent
+    from agents.registry import build_agent, resolve_agent
     from agents.vec_env import SB3VecEnv
 
     class KillOnce(BaseCallback):

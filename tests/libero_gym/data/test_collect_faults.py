@@ -12,7 +12,7 @@ from libero_gym.data.collect import CollectPlan, finished_summaries, run_collect
 from libero_gym.data.dataset import read_dataset, validate_dataset
 from libero_gym.data.policies import PolicySpec
 from libero_gym.data.replay import replay_episode
-from tests.data.conftest import ENV_ID, SETTLE_STEPS, TASK_ID
+from tests.libero_gym.data.conftest import ENV_ID, SETTLE_STEPS, TASK_ID
 
 STEPS = 20
 
@@ -21,7 +21,7 @@ def test_dead_or_failing_workers_are_replaced_and_their_episodes_dropped(tmp_pat
     out = tmp_path / "collection"
     plan = CollectPlan(
         env_id=ENV_ID, task_ids=(TASK_ID,), out_dir=str(out),
-        policy=PolicySpec("tests.data.crash_policy:CrashOncePolicy", checkpoint=str(tmp_path)),
+        policy=PolicySpec("tests.libero_gym.data.crash_policy:CrashOncePolicy", checkpoint=str(tmp_path)),
         episodes=3, until_successes=False, keep="all", image_size=64, images=False, max_episode_steps=STEPS,
         seed=3, max_episodes=3, provenance={},
     )

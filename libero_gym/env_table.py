@@ -1,4 +1,4 @@
-"""Configs and functions behind ``cli.py envs`` and ``cli.py doctor``."""
+"""``cli.py envs``: the table of every registered env id (config and function)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from libero_gym.registration import suite_env_ids
 
 
 @dataclasses.dataclass(frozen=True)
-class Envs:
+class EnvsConfig:
     """List every registered env id with its task's language instruction."""
 
     suite: str | None = None
     """Only this suite (``libero_goal``, ``Goal``, ``Long``, ...); default all."""
 
 
-def list_envs(config: Envs) -> int:
+def list_envs(config: EnvsConfig) -> int:
     """Print the env-id table; returns the exit code."""
     from rich.console import Console
     from rich.table import Table
@@ -37,25 +37,3 @@ def list_envs(config: Envs) -> int:
             table.add_row(task.env_id, task.suite, task.scene_family, ",".join(task.goal_predicates), task.language)
     Console(width=200).print(table)
     return 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Doctor:
-    """Check LIBERO's config, the asset folder, the GL backend and one env step; say what to fix."""
-
-    env_id: str = "LIBERO-Goal-v0"
-    """Env to step once."""
-    pixels: bool = True
-    """Also render one pixel observation (checks the GL backend)."""
-
-
-def doctor(config: Doctor) -> int:
-    """Run the checks; returns 0 if all pass, 1 otherwise."""
-    from libero_gym.doctor import run_checks
-    from libero_gym.errors import InvalidInputError
-    from libero_gym.registration import all_env_ids
-
-    if config.env_id not in all_env_ids():
-        raise InvalidInputError(f"--env-id must be a libero-gym id (see `python cli.py envs`), got {config.env_id!r}")
-
-    return run_checks(env_id=config.env_id, pixels=config.pixels)

@@ -11,7 +11,7 @@ import libero_gym  # noqa: F401  (registers the ids)
 from libero_gym.data.collect import finished_summaries, shard_path
 from libero_gym.data.dataset import read_dataset, validate_dataset
 from libero_gym.data.replay import replay_episode, set_body_poses
-from tests.data.conftest import ENV_ID, EPISODES, IMAGE_SIZE, SETTLE_STEPS, STEPS, TASK_ID
+from tests.libero_gym.data.conftest import ENV_ID, EPISODES, IMAGE_SIZE, SETTLE_STEPS, STEPS, TASK_ID
 
 
 def test_resume_ends_with_exactly_the_planned_episodes(collected) -> None:

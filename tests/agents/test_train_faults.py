@@ -19,9 +19,9 @@ import pytest
 
 import agents.train
 from agents.checkpoint import read_meta
-from agents.commands import Train
+from agents.configs import TrainConfig
 from agents.train import train
-from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN
+from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN, agent_config, agent_flags
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,10 +61,10 @@ def test_train_survives_a_killed_worker(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(agents.train, "make_env", make_env_that_kills)
     run_dir = tmp_path / "run"
-    config = Train(
-        agent="diffusion-ppo", env="LIBERO-Goal-v0", task_id=(0,), max_episode_steps=40, num_envs=2,
+    config = TrainConfig(
+        agent=agent_config("diffusion-ppo", SMALL_DIFFUSION), env="LIBERO-Goal-v0", task_id=(0,), max_episode_steps=40, num_envs=2,
         vectorization="async", total_timesteps=128, run_dir=run_dir, checkpoint_every=64,
-        agent_config=json.dumps(SMALL_DIFFUSION), progress=False, device="cpu",
+        progress=False, device="cpu",
     )  # fmt: skip
     result = train(config)
     assert killed
@@ -85,9 +85,9 @@ def test_killed_train_command_resumes(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     total = 512
     argv = [
-        sys.executable, str(REPO / "cli.py"), "train", "--agent", "gaussian-ppo", "--env", "LIBERO-Goal-v0",
+        sys.executable, str(REPO / "cli.py"), "train", *agent_flags("gaussian-ppo", SMALL_GAUSSIAN), "--env", "LIBERO-Goal-v0",
         "--task-id", "0", "--max-episode-steps", "40", "--num-envs", "2", "--vectorization", "sync",
-        "--total-timesteps", str(total), "--checkpoint-every", "64", "--agent-config", json.dumps(SMALL_GAUSSIAN),
+        "--total-timesteps", str(total), "--checkpoint-every", "64",
         "--no-progress", "--device", "cpu", "--resume", str(run_dir),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -1,17 +1,21 @@
-"""Configs behind ``cli.py agents|train|pretrain|eval`` (light: no torch/MuJoCo at import).
+"""Configs of ``cli.py agents|train|pretrain|eval`` (light: no torch/MuJoCo at import).
 
-Each config is a frozen dataclass whose field docstrings are the ``--help`` text;
-the function next to it imports the heavy library code when it runs.
+Each config is a frozen dataclass whose field docstrings are the ``--help`` text. The
+functions that run them (:func:`agents.train.train`, :func:`agents.pretrain.pretrain`,
+:func:`agents.evaluate.evaluate`) import these configs, never the reverse.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
+import tyro
+
+from agents.agent_configs import DiffusionPPOConfig, GaussianPPOConfig, SB3AgentConfig
+from agents.registry import available_agents
 from libero_gym.errors import InvalidInputError
 
 ObsMode = Literal["state", "pixels", "both"]
@@ -19,8 +23,8 @@ Sampling = Literal["deterministic", "stochastic", "zero-init"]
 SAMPLINGS: tuple[str, ...] = ("deterministic", "stochastic", "zero-init")
 
 
-def parse_agent_config(text: str) -> dict[str, Any]:
-    """The ``--agent-config`` JSON object as a dict.
+def parse_sb3_kwargs(text: str) -> dict[str, Any]:
+    """An SB3 agent's ``--agent.kwargs`` JSON object as a dict.
 
     Raises:
         InvalidInputError: not a JSON object.
@@ -30,23 +34,48 @@ def parse_agent_config(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidInputError(f"--agent-config must be a JSON object, got {text!r}: {error}") from None
+        raise InvalidInputError(f"--agent.kwargs must be a JSON object, got {text!r}: {error}") from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f"--agent-config must be a JSON object, got {text!r}")
+        raise InvalidInputError(f"--agent.kwargs must be a JSON object, got {text!r}")
     return value
 
 
-@dataclasses.dataclass(frozen=True)
-class Agents:
-    """List the registered agents (use any SB3 algorithm as --agent module:Class too)."""
+def agent_config_type() -> Any:
+    """The registered agents' configs as one union, each member a tyro subcommand ``agent:NAME``.
+
+    Built from :func:`agents.registry.available_agents` when this module is imported (so
+    an agent registered before that is a subcommand too): ``agent:gaussian-ppo``,
+    ``agent:diffusion-ppo``, a plain SB3 class registered by name (its class path fixed),
+    and ``agent:sb3`` for any SB3 class by ``--agent.class-path module:Class``.
+    """
+    members: list[Any] = []
+    for name, spec in available_agents().items():
+        config_cls = spec.load_config_class()
+        if config_cls is None:  # a plain SB3 class under a short name
+            default = SB3AgentConfig(spec.class_path)
+            members.append(Annotated[SB3AgentConfig, tyro.conf.subcommand(name, default=default)])
+        else:
+            members.append(Annotated[config_cls, tyro.conf.subcommand(name, description=spec.description)])
+    members.append(Annotated[SB3AgentConfig, tyro.conf.subcommand("sb3", description="any SB3 class (module:Class)")])
+    return Union[tuple(members)]  # noqa: UP007 (a runtime-built union)
+
+
+AgentConfig = agent_config_type()
+"""What ``--agent`` may be: a registered agent's typed config, or :class:`SB3AgentConfig`."""
 
 
 @dataclasses.dataclass(frozen=True)
-class Train:
+class AgentsConfig:
+    """List the registered agents (any SB3 algorithm works too, as `agent:sb3 --agent.class-path module:Class`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
     """Train an agent on libero-gym vector envs; writes one run folder."""
 
-    agent: str = "gaussian-ppo"
-    """Registered agent name (see `cli.py agents`) or an SB3 class as module:Class (e.g. stable_baselines3:SAC)."""
+    agent: AgentConfig = GaussianPPOConfig()
+    """The agent and its settings: agent:NAME for a registered agent (see `cli.py agents`), agent:sb3 for any
+    SB3 class. With --init-from, the checkpoint's agent and settings are the defaults the flags override."""
     env: str = "LIBERO-Goal-v0"
     """libero-gym env id (suite id, or a single-task id such as LIBERO-Goal-Task3-v0)."""
     task_id: tuple[int, ...] = (0,)
@@ -68,8 +97,9 @@ class Train:
     seed: int = 0
     """Seed of the agent and of the envs' first reset."""
     init_from: Path | None = None
-    """Start from this checkpoint's policy (e.g. a `pretrain` BC checkpoint); its agent config is the base.
-    With --resume: used only when the run has no checkpoint yet (a resumed run has its own weights)."""
+    """Start from this checkpoint's policy (e.g. a `pretrain` BC checkpoint). On the command line its agent and
+    agent settings are the defaults that --agent.* flags override (as LeRobot's --policy.path). With --resume:
+    used only when the run has no checkpoint yet (a resumed run has its own weights)."""
     resume: Path | None = None
     """RUN_DIR: continue the run in this folder from its newest valid checkpoint (counters, optimizer,
     RNG, log); with no checkpoint there yet, start a new run in it (so a killed command can simply be
@@ -78,8 +108,6 @@ class Train:
     """Save a checkpoint every this many env steps (and at the end)."""
     keep_checkpoints: int = 2
     """How many of the newest checkpoints to keep."""
-    agent_config: str = ""
-    """JSON object of agent config overrides, e.g. '{"n_steps": 64}' (SB3 kwargs for module:Class agents)."""
     device: str = "auto"
     """torch device: auto, cpu, cuda."""
     torch_threads: int = 1
@@ -101,11 +129,12 @@ class Train:
             raise InvalidInputError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.resume is not None and self.run_dir is not None and Path(self.resume) != Path(self.run_dir):
             raise InvalidInputError(f"--resume {self.resume} and --run-dir {self.run_dir} name different folders")
-        parse_agent_config(self.agent_config)
+        if isinstance(self.agent, SB3AgentConfig):
+            parse_sb3_kwargs(self.agent.kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
-class Pretrain:
+class PretrainConfig:
     """Behaviour-clone an agent's policy (diffusion-ppo, gaussian-ppo) on LIBERO-layout HDF5 demonstrations."""
 
     dataset: tuple[Path, ...]
@@ -118,10 +147,9 @@ class Pretrain:
     """Observation mode the policy is trained for (observations are re-rendered by replaying states)."""
     image_size: int = 128
     """Camera image size (pixels/both)."""
-    agent: str = "diffusion-ppo"
-    """Agent whose policy to pretrain: diffusion-ppo (denoising loss) or gaussian-ppo (mean squared error)."""
-    agent_config: str = ""
-    """JSON object of agent config overrides (the same the later `train` run uses)."""
+    agent: AgentConfig = DiffusionPPOConfig()
+    """Agent whose policy to pretrain, with the settings the later `train` run uses: agent:diffusion-ppo (denoising
+    loss) or agent:gaussian-ppo (mean squared error)."""
     epochs: int = 50
     """Passes over the demonstrations."""
     batch_size: int = 256
@@ -163,11 +191,10 @@ class Pretrain:
             raise InvalidInputError(f"ema_max_decay must be in [0, 1), got {self.ema_max_decay}")
         if self.lr_warmup_steps < 0:
             raise InvalidInputError(f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
-        parse_agent_config(self.agent_config)
 
 
 @dataclasses.dataclass(frozen=True)
-class Eval:
+class EvalConfig:
     """Roll out a checkpoint over the task's init states; success rate per task with a 95% interval, per sampling mode."""
 
     checkpoint: Path
@@ -212,59 +239,21 @@ class Eval:
             raise InvalidInputError(f"num_envs must be <= episodes with --init-states cycle, got {self.num_envs} > {self.episodes}")
 
 
-def list_agents(config: Agents) -> int:
-    """Print the agent table."""
-    from rich.console import Console
-    from rich.table import Table
+def init_from_defaults(init_from: str | Path) -> TrainConfig:
+    """``train``'s defaults for ``--init-from PATH``: the checkpoint's agent with its settings.
 
-    from agents.registry import available_agents
+    The command line parses onto these, so an ``--agent.*`` flag given explicitly overrides the
+    checkpoint's value and every other field keeps it (LeRobot's ``--policy.path``). A checkpoint
+    of an agent without a typed config keeps the usual defaults (``train`` then checks the match).
 
-    table = Table(title="libero-gym agents")
-    table.add_column("name", no_wrap=True)
-    table.add_column("class")
-    table.add_column("description")
-    for spec in available_agents().values():
-        table.add_row(spec.name, spec.class_path, spec.description)
-    table.add_row(
-        "module:Class", "any stable_baselines3 BaseAlgorithm", "e.g. stable_baselines3:SAC, stable_baselines3:TD3"
-    )
-    Console(width=160).print(table)
-    return 0
+    Raises:
+        CheckpointError: unreadable checkpoint.
+    """
+    from agents.checkpoint import read_meta  # torch: only when --init-from is given
 
-
-def train_command(config: Train) -> int:
-    """Run :func:`agents.train.train` and print its summary."""
-    from agents.train import print_summary, train
-
-    config.validate()
-    print_summary(train(config))
-    return 0
-
-
-def pretrain_command(config: Pretrain) -> int:
-    """Run :func:`agents.pretrain.pretrain` and print its summary."""
-    from agents.pretrain import pretrain, print_summary
-    from libero_gym.locking import folder_lock
-
-    config.validate()
-    with folder_lock(config.run_dir, "run folder"):  # one process per run folder, before anything is written
-        result = pretrain(config)
-    print_summary(result)
-    return 0
-
-
-def eval_command(config: Eval) -> int:
-    """Run :func:`agents.evaluate.evaluate` and print the table."""
-    from agents.evaluate import evaluate, print_results
-
-    config.validate()
-    print_results(evaluate(config))
-    return 0
-
-
-COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
-    "agents": (Agents, list_agents),
-    "train": (Train, train_command),
-    "pretrain": (Pretrain, pretrain_command),
-    "eval": (Eval, eval_command),
-}
+    meta = read_meta(init_from)
+    spec = available_agents().get(str(meta.get("agent")))
+    config_cls = spec.load_config_class() if spec is not None else None
+    if config_cls is None:
+        return TrainConfig(init_from=Path(init_from))
+    return TrainConfig(agent=spec.make_config(meta["config"]), init_from=Path(init_from))

@@ -13,7 +13,7 @@ import json
 import h5py
 import numpy as np
 
-from tests.data.conftest import EPISODES, IMAGE_SIZE, SETTLE_STEPS, STEPS
+from tests.libero_gym.data.conftest import EPISODES, IMAGE_SIZE, SETTLE_STEPS, STEPS
 
 # path under demo_<i> -> (dtype, shape after the time axis; None = scene-dependent)
 EXPECTED_DEMO_DATASETS = {

@@ -154,7 +154,7 @@ def test_libero_style_rebuild_succeeds_in_a_fresh_process(export: Path, tmp_path
 def test_demos_start_at_libero_init_state_with_the_settle_steps(export: Path) -> None:
     """states[0] is LIBERO's init state, then the reset's settle steps; the policy's part
     starts exactly where a plain ``env.reset`` leaves the env, and readers skip the rest."""
-    from agents.commands import Pretrain
+    from agents.configs import PretrainConfig
     from agents.pretrain import load_demos
 
     data = ds.read_dataset(export, images=False)
@@ -184,7 +184,7 @@ def test_demos_start_at_libero_init_state_with_the_settle_steps(export: Path) ->
         assert frames["proprio"].shape[0] == data.episodes[0].num_samples
     finally:
         env.close()
-    demos = load_demos(Pretrain(dataset=(export,), run_dir=export.parent / "bc"), horizon=4)
+    demos = load_demos(PretrainConfig(dataset=(export,), run_dir=export.parent / "bc"), horizon=4)
     policy_steps = sum(e.num_samples - e.settle_steps for e in data.episodes)
     assert demos.chunks.shape == (policy_steps, 4, 7) and demos.observations["proprio"].shape[0] == policy_steps
 
