@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from agents.generate import GenerateConfig, generate
 from libero_gym.errors import InvalidInputError
 
 ObsMode = Literal["state", "pixels", "both"]
@@ -272,4 +273,5 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "train": (Train, train_command),
     "pretrain": (Pretrain, pretrain_command),
     "eval": (Eval, eval_command),
+    "generate": (GenerateConfig, generate),
 }
