@@ -24,6 +24,7 @@ import tyro
 from gymnasium import error as gym_error
 
 from agents.configs import AgentsConfig, EvalConfig, PretrainConfig, TrainConfig, init_from_defaults
+from agents.generate import GenerateConfig, expand_config_file, generate
 from agents.registry import available_agents
 from libero_gym.data.commands import CollectConfig, ExportConfig, StatsConfig, collect, export, stats
 from libero_gym.data.policies import register_policy
@@ -88,6 +89,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "train": (TrainConfig, train),
     "pretrain": (PretrainConfig, pretrain),
     "eval": (EvalConfig, evaluate),
+    "generate": (GenerateConfig, generate),
     "collect": (CollectConfig, collect),
     "export": (ExportConfig, export),
     "stats": (StatsConfig, stats),
@@ -159,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
     Also the ``libero-gym`` console script (pyproject's ``[project.scripts]``; the script exits with
     the returned code)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:  # --config FILE: the file's settings as flags before the given ones
+        try:
+            argv = expand_config_file(argv)
+        except LiberoGymError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):

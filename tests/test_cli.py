@@ -83,6 +83,8 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("collect-corrupt-checkpoint", ["collect", "--out", "{out}", "--policy", "checkpoint", "--checkpoint",
                                     "{fx}/corrupt_ck", "--episodes", "1", "--max-episode-steps", "5", "--no-images",
                                     "--no-progress"], "not valid JSON", None),
+    # generate
+    ("generate-unknown-env", ["generate", "--out", "{out}", "--env", "LIBERO-Nope-v0"], "env must be one of", None),
     # export / stats
     ("export-not-a-collection", ["export", "{fx}/empty_dir", "--out", "{out}"], "no collected episodes", None),
     ("export-bad-compression", ["export", "{fx}/empty_dir", "--out", "{out}", "--compression", "zip"],
