@@ -259,7 +259,7 @@ def _train_locked(config: TrainConfig, run_dir: Path) -> TrainResult:
             f"{str(run_dir)!r} already holds a run; pass --resume {run_dir} to continue it or choose another --run-dir"
         )
 
-    # -- the agent's config (a bad --agent-config fails before any worker starts) and its env
+    # -- the agent's config (a bad --agent.kwargs fails before any worker starts) and its env
     plan = _plan_agent(config, spec, resume_from)
     env_info = env_config_for(config, plan.chunk_size)
     check_spaces(spec, *env_info.spaces())  # before any worker starts
