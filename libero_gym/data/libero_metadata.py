@@ -8,6 +8,7 @@ path to a libero-gym task (:func:`resolve_task`), on any machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
