@@ -184,7 +184,6 @@ def test_resilient_needs_async_shared_memory() -> None:
 
 def test_training_survives_a_killed_worker() -> None:
     """gaussian-ppo learns through the SB3 adapter while one LIBERO worker is SIGKILLed mid-rollout."""
-    pytest.importorskip("stable_baselines3")
     import torch
     from stable_baselines3.common.callbacks import BaseCallback
 

@@ -16,7 +16,6 @@ from libero_gym.data.replay import replay_episode
 
 @pytest.mark.slow
 def test_scripted_collection_until_successes(tmp_path: Path) -> None:
-    pytest.importorskip("libero_gym.experts.scripted")
     out = tmp_path / "goal0"
     code = cli.main(["collect", "--policy", "scripted", "--env", "LIBERO-Goal-v0", "--task-id", "0",
                      "--episodes", "2", "--until-successes", "--keep", "success", "--num-workers", "2",
