@@ -52,7 +52,7 @@ def test_sigkilled_collect_resumes_to_exactly_n(tmp_path: Path) -> None:
 
     import cli
 
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     out = tmp_path / "collection"
     args = ["collect", "--policy", "random", "--env", ENV_ID, "--task-id", str(TASK_ID), "--episodes", "3",
             "--keep", "all", "--no-images", "--max-episode-steps", str(STEPS), "--num-workers", "1",

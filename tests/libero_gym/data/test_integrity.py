@@ -21,7 +21,7 @@ from libero_gym.data.collect import shard_path, summary_path
 from libero_gym.data.export import export_collection
 from libero_gym.errors import DatasetError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TASK = suites.get_task("libero_goal", 0)
 
 

@@ -35,7 +35,7 @@ from libero_gym.data import dataset as ds
 from libero_gym.data.replay import env_observations, replay_episode, reset_unsettled, restore_scene, settle_step
 from libero_gym.env import DEFAULT_SETTLE_STEPS, SETTLE_ACTION
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "scripts" / "libero_replay_check.py"
 ENV_ID = "LIBERO-Goal-v0"
 TASK_ID = 0
