@@ -49,8 +49,8 @@ LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
 """Object store of a Ray started here: it holds one step's observations per actor (<1 MB each even with
 two 256x256 cameras), not Ray's default of 30% of the machine's memory."""
 START_TIMEOUT_S = 300.0
-"""Seconds to wait for all actors to be placed and built: a LIBERO env is built in under 10 s; longer
-means the cluster has not the free CPUs (they are taken by other jobs)."""
+"""Seconds to wait for all actors to be placed and built: an actor starts and builds its env in under
+30 s even on a loaded machine; longer means the resources of ``actor_options`` are taken by other jobs."""
 CLOSE_TIMEOUT_S = 10.0
 """Seconds ``close`` waits for the actors to close their simulators before killing them (as the async env)."""
 
@@ -109,7 +109,7 @@ def connect(ray_address: str | None, num_cpus: int) -> bool:
             local one (``num_cpus`` logical CPUs, no dashboard, actor logs not copied to
             this terminal). An address (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``):
             connect to that cluster and forward :data:`FORWARDED_ENV_VARS` to its workers.
-        num_cpus: logical CPUs the local Ray needs at least (the vector env's actors).
+        num_cpus: logical CPUs of a local Ray (Ray prestarts about one idle worker process per CPU).
 
     Returns:
         Whether this call started or connected Ray (False: it was already connected).
@@ -128,9 +128,7 @@ def connect(ray_address: str | None, num_cpus: int) -> bool:
         return False
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     if ray_address is None:
-        # Logical CPUs for scheduling only: at least one per actor, so that more envs than cores
-        # oversubscribe the cores as the async env's processes do instead of waiting forever.
-        ray.init(num_cpus=max(os.cpu_count() or 1, num_cpus), object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+        ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
     else:
         env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}
         try:
@@ -180,9 +178,15 @@ class RayVectorEnv(VectorEnv):
         ray_address: see :func:`connect`.
         autoreset_mode: only ``NEXT_STEP`` (the dropped-episode protocol is defined for it).
         copy: return copies of the observation buffer (as Gymnasium's vector envs do).
-        actor_options: Ray ``.options()`` for each actor, over the default
-            ``{"num_cpus": 1, "scheduling_strategy": "SPREAD"}`` (one CPU each, spread over
-            the cluster's nodes); e.g. ``{"num_gpus": 0.25}`` or ``{"resources": {...}}``.
+        actor_options: Ray ``.options()`` for each actor. By default the slots are dealt over
+            the cluster's live nodes in proportion to their CPUs (soft node affinity: a
+            replacement goes to its slot's node, or elsewhere if that node is gone), and each
+            actor has Ray's default actor resources (a node with a CPU to be placed on, no CPU
+            held while it runs), so that more envs than cores share the cores as the async
+            env's processes do, and a second vector env in the same Ray never waits for the
+            first one's CPUs. ``{"num_cpus": 1}`` reserves a CPU per actor; a
+            ``scheduling_strategy`` replaces the dealing; ``{"num_gpus": 0.25}`` or
+            ``{"resources": {...}}`` place actors on GPU or labelled nodes.
         propagate: env exception types raised here instead of replacing the actor.
         max_consecutive_failures: breaks in a row of one slot before giving up.
     """
@@ -225,15 +229,18 @@ class RayVectorEnv(VectorEnv):
         import ray
 
         self._ray = ray
-        self._options: dict[str, Any] = {"num_cpus": 1, "scheduling_strategy": "SPREAD", **(actor_options or {})}
-        needed = self.num_envs * float(self._options["num_cpus"])
-        connect(ray_address, num_cpus=int(np.ceil(needed)))
+        self._options: dict[str, Any] = dict(actor_options or {})
+        # A local Ray gets a CPU per env up to the machine's cores: more would only prestart idle workers.
+        connect(ray_address, num_cpus=min(os.cpu_count() or 1, self.num_envs))
+        needed = self.num_envs * float(self._options.get("num_cpus", 0))
         total = ray.cluster_resources().get("CPU", 0.0)
-        if total < needed:
+        if total < max(needed, 1):
             raise InvalidInputError(
-                f"the Ray cluster has {total:g} CPUs; {self.num_envs} actors of {self._options['num_cpus']} CPU need {needed:g}"
+                f"the Ray cluster has {total:g} CPUs; {self.num_envs} actors with actor_options={self._options} "
+                f"need {max(needed, 1):g}"
             )
         self._actor_cls = ray.remote(EnvActor)
+        self._strategies = self._deal_over_nodes() if "scheduling_strategy" not in self._options else None
         self.actors: list[ray.actor.ActorHandle] = [self._new_actor(i) for i in range(self.num_envs)]
         """One actor per slot (replaced when broken)."""
         self.num_restarts = 0
@@ -245,7 +252,7 @@ class RayVectorEnv(VectorEnv):
         except ray.exceptions.GetTimeoutError:
             self.close(terminate=True)
             raise LiberoGymError(
-                f"the Ray actors were not all started within {START_TIMEOUT_S:.0f} s: the cluster's CPUs are taken"
+                f"the Ray actors were not all started within {START_TIMEOUT_S:.0f} s: the resources they ask for are taken"
             ) from None
         n = self.num_envs
         self._env_obs: list[Any] = [None] * n  # the latest observation of each slot
@@ -378,8 +385,21 @@ class RayVectorEnv(VectorEnv):
             ray.kill(actor, no_restart=True)
 
     # ------------------------------------------------------------------ internals
+    def _deal_over_nodes(self) -> list[Any]:
+        """A soft node-affinity strategy per slot: the live nodes with CPUs, each as often as it has CPUs.
+
+        Ray's ``"SPREAD"`` does not spread actors that hold no CPU (ray-project/ray#27577), and its
+        default strategy packs them on the first node: dealt, a cluster's nodes get their share.
+        """
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        cpus = {node["NodeID"]: int(node["Resources"].get("CPU", 0)) for node in self._ray.nodes() if node["Alive"]}
+        order = [node for r in range(max(cpus.values(), default=0)) for node, count in cpus.items() if count > r]
+        return [NodeAffinitySchedulingStrategy(order[i % len(order)], soft=True) for i in range(self.num_envs)]
+
     def _new_actor(self, index: int) -> Any:
-        return self._actor_cls.options(**self._options).remote(self.env_fns[index])
+        options = self._options if self._strategies is None else {**self._options, "scheduling_strategy": self._strategies[index]}
+        return self._actor_cls.options(**options).remote(self.env_fns[index])
 
     def _gather(self, refs: dict[int, Any]) -> tuple[dict[int, Any], dict[int, BaseException]]:
         """The results of ``refs`` (slot -> object ref), and the Ray errors of those that failed."""
