@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from copy import deepcopy
 from typing import TYPE_CHECKING, Any
@@ -127,14 +129,22 @@ def connect(ray_address: str | None, num_cpus: int) -> bool:
             )
         return False
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    if ray_address is None:
-        ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
-    else:
-        env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}
-        try:
-            ray.init(address=ray_address, runtime_env={"env_vars": env_vars}, **common)
-        except ConnectionError as error:
-            raise InvalidInputError(f"no Ray cluster at ray_address={ray_address!r}: {error}") from None
+    # ray.init replaces the SIGTERM handler (with sys.exit): keep ours (libero_gym.signals.sigterm_raises),
+    # so that a command stopped by Slurm or Kubernetes still checkpoints and exits with one line.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+    try:
+        if ray_address is None:
+            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+        else:
+            env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}
+            try:
+                ray.init(address=ray_address, runtime_env={"env_vars": env_vars}, **common)
+            except ConnectionError as error:
+                raise InvalidInputError(f"no Ray cluster at ray_address={ray_address!r}: {error}") from None
+    finally:
+        if in_main_thread and sigterm is not None:
+            signal.signal(signal.SIGTERM, sigterm)
     return True
 
 

@@ -237,15 +237,26 @@ def test_deterministic_fault_gives_up() -> None:
         envs.close(terminate=True)
 
 
-def test_bad_input_and_light_import() -> None:
+def test_bad_input_light_import_sigterm_kept() -> None:
     with pytest.raises(InvalidInputError, match="ray_address needs vectorization_mode='ray'"):
         make_vector_env(1, ray_address="auto")
     with pytest.raises(InvalidInputError, match="NEXT_STEP only"):
         make_vector_env(1, vectorization_mode="ray", autoreset_mode=AutoresetMode.SAME_STEP)
     with pytest.raises(InvalidInputError, match="vectorization_mode must be one of \\['async', 'sync', 'ray'\\]"):
         make_vector_env(1, vectorization_mode="actors")
-    code = "import sys, libero_gym, libero_gym.vector; assert 'ray' not in sys.modules, 'ray imported'"
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    code = """if True:
+        import signal, sys
+        import libero_gym, libero_gym.vector
+        assert 'ray' not in sys.modules, 'ray imported'
+        from libero_gym.ray_vector import connect
+        handler = lambda signum, frame: None
+        signal.signal(signal.SIGTERM, handler)
+        assert connect(None, num_cpus=1)
+        assert signal.getsignal(signal.SIGTERM) is handler, 'ray.init replaced the SIGTERM handler'
+        import ray
+        ray.shutdown()
+    """
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
 
 
 def test_training_survives_a_killed_actor() -> None:
