@@ -31,10 +31,10 @@ import signal
 import threading
 import time
 import traceback
-from multiprocessing import connection as mp_connection
 from collections.abc import Callable, Sequence
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any
+from multiprocessing import connection as mp_connection
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -44,9 +44,6 @@ from gymnasium.vector.utils import batch_space, concatenate, create_empty_array,
 from libero_gym.errors import InvalidInputError, LiberoGymError
 from libero_gym.vector import MAX_CONSECUTIVE_FAILURES, PROPAGATED_ERRORS, WorkerFailureError
 
-if TYPE_CHECKING:
-    import ray
-
 logger = logging.getLogger(__name__)
 
 FORWARDED_ENV_VARS = (
@@ -54,8 +51,11 @@ FORWARDED_ENV_VARS = (
 )
 """Variables passed on to the actors when connecting to a cluster (a local Ray's workers inherit them)."""
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
-"""Object store of a Ray started here: it holds one step's observations per actor (<1 MB each even with
-two 256x256 cameras), not Ray's default of 30% of the machine's memory."""
+"""Object store of a Ray started here: it holds the actors' start-up arguments only (the steps go over
+direct connections), not Ray's default of 30% of the machine's memory."""
+AGENT_START_TIMEOUT_MS = 300_000
+"""How long a local raylet waits for Ray's Python agents to start (Ray's default, 30 s, is too short on a
+loaded 2-core machine: the raylet then aborts with "Timed out waiting for file .../metrics_agent_port")."""
 START_TIMEOUT_S = 300.0
 """Seconds to wait for all actors to be placed and built: an actor starts and builds its env in under
 30 s even on a loaded machine; longer means the resources of ``actor_options`` are taken by other jobs."""
@@ -196,7 +196,8 @@ def connect(ray_address: str | None, num_cpus: int) -> bool:
     sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     try:
         if ray_address is None:
-            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
+            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                     _system_config={"agent_register_timeout_ms": AGENT_START_TIMEOUT_MS}, **common)
         else:
             env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}
             try:
@@ -461,7 +462,8 @@ class RayVectorEnv(VectorEnv):
         if ray is not None and ray.is_initialized():  # else Ray is shut down (interpreter exit): actors gone with it
             if not terminate:  # closed actors exit by themselves: wait for that, so that none is left when we return
                 serving = [ref for ref in getattr(self, "_serving", []) if ref is not None]
-                ray.wait(serving, num_returns=len(serving), timeout=max(0.0, deadline - time.monotonic()))
+                if serving:
+                    ray.wait(serving, num_returns=len(serving), timeout=max(0.0, deadline - time.monotonic()))
             for actor in getattr(self, "actors", []):
                 if actor is not None:
                     ray.kill(actor, no_restart=True)
