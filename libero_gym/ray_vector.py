@@ -53,9 +53,6 @@ FORWARDED_ENV_VARS = (
 LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
 """Object store of a Ray started here: it holds the actors' start-up arguments only (the steps go over
 direct connections), not Ray's default of 30% of the machine's memory."""
-AGENT_START_TIMEOUT_MS = 300_000
-"""How long a local raylet waits for Ray's Python agents to start (Ray's default, 30 s, is too short on a
-loaded 2-core machine: the raylet then aborts with "Timed out waiting for file .../metrics_agent_port")."""
 START_TIMEOUT_S = 300.0
 """Seconds to wait for all actors to be placed and built: an actor starts and builds its env in under
 30 s even on a loaded machine; longer means the resources of ``actor_options`` are taken by other jobs."""
@@ -196,8 +193,7 @@ def connect(ray_address: str | None, num_cpus: int) -> bool:
     sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
     try:
         if ray_address is None:
-            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                     _system_config={"agent_register_timeout_ms": AGENT_START_TIMEOUT_MS}, **common)
+            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
         else:
             env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}
             try:
