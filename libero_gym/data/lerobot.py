@@ -229,7 +229,9 @@ def scan_sources(paths: Sequence[Path]) -> list[SourceEpisode]:
             task = str(problem.get("language_instruction", "")).strip()
             if not task:
                 raise DatasetError(f"{path}: problem_info has no language_instruction (the LeRobot task)")
-            provenance = json.loads(ds._attr(data.attrs[ds.PROVENANCE_ATTR])) if ds.PROVENANCE_ATTR in data.attrs else {}
+            provenance = {}
+            if ds.PROVENANCE_ATTR in data.attrs:
+                provenance = json.loads(ds._attr(data.attrs[ds.PROVENANCE_ATTR]))
             for demo in ds.demo_keys(data):
                 obs = data[demo]["obs"]
                 missing = [key for key in ds.IMAGE_KEYS if key not in obs]
@@ -384,10 +386,32 @@ def _update_indices(chunk: int, file: int, chunks_size: int) -> tuple[int, int]:
     return (chunk + 1, 0) if file == chunks_size - 1 else (chunk, file + 1)
 
 
-class _VideoFile:
-    """One MP4 of one camera: episodes appended back to back, timestamps continuing."""
+def encode_episode(frames: np.ndarray) -> bytes:
+    """One episode's (T, H, W, 3) uint8 frames as an MP4 in memory, with LeRobot's encoder settings.
 
-    def __init__(self, path: Path, shape: tuple[int, int]) -> None:
+    LeRobot also encodes each episode on its own, then appends it to the camera's
+    current file by stream copy (``concatenate_video_files``), so the episode's encoded
+    size is known when deciding whether the file is full.
+    """
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as container:
+        stream = container.add_stream(VCODEC, FPS, options={"g": str(GOP), "crf": str(CRF), "preset": str(PRESET)})
+        stream.pix_fmt = PIX_FMT
+        stream.height, stream.width = frames.shape[1:3]
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+class _VideoFile:
+    """One MP4 of one camera: episodes appended back to back by stream copy, timestamps continuing."""
+
+    def __init__(self, path: Path) -> None:
         import av
 
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,28 +419,30 @@ class _VideoFile:
         self.frames = 0
         self.bytes = 0
         self._container = av.open(str(path), "w")
-        options = {"g": str(GOP), "crf": str(CRF), "preset": str(PRESET)}
-        self._stream = self._container.add_stream(VCODEC, FPS, options=options)
-        self._stream.pix_fmt = PIX_FMT
-        self._stream.height, self._stream.width = shape
+        self._stream: Any = None
 
-    def append(self, frames: np.ndarray) -> tuple[float, float]:
-        """Encode (T, H, W, 3) uint8 frames; returns their (from, to) timestamps in this file."""
+    def append(self, segment: bytes) -> tuple[float, float]:
+        """Append an episode encoded by :func:`encode_episode`; returns its (from, to) timestamps in this file."""
         import av
 
         start = self.frames
-        for frame in frames:
-            self._mux(self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        self.frames += len(frames)
+        with av.open(io.BytesIO(segment)) as source:
+            stream = source.streams.video[0]
+            if self._stream is None:
+                self._stream = self._container.add_stream_from_template(stream, opaque=True)  # no re-encoding
+            offset = round(start / FPS / stream.time_base)
+            for packet in source.demux(stream):
+                if packet.dts is None:  # the demuxer's empty end-of-stream packet
+                    continue
+                packet.pts += offset
+                packet.dts += offset
+                packet.stream = self._stream
+                self._container.mux(packet)
+            self.frames += stream.frames
+        self.bytes += len(segment)
         return start / FPS, self.frames / FPS
 
-    def _mux(self, packets: Any) -> None:
-        for packet in packets:
-            self.bytes += packet.size
-            self._container.mux(packet)
-
     def close(self) -> None:
-        self._mux(self._stream.encode())
         self._container.close()
 
 
@@ -463,18 +489,16 @@ class _Writer:
             self._data_bytes = 0
         return self._data_pos
 
-    def _video_file(self, key: str) -> tuple[int, int, _VideoFile]:
-        # The episode's encoded size is known only after encoding it (LeRobot encodes each
-        # episode to its own file first), so a file rolls once it has reached the limit.
+    def _video_file(self, key: str, incoming: int) -> tuple[int, int, _VideoFile]:
         current = self._videos.get(key)
-        if current is not None and current.bytes >= self.video_limit:
+        if current is not None and current.bytes + incoming >= self.video_limit:  # LeRobot's rule
             current.close()
             current = None
             self._video_pos[key] = _update_indices(*self._video_pos[key], self.chunks_size)
         if current is None:
             chunk, file = self._video_pos[key]
             path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
-            current = self._videos[key] = _VideoFile(path, self.image_shape)
+            current = self._videos[key] = _VideoFile(path)
         return (*self._video_pos[key], current)
 
     def add(self, source: SourceEpisode, episode: ds.Episode, *, settle_steps: bool) -> None:
@@ -523,8 +547,12 @@ class _Writer:
         }
         if self.video:
             for key in CAMERAS:
-                v_chunk, v_file, writer = self._video_file(key)
-                start, end = writer.append(columns[key])
+                segment = encode_episode(columns[key])
+                v_chunk, v_file, writer = self._video_file(key, len(segment))
+                start, end = writer.append(segment)
+                if round(end * FPS) - round(start * FPS) != length:
+                    raise DatasetError(f"{source.path}: data/{source.demo}: the {key} video holds "
+                                       f"{round((end - start) * FPS)} frames, expected {length}")
                 row.update({f"videos/{key}/chunk_index": v_chunk, f"videos/{key}/file_index": v_file,
                             f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": end})
         row.update(_provenance_columns(source, episode, dropped=0 if settle_steps else episode.settle_steps))

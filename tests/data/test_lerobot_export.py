@@ -285,6 +285,21 @@ def test_mp4_frames_are_the_episodes_frames(exports, sources) -> None:
           f"max {np.max(np.concatenate(errors)):.2f}")
 
 
+def test_video_files_roll_over(collected, tmp_path) -> None:
+    """Past the MP4 size limit a camera's next episode starts a new file, timestamps from 0 again."""
+    from libero_gym.data.lerobot import export_lerobot
+
+    root = export_lerobot(collected.out, tmp_path / "out", chunks_size=2, video_files_size_in_mb=1e-6).root
+    for row in _episodes(root):
+        position = (row["episode_index"] // 2, row["episode_index"] % 2)
+        for key in CAMERAS:
+            assert (row[f"videos/{key}/chunk_index"], row[f"videos/{key}/file_index"]) == position
+            assert row[f"videos/{key}/from_timestamp"] == 0 and row[f"videos/{key}/to_timestamp"] == LENGTH / FPS
+            frames, times = _decode(root / VIDEO_PATH.format(video_key=key, chunk_index=position[0],
+                                                             file_index=position[1]))
+            assert len(frames) == LENGTH and times[0] == 0
+
+
 # ---------------------------------------------------------------------- stats
 def _bracket(values: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
     """Where a histogram estimate of quantile q of ``values`` (N, D) may fall: one sample either side."""
