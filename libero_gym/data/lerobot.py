@@ -35,8 +35,9 @@ feature                        dtype/shape  value
 =============================  ===========  ==========================================
 
 Images are ``video`` features (MP4, LeRobot's default encoder settings: AV1 via
-SVT-AV1, yuv420p, GOP 2, CRF 30) or, with ``video=False``, ``image`` features
-(PNG bytes in the parquet rows, as ``datasets.Image`` stores them).
+SVT-AV1, yuv420p, GOP 2, CRF 30; each episode encoded on its own and appended to
+the camera's current file by stream copy, as LeRobot does) or, with ``video=False``,
+``image`` features (PNG bytes in the parquet rows, as ``datasets.Image`` stores them).
 
 Written field by field after LeRobot's v3.0 code (``src/lerobot/datasets/``:
 ``utils.py`` path templates and ``DatasetInfo``, ``dataset_metadata.py`` episode rows
@@ -550,8 +551,8 @@ class _Writer:
                 segment = encode_episode(columns[key])
                 v_chunk, v_file, writer = self._video_file(key, len(segment))
                 start, end = writer.append(segment)
-                if round(end * FPS) - round(start * FPS) != length:
-                    raise DatasetError(f"{source.path}: data/{source.demo}: the {key} video holds "
+                if round(end * FPS) - round(start * FPS) != length:  # an encoder that drops frames: a bug
+                    raise RuntimeError(f"{source.path}: data/{source.demo}: the {key} video holds "
                                        f"{round((end - start) * FPS)} frames, expected {length}")
                 row.update({f"videos/{key}/chunk_index": v_chunk, f"videos/{key}/file_index": v_file,
                             f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": end})
