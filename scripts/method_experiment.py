@@ -106,6 +106,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--agents", nargs="+", choices=["diffusion", "gaussian"], default=["diffusion", "gaussian"])
     parser.add_argument("--eval-sampling", nargs="+", default=["deterministic", "stochastic"])
+    parser.add_argument("--data-sampling", nargs="+", choices=["deterministic", "stochastic"],
+                        default=["deterministic", "stochastic"],
+                        help="how the fine-tuned policies act when collecting datasets (one dataset per mode)")
     parser.add_argument("--no-data", action="store_true", help="stop after the evaluations (no datasets, no stats)")
     parser.add_argument("--skip", nargs="*", default=[], help="stages to skip (e.g. rl_gaussian)")
     parser.add_argument("--report", action="store_true", help="print the tables from what is on disk")
@@ -124,7 +127,7 @@ def main() -> None:
     env = ["--env", spec.env, "--task-id", str(spec.task_id)]
     workers = ["--num-workers", str(args.num_envs)]
 
-    def go(name: str, argv: list[str], may_fail: bool = False) -> None:
+    def go(name: str, argv: list[str], may_fail: bool = False, **extra: Any) -> None:
         if name in args.skip or state.get(name, {}).get("done"):
             return
         started = time.perf_counter()
@@ -137,7 +140,7 @@ def main() -> None:
             print(f"  {name} failed: {error} (recorded; going on)", flush=True)
             mark(state, name, state_path, started, failed=str(error))
             return
-        mark(state, name, state_path, started)
+        mark(state, name, state_path, started, **extra)
 
     # 1. demonstrations
     go("demos", ["collect", "--policy", "scripted", *env, "--episodes", str(args.demos), "--until-successes",
@@ -180,10 +183,14 @@ def main() -> None:
         print(report(folder))
         return
 
-    # 6. datasets: 50 successful rollouts each (the policies' deterministic actions), and the expert's
+    # 6. datasets: 50 successful rollouts of each fine-tuned policy per sampling mode (``data_<agent>`` acting
+    #    deterministically, ``data_<agent>_stochastic`` as in its training rollouts), and the expert's
     sources = {"expert": ["--policy", "scripted"]}
     for agent in args.agents:
-        sources[agent] = ["--policy", "checkpoint", "--checkpoint", str(folder / f"rl_{agent}")]
+        for sampling in args.data_sampling:
+            name = agent if sampling == "deterministic" else f"{agent}_{sampling}"
+            sources[name] = ["--policy", "checkpoint", "--checkpoint", str(folder / f"rl_{agent}"),
+                             "--sampling", sampling]  # fmt: skip
     for source, policy in sources.items():
         go(f"data_{source}", ["collect", *policy, *env, "--episodes", str(args.data_episodes), "--until-successes",
                               "--max-episodes", str(10 * args.data_episodes), *workers, "--no-images",
@@ -192,7 +199,10 @@ def main() -> None:
 
     # 7. trajectory quality
     data = [str(folder / f"data_{s}") for s in sources if list((folder / f"data_{s}").glob("*.hdf5"))]
-    go("stats", ["stats", *data, "--plots", str(folder / "stats_plots"), "--json-out", str(folder / "stats.json")])
+    if "stats" in state and state["stats"].get("datasets") != data:  # datasets added since: compute them again
+        state.pop("stats")
+    go("stats", ["stats", *data, "--plots", str(folder / "stats_plots"), "--json-out", str(folder / "stats.json")],
+       datasets=data)  # fmt: skip
 
     # 8. learning curves and the summary
     plot_learning_curves(folder)

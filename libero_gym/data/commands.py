@@ -30,6 +30,9 @@ class CollectConfig:
     """What acts: uniform random actions, the scripted privileged expert, or a trained agent."""
     checkpoint: str | None = None
     """Checkpoint folder (or run folder) of a trained agent, for --policy checkpoint."""
+    sampling: Literal["deterministic", "stochastic"] = "deterministic"
+    """How a trained agent acts (--policy checkpoint): its evaluation action (SB3 ``deterministic=True``; for
+    DiffusionPPO, DPPO's: random x_T, no exploration noise) or its training-rollout sampling (stochastic)."""
     env: str = "LIBERO-Goal-v0"
     """libero-gym env id (suite id or single-task id)."""
     task_id: tuple[int, ...] = (0,)
@@ -98,7 +101,9 @@ def collect(config: CollectConfig) -> int:
         env_id=config.env,
         task_ids=task_ids,
         out_dir=config.out,
-        policy=PolicySpec(config.policy, config.checkpoint, seed=config.seed),
+        policy=PolicySpec(
+            config.policy, config.checkpoint, deterministic=config.sampling == "deterministic", seed=config.seed
+        ),
         episodes=config.episodes,
         until_successes=config.until_successes,
         keep=config.keep,
@@ -110,7 +115,7 @@ def collect(config: CollectConfig) -> int:
         provenance=provenance(
             agent=config.policy, checkpoint=config.checkpoint, env_id=config.env, task_ids=task_ids,
             seed=config.seed, image_size=config.image_size, max_episode_steps=config.max_episode_steps,
-            keep=config.keep,
+            keep=config.keep, sampling=config.sampling if config.policy == "checkpoint" else None,
         ),
     )
     console = Console()

@@ -78,7 +78,7 @@ class RandomPolicy:
 
 
 class CheckpointPolicy:
-    """A trained agent loaded from a checkpoint folder, acting deterministically.
+    """A trained agent loaded from a checkpoint folder, acting deterministically or stochastically.
 
     Uses ``agents.checkpoint``'s loader; the loaded object must offer SB3's
     ``predict(obs, deterministic=...) -> (action, state)``.
@@ -93,6 +93,13 @@ class CheckpointPolicy:
 
         self._state: Any = None
         self._episode_start = True
+
+    def seed(self, seed: int) -> None:
+        """Re-seed the agent's sampling (torch, numpy, its action space) before each episode, so that an
+        episode index always replays the same (a diffusion policy samples x_T even when deterministic)."""
+        set_seed = getattr(self.model, "set_random_seed", None)
+        if callable(set_seed):
+            set_seed(seed)
 
     def reset(self, env: Any) -> None:
         """Mark an episode start (chunked and recurrent policies re-plan there)."""

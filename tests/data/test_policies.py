@@ -54,3 +54,31 @@ def test_checkpoint_policy_acts_like_the_saved_agent(tmp_path: Path) -> None:
     assert action.shape == (7,)
     np.testing.assert_allclose(action, np.asarray(expected, dtype=np.float64).reshape(7), rtol=1e-6)
     env.close()
+
+
+@pytest.mark.parametrize("deterministic", [True, False], ids=["deterministic", "stochastic"])
+def test_checkpoint_policy_replays_an_episode_from_its_seed(tmp_path: Path, deterministic: bool) -> None:
+    """A diffusion policy samples x_T even in deterministic mode: collect's per-episode seed fixes it."""
+    from agents.checkpoint import EnvInfo, build_agent, save_checkpoint
+    from agents.registry import resolve_agent
+
+    from libero_gym.testing import FakeLiberoEnv
+    from tests.agents.conftest import SMALL_DIFFUSION, fake_vec
+
+    spec = resolve_agent("diffusion-ppo")
+    config = spec.make_config(SMALL_DIFFUSION)
+    env = fake_vec(1, chunk_size=config.policy.horizon_steps, obs_mode="state")
+    model = build_agent(spec, env, config, seed=0, device="cpu")
+    path = save_checkpoint(model, tmp_path / "ck", agent="diffusion-ppo", env=EnvInfo("LIBERO-Goal-v0", (0,), "state"))
+    env.close()
+    policy = make_policy(PolicySpec("checkpoint", checkpoint=str(path), deterministic=deterministic))
+    obs, _ = FakeLiberoEnv("state").reset(seed=5)
+
+    def episode(seed: int) -> np.ndarray:
+        policy.seed(seed)
+        policy.reset(None)
+        return np.stack([policy.act(obs) for _ in range(5)])
+
+    first = episode(3)
+    np.testing.assert_array_equal(first, episode(3))
+    assert not np.array_equal(first, episode(4))
