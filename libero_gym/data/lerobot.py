@@ -673,6 +673,7 @@ def _provenance_columns(source: SourceEpisode, episode: ds.Episode, *, dropped: 
         "source_demo": source.demo,
         "policy": str(prov.get("agent") or "unknown"),  # LIBERO's own files: human teleoperation, not recorded
         "checkpoint": str(prov.get("checkpoint") or ""),
+        "sampling": str(prov.get("sampling") or ""),  # a trained agent's: deterministic or stochastic
         "suite": str(prov.get("suite", "")),
         "task_id": int(prov.get("task_id", -1)),
         "init_state_id": int(attrs.get("init_state_id", -1)),
@@ -687,10 +688,10 @@ def _provenance_columns(source: SourceEpisode, episode: ds.Episode, *, dropped: 
 def _provenance_types() -> dict[str, Any]:
     import pyarrow as pa
 
-    types = {"source_file": pa.string(), "source_demo": pa.string(), "policy": pa.string(),
-             "checkpoint": pa.string(), "suite": pa.string(), "task_id": pa.int64(), "init_state_id": pa.int64(),
-             "seed": pa.int64(), "success": pa.bool_(), "settle_steps_dropped": pa.int64(),
-             "init_state": pa.list_(pa.float64())}
+    text = ("source_file", "source_demo", "policy", "checkpoint", "sampling", "suite")
+    types: dict[str, Any] = {key: pa.string() for key in text}
+    types.update({key: pa.int64() for key in ("task_id", "init_state_id", "seed", "settle_steps_dropped")})
+    types.update({"success": pa.bool_(), "init_state": pa.list_(pa.float64())})
     return {PROVENANCE_PREFIX + key: value for key, value in types.items()}
 
 

@@ -240,6 +240,7 @@ def test_every_frame_reads_back(exports, sources, kind) -> None:
             assert not any(key in rows for key in CAMERAS)
         # Provenance: where the episode came from and how it was made.
         assert row["libero_gym/policy"] == "random" and row["libero_gym/suite"] == "libero_goal"
+        assert row["libero_gym/checkpoint"] == "" and row["libero_gym/sampling"] == ""
         assert row["libero_gym/task_id"] == 0
         assert row["libero_gym/success"] == source.success
         assert row["libero_gym/seed"] == source.attrs["seed"]
