@@ -470,3 +470,49 @@ def test_formats_parse_with_one_clear_error() -> None:
         check_formats("hdf5,rlds")
     with pytest.raises(InvalidInputError):
         check_formats("")
+
+
+def test_exports_a_file_written_like_libero_human_datasets(tmp_path) -> None:
+    """LIBERO's released files (no provenance, no settle steps, no success flag) export as they are."""
+    import h5py
+
+    from libero_gym.data.lerobot import export_lerobot
+
+    rng = np.random.default_rng(3)
+    steps, size = 12, 32
+    path = tmp_path / "open_the_middle_drawer_of_the_cabinet_demo.hdf5"
+    arrays = {
+        "actions": rng.uniform(-1, 1, (steps, 7)), "states": rng.normal(size=(steps, 20)),
+        "robot_states": rng.normal(size=(steps, 9)), "rewards": np.zeros(steps, np.uint8),
+        "dones": np.zeros(steps, np.uint8),
+        "obs/agentview_rgb": rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8),
+        "obs/eye_in_hand_rgb": rng.integers(0, 256, (steps, size, size, 3), dtype=np.uint8),
+        "obs/gripper_states": rng.normal(size=(steps, 2)), "obs/joint_states": rng.normal(size=(steps, 7)),
+        "obs/ee_states": rng.normal(size=(steps, 6)), "obs/ee_pos": rng.normal(size=(steps, 3)),
+        "obs/ee_ori": rng.normal(size=(steps, 3)),
+    }
+    with h5py.File(path, "w") as file:
+        data = file.create_group("data")
+        data.attrs.update({
+            "env_name": "Libero_Tabletop_Manipulation", "env_args": '{"type": 1, "env_kwargs": {}}',
+            "problem_info": '{"problem_name": "libero_tabletop_manipulation", '
+                            '"language_instruction": "open the middle drawer of the cabinet"}',
+            "bddl_file_name": "chiliocosm/bddl_files/libero_goal/open_the_middle_drawer_of_the_cabinet.bddl",
+            "macros_image_convention": "opengl", "tag": "libero-v1", "num_demos": 1, "total": steps,
+        })
+        demo = data.create_group("demo_0")
+        for key, value in arrays.items():
+            demo.create_dataset(key, data=value)
+        demo.attrs.update({"num_samples": steps, "init_state": arrays["states"][0], "model_file": "<mujoco/>"})
+    root = export_lerobot(path, tmp_path / "out", video=False).root
+    (row,) = _episodes(root)
+    assert row["length"] == steps and row["libero_gym/settle_steps_dropped"] == 0
+    assert row["libero_gym/policy"] == "unknown" and row["libero_gym/success"] is None
+    assert row["libero_gym/seed"] == -1 and row["libero_gym/init_state_id"] == -1
+    rows = _rows(root, row)
+    np.testing.assert_array_equal(np.asarray(rows["action"]), arrays["actions"].astype(np.float32))
+    state = np.concatenate([arrays["obs/ee_states"], arrays["obs/gripper_states"]], axis=1).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(rows["observation.state"]), state)
+    frames = np.stack([_png(cell["bytes"]) for cell in rows["observation.images.image2"]])
+    np.testing.assert_array_equal(frames, arrays["obs/eye_in_hand_rgb"][:, ::-1, ::-1])
+    assert _info(root)["features"]["observation.images.image"]["shape"] == [size, size, 3]
