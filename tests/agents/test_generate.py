@@ -147,7 +147,7 @@ def test_rl_pipeline_survives_sigkill_in_the_rl_stage(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     task = manifest["tasks"]["libero_goal_00"]
     assert task["status"] == "done"
-    assert list(task["stages"]) == ["demos", "bc", "bc_eval", "rl", "rollouts", "export"]
+    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rollouts", "export"}
     assert task["stages"]["export"]["short"] == "no successful rollouts: nothing to export"
     assert list((rl / "logs").glob("progress-resumed-*.csv")), "RL started over instead of resuming"
     log = (out / "tasks" / "libero_goal_00" / "log.txt").read_text()
