@@ -73,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 
     _register_optional_commands()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["generate"]:  # --config FILE: the file's settings as flags before the given ones
+        from agents.generate import expand_config_file
+
+        try:
+            argv = expand_config_file(argv)
+        except LiberoGymError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from agents.generate import GenerateConfig, generate
 from libero_gym.errors import InvalidInputError
 
 ObsMode = Literal["state", "pixels", "both"]
@@ -74,6 +75,9 @@ class Train:
     """RUN_DIR: continue the run in this folder from its newest valid checkpoint (counters, optimizer,
     RNG, log); with no checkpoint there yet, start a new run in it (so a killed command can simply be
     rerun). The run folder; --run-dir may be left out."""
+    target_success: float | None = None
+    """Stop early once the success rate of the last 100 finished training episodes (SB3's rollout window)
+    reaches this, in (0, 1]; None trains for --total-timesteps."""
     checkpoint_every: int = 10_000
     """Save a checkpoint every this many env steps (and at the end)."""
     keep_checkpoints: int = 2
@@ -99,6 +103,8 @@ class Train:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise InvalidInputError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
+        if self.target_success is not None and not 0.0 < self.target_success <= 1.0:
+            raise InvalidInputError(f"target_success must be in (0, 1], got {self.target_success}")
         if self.resume is not None and self.run_dir is not None and Path(self.resume) != Path(self.run_dir):
             raise InvalidInputError(f"--resume {self.resume} and --run-dir {self.run_dir} name different folders")
         parse_agent_config(self.agent_config)
@@ -267,4 +273,5 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "train": (Train, train_command),
     "pretrain": (Pretrain, pretrain_command),
     "eval": (Eval, eval_command),
+    "generate": (GenerateConfig, generate),
 }

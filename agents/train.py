@@ -73,6 +73,8 @@ class TrainResult:
     checkpoint: Path
     dropped_episodes: int = 0
     worker_restarts: int = 0
+    reached_target: bool = False
+    """Stopped early because the rolling success reached ``--target-success``."""
 
     @property
     def steps_per_s(self) -> float:
@@ -147,6 +149,22 @@ class CheckpointCallback(BaseCallback):
             self.manager.save(self.model, agent=self.agent, env=self.env, extra=self.extra)
             self.next_save = (self.model.num_timesteps // self.every + 1) * self.every
         return True
+
+
+class TargetSuccessCallback(BaseCallback):
+    """Stop training once the rolling training-rollout success (a full window of finished episodes) reaches
+    ``target``; ``reached`` says whether it did."""
+
+    def __init__(self, target: float) -> None:
+        super().__init__()
+        self.target = target
+        self.reached = False
+
+    def _on_step(self) -> bool:
+        buffer = getattr(self.model, "ep_success_buffer", None)
+        if buffer is not None and buffer.maxlen and len(buffer) >= buffer.maxlen:
+            self.reached = float(np.mean(buffer)) >= self.target
+        return not self.reached
 
 
 class WorkerFaultsCallback(BaseCallback):
@@ -328,6 +346,9 @@ def _train_locked(config: Train, run_dir: Path) -> TrainResult:
             CheckpointCallback(checkpoints, config.checkpoint_every, spec.name, env_info, extra),
             WorkerFaultsCallback(vec_env),
         ]
+        target = TargetSuccessCallback(config.target_success) if config.target_success is not None else None
+        if target is not None:
+            callbacks.append(target)
         if config.progress:
             callbacks.append(RichProgressCallback(config.total_timesteps, f"{spec.name} {config.env}", vec_env))
         start_steps = int(model.num_timesteps)
@@ -359,6 +380,7 @@ def _train_locked(config: Train, run_dir: Path) -> TrainResult:
         checkpoint=final,
         dropped_episodes=vec_env.dropped_episodes,
         worker_restarts=vec_env.num_restarts,
+        reached_target=target is not None and target.reached,
     )
     _write_json(run_dir / SUMMARY_FILE, {k: _jsonable(v) for k, v in dataclasses.asdict(result).items()})
     return result
@@ -440,7 +462,8 @@ def print_summary(result: TrainResult) -> None:
     print(
         f"trained {result.agent} on {result.env_id} ({result.obs_mode}): {result.num_timesteps} env steps "
         f"({result.steps_this_run} this run) in {result.wall_time_s:.1f}s, {result.steps_per_s:.1f} steps/s\n"
-        f"recent episodes: {result.episodes}, success rate {success}, mean length {ep_len}{faults}\n"
+        f"recent episodes: {result.episodes}, success rate {success}, mean length {ep_len}{faults}"
+        f"{' (stopped: --target-success reached)' if result.reached_target else ''}\n"
         f"checkpoint: {result.checkpoint}\n"
         f"run folder: {result.run_dir} (tensorboard --logdir {result.run_dir / 'logs'})"
     )

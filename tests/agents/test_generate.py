@@ -1,0 +1,161 @@
+"""``cli.py generate``: the pipeline's settings, resume and refusals, and tiny real runs on LIBERO-Goal task 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cli
+from agents.generate import GenerateConfig, Manifest, check_settings, expand_config_file, resolve_tasks
+from libero_gym.errors import InvalidInputError
+
+REPO = Path(__file__).resolve().parents[2]
+
+TINY_RL = ["--env", "LIBERO-Goal-v0", "--task-id", "0", "--demos", "1", "--bc-epochs", "2", "--eval-episodes", "2",
+           "--rl-steps", "800", "--checkpoint-every", "400", "--max-episode-steps", "30", "--episodes", "1",
+           "--max-attempts", "1", "--no-images", "--envs-per-task", "1", "--max-workers", "1", "--no-progress"]  # fmt: skip
+"""A run through every stage in about a minute: 1 demo, 2 BC epochs, 2 iterations of DiffusionPPO (400 env
+steps each), one 30-step rollout (which fails, so the export has nothing to write)."""
+
+
+# ---------------------------------------------------------------------- settings (no simulator)
+def test_tasks_resolve_with_errors_that_name_the_choices() -> None:
+    assert [t.key for t in resolve_tasks("LIBERO-Goal-v0", ["all"])] == [f"libero_goal_{i:02d}" for i in range(10)]
+    assert [t.index for t in resolve_tasks("LIBERO-Goal-v0", ["3", "1", "3"])] == [3, 1]
+    (single,) = resolve_tasks("LIBERO-Spatial-Task4-v0", ["0"])
+    assert (single.env, single.index) == ("LIBERO-Spatial-v0", 4)
+    with pytest.raises(InvalidInputError, match=r"task_id must be in \[0, 9\]"):
+        resolve_tasks("LIBERO-Goal-v0", ["10"])
+    with pytest.raises(InvalidInputError, match="or all"):
+        resolve_tasks("LIBERO-Goal-v0", ["first"])
+    with pytest.raises(InvalidInputError, match="env must be one of .*LIBERO-Goal-v0"):
+        resolve_tasks("LIBERO-Nope-v0", ["0"])
+
+
+def test_a_changed_setting_is_refused_by_name_unless_restarted(tmp_path: Path) -> None:
+    tasks = resolve_tasks("LIBERO-Goal-v0", ["0"])
+    manifest = Manifest.load_or_create(tmp_path)
+    old = GenerateConfig(out=tmp_path)
+    for stage in ("demos", "bc", "bc_eval", "rl"):
+        manifest.record(tasks[0].key, stage, done=True, settings=old.stage_settings(stage))
+    # unchanged, or changed only in a stage not yet run: nothing to redo
+    assert check_settings(old, manifest, tasks) == {"libero_goal_00": []}
+    assert check_settings(GenerateConfig(out=tmp_path, episodes=7), manifest, tasks) == {"libero_goal_00": []}
+    changed = GenerateConfig(out=tmp_path, bc_epochs=5)
+    with pytest.raises(InvalidInputError, match=r"--bc-epochs changed \(800 -> 5\) since stage 'bc'.*--restart-from bc"):
+        check_settings(changed, manifest, tasks)
+    restarted = GenerateConfig(out=tmp_path, bc_epochs=5, restart_from="bc")
+    assert check_settings(restarted, manifest, tasks) == {"libero_goal_00": ["bc", "bc_eval", "rl"]}
+    with pytest.raises(InvalidInputError, match="--agent changed"):  # bc is before rl: restarting rl is not enough
+        check_settings(GenerateConfig(out=tmp_path, agent="gaussian-ppo", restart_from="rl"), manifest, tasks)
+
+
+def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> None:
+    saved = tmp_path / "generate.json"
+    saved.write_text(json.dumps({"out": "a", "episodes": 7, "task_id": ["1", "2"], "images": False, "config": None}))
+    argv = expand_config_file(["generate", "--config", str(saved), "--episodes", "9"])
+    assert argv == ["generate", "--out", "a", "--episodes", "7", "--task-id", "1", "2", "--no-images", "--episodes", "9"]
+    yaml_file = tmp_path / "g.yaml"
+    yaml_file.write_text("out: b\nrl_steps: 5000\n")
+    assert expand_config_file(["generate", "--config", str(yaml_file)]) == ["generate", "--out", "b", "--rl-steps", "5000"]
+    yaml_file.write_text("out: b\nrl_stepz: 5000\n")
+    with pytest.raises(InvalidInputError, match=r"unknown settings \['rl_stepz'\]"):
+        expand_config_file(["generate", "--config", str(yaml_file)])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--task-id", "12"], "task_id must be in [0, 9]"),
+        (["--episodes", "0"], "episodes must be >= 1"),
+        (["--env", "LIBERO-Nope-v0"], "env must be one of"),
+        (["--envs-per-task", "4", "--max-workers", "2"], "envs_per_task (4) must be <= max_workers (2)"),
+        (["--config", "{tmp}/missing.yaml"], "cannot read it"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                          message: str) -> None:  # fmt: skip
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert cli.main(["generate", "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_a_folder_holding_something_else_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["generate", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "holds other files (notes.txt" in capsys.readouterr().err
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "manifest.json").exists()
+
+
+# ---------------------------------------------------------------------- real runs
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_scripted_source_exports_what_the_reader_reads(tmp_path: Path) -> None:
+    """``--source scripted``: the expert's rollouts with images, one LIBERO HDF5, a report with its figures."""
+    from libero_gym.data.dataset import read_dataset
+
+    out = tmp_path / "run"
+    code = cli.main(["generate", "--out", str(out), "--source", "scripted", "--episodes", "2", "--image-size", "32",
+                     "--envs-per-task", "1", "--max-workers", "1", "--no-progress"])  # fmt: skip
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    task = manifest["tasks"]["libero_goal_00"]
+    assert task["status"] == "done" and set(task["stages"]) == {"rollouts", "export"}
+    (exported,) = (out / "tasks" / "libero_goal_00" / "export").glob("*.hdf5")
+    data = read_dataset(exported)
+    assert len(data.episodes) == 2 and all(ep.success for ep in data.episodes)
+    assert data.episodes[0].obs["agentview_rgb"].shape[1:] == (32, 32, 3)
+    report = (out / "report.md").read_text()
+    assert "libero_goal_00" in report and "expert data" in report and "(2/2;" in report
+    assert json.loads((out / "generate.json").read_text())["episodes"] == 2
+    # the same command again: nothing to do, nothing rewritten
+    before = exported.stat().st_mtime_ns
+    assert cli.main(["generate", "--config", str(out / "generate.json")]) == 0
+    assert exported.stat().st_mtime_ns == before
+
+
+def test_rl_pipeline_survives_sigkill_in_the_rl_stage(tmp_path: Path) -> None:
+    """Every stage on a real task; SIGKILL while RL runs; the same command resumes RL from its checkpoint."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--out", str(out), *TINY_RL]
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    rl = out / "tasks" / "libero_goal_00" / "rl"
+    deadline = time.time() + 600
+    while not list((rl / "checkpoints").glob("step_*")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    manifest = json.loads((out / "manifest.json").read_text())
+    stages = manifest["tasks"]["libero_goal_00"]["stages"]
+    assert {s for s, r in stages.items() if r.get("done")} == {"demos", "bc", "bc_eval"}
+    time.sleep(3)  # the train process got SIGTERM from the kernel (PR_SET_PDEATHSIG) and is shutting down
+
+    again = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    task = manifest["tasks"]["libero_goal_00"]
+    assert task["status"] == "done"
+    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rollouts", "export"}
+    assert task["stages"]["export"]["short"] == "no successful rollouts: nothing to export"
+    assert list((rl / "logs").glob("progress-resumed-*.csv")), "RL started over instead of resuming"
+    log = (out / "tasks" / "libero_goal_00" / "log.txt").read_text()
+    assert log.count("$ cli.py collect --policy scripted") == 1  # finished stages were not run again
+    assert json.loads((rl / "summary.json").read_text())["num_timesteps"] >= 800
+    report = (out / "report.md").read_text()
+    assert "**not reached**" in report and "RL data" not in report
+    # a changed setting is refused by name, and nothing is touched
+    refused = subprocess.run([*command, "--bc-epochs", "3"], env=_env(), capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--bc-epochs changed (2 -> 3)" in refused.stderr
+    assert json.loads((out / "manifest.json").read_text()) == manifest
