@@ -16,6 +16,11 @@ simulator raises is restarted and the episode it was running is ended with ``tru
 and ``info["episode_dropped"]`` (:func:`~libero_gym.resilient_vector.dropped_mask`), counted in
 ``dropped_episodes``; see the class docstring for what is guaranteed and
 docs/faults.md for what is not covered.
+
+``make_vector_env(..., vectorization_mode="ray", ray_address=None)`` returns a
+:class:`libero_gym.ray_vector.RayVectorEnv`: each sub-env in a Ray actor, on this
+machine or across a Ray cluster, with the same semantics (and the same restarts and
+dropped episodes); Ray is imported only then.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from libero_gym.registration import lookup_env
 from libero_gym.resilient_vector import ResilientAsyncVectorEnv
 from libero_gym.signals import quiet_worker_signals
 
-VECTORIZATION_MODES = ("async", "sync")
+VECTORIZATION_MODES = ("async", "sync", "ray")
 START_METHODS = ("forkserver", "spawn", "fork")
 
 def _worker(*args: Any) -> None:
@@ -62,6 +67,7 @@ def make_vector_env(
     autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP,
     env_id: str | None = None,
     restart_dead_workers: bool = False,
+    ray_address: str | None = None,
     **env_kwargs: Any,
 ) -> VectorEnv:
     """Make ``num_envs`` copies of a libero-gym env as one vector env.
@@ -72,7 +78,10 @@ def make_vector_env(
         task_id: task index, list of indices or ``"all"``, as for ``LiberoEnv``.
         task_per_worker: give worker ``i`` the single task ``task_ids[i % n]``
             instead of letting every worker draw among all of them at each reset.
-        vectorization_mode: ``"async"`` (processes) or ``"sync"`` (in-process).
+        vectorization_mode: ``"async"`` (processes), ``"sync"`` (in-process) or ``"ray"``
+            (Ray actors: a :class:`~libero_gym.ray_vector.RayVectorEnv`, which always replaces
+            broken actors as ``restart_dead_workers`` does; ``context`` and ``shared_memory``
+            do not apply).
         context: multiprocessing start method for async workers.
         shared_memory: pass observations through shared memory (async).
         autoreset_mode: Gymnasium's autoreset mode.
@@ -80,6 +89,8 @@ def make_vector_env(
         restart_dead_workers: async only: a :class:`ResilientAsyncVectorEnv`, which restarts
             a worker that died or whose simulator raised, and drops (truncates, flags) the
             episode it was running. Needs shared memory and NEXT_STEP autoreset.
+        ray_address: ``"ray"`` mode only: ``None`` uses the Ray this process is connected to
+            or starts a local one; an address (``"auto"``, ``"host:6379"``) joins that cluster.
         **env_kwargs: further ``LiberoEnv`` arguments and ``max_episode_steps``. An
             ``init_state_ids`` sequence is dealt round-robin over the workers (worker
             ``w`` cycles through ``init_state_ids[w::num_envs]``), so that together they
@@ -114,6 +125,12 @@ def make_vector_env(
         )
         for tasks, init_states in zip(per_env_tasks, per_env_init_states)
     ]
+    if ray_address is not None and vectorization_mode != "ray":
+        raise InvalidInputError(f"ray_address needs vectorization_mode='ray', got {vectorization_mode!r}")
+    if vectorization_mode == "ray":
+        from libero_gym.ray_vector import RayVectorEnv  # imports Ray: only when asked for
+
+        return RayVectorEnv(env_fns, ray_address=ray_address, autoreset_mode=autoreset_mode)
     if restart_dead_workers:
         if vectorization_mode != "async" or not shared_memory or AutoresetMode(autoreset_mode) != AutoresetMode.NEXT_STEP:
             raise InvalidInputError(

@@ -130,16 +130,26 @@ def collect(config: CollectConfig) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """Export a collection folder as LIBERO files, one <task name>_demo.hdf5 per task, plus manifest.json."""
+    """Export collected episodes: LIBERO files (one <task name>_demo.hdf5 per task, plus manifest.json)
+    or, with --format lerobot, a LeRobotDataset v3.0 (docs/data.md, LeRobot export)."""
 
     collection: Positional[str]
-    """Folder that `collect` wrote."""
+    """Folder that `collect` wrote (--format lerobot also takes a LIBERO HDF5 file or a folder of them)."""
     out: str | None = None
-    """Output folder (default: the collection folder)."""
+    """Output folder (default: the collection folder; for --format lerobot COLLECTION/lerobot, or FILE_lerobot
+    beside an HDF5 file). A LeRobot export needs a new or empty folder."""
+    format: Literal["hdf5", "lerobot"] = "hdf5"
+    """LIBERO HDF5 files, or a LeRobotDataset (what LeRobot's pi0 / SmolVLA / GR00T trainers load)."""
     compression: Literal["none", "gzip", "lzf"] = "none"
-    """HDF5 compression of the arrays (LIBERO's own files are uncompressed)."""
+    """HDF5 compression of the arrays (LIBERO's own files are uncompressed); --format hdf5 only."""
     only_success: bool = False
     """Export only successful episodes."""
+    video: bool = True
+    """--format lerobot: camera images as MP4 (AV1, LeRobot's default); --no-video stores PNG frames in the
+    parquet files instead (exact pixels, larger)."""
+    settle_steps: bool = False
+    """--format lerobot: keep each demo's leading settle steps (dropped by default: LeRobot's LIBERO env
+    runs them before the policy's first observation)."""
 
 
 def export(config: ExportConfig) -> int:
@@ -148,6 +158,12 @@ def export(config: ExportConfig) -> int:
 
     from libero_gym.data.export import export_collection
 
+    if config.format == "lerobot":
+        return _export_lerobot(config)
+    if not config.video or config.settle_steps:
+        from libero_gym.errors import InvalidInputError
+
+        raise InvalidInputError("--no-video and --settle-steps apply to --format lerobot only")
     out = config.out if config.out is not None else config.collection
     with folder_lock(out, "export folder"):  # one writer per folder, before anything is written
         result = export_collection(
@@ -159,6 +175,28 @@ def export(config: ExportConfig) -> int:
     for path in result.files:
         console.print(f"wrote {path}")
     console.print(f"{result.episodes} demos, {result.frames} steps; manifest {result.manifest}")
+    return 0
+
+
+def _export_lerobot(config: ExportConfig) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from libero_gym.data.lerobot import export_lerobot
+    from libero_gym.errors import InvalidInputError
+
+    if config.compression != "none":
+        raise InvalidInputError("--compression applies to --format hdf5 only (LeRobot parquet files use snappy)")
+    source = Path(config.collection)
+    default = source.with_name(source.stem + "_lerobot") if source.is_file() else source / "lerobot"
+    # No folder lock: the dataset is written into a temporary folder and renamed onto OUT,
+    # which fails for all but the first of two exports racing for the same OUT.
+    result = export_lerobot(source, Path(config.out) if config.out is not None else default, video=config.video,
+                            settle_steps=config.settle_steps, only_success=config.only_success)
+    images = "MP4" if result.video else "PNG in parquet"
+    Console().print(f"wrote LeRobotDataset v3.0 {result.root}: {result.episodes} episodes, {result.frames} frames, "
+                    f"{len(result.tasks)} task(s), images as {images}")
     return 0
 
 

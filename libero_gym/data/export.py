@@ -22,6 +22,24 @@ from libero_gym.data.collect import MANIFEST_NAME, finished_summaries, shard_pat
 from libero_gym.errors import DatasetError
 
 EXPORT_MANIFEST = "manifest.json"
+FORMATS: tuple[str, ...] = ("hdf5", "lerobot")
+"""Export formats: LIBERO's HDF5 files (this module), a LeRobotDataset v3.0 (:mod:`libero_gym.data.lerobot`)."""
+
+
+def check_formats(names: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Parse ``"hdf5,lerobot"`` (or a sequence of names) into known format names, in order, without repeats.
+
+    Raises:
+        InvalidInputError: an unknown name, or none at all.
+    """
+    from libero_gym.errors import InvalidInputError
+
+    items = names.split(",") if isinstance(names, str) else list(names)
+    parsed = tuple(dict.fromkeys(item.strip() for item in items if item.strip()))
+    unknown = [name for name in parsed if name not in FORMATS]
+    if unknown or not parsed:
+        raise InvalidInputError(f"format must be one of {list(FORMATS)} (comma-separated), got {names!r}")
+    return parsed
 
 
 @dataclasses.dataclass
