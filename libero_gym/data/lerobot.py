@@ -72,6 +72,7 @@ from typing import Any
 
 import numpy as np
 
+from libero_gym.atomic_files import _fsync_dir
 from libero_gym.data import dataset as ds
 from libero_gym.errors import DatasetError, InvalidInputError
 from libero_gym.file_modes import set_default_mode
@@ -871,4 +872,4 @@ def _publish(tmp: Path, target: Path) -> None:
     except OSError:
         check_target(target)  # someone else finished first: say what is there
         raise
-    ds._fsync_dir(target.parent)
+    _fsync_dir(target.parent)

@@ -101,6 +101,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
+@pytest.mark.slow  # ~90 s; the default suite runs every stage in the SIGKILL test below
 def test_scripted_source_exports_what_the_reader_reads(tmp_path: Path) -> None:
     """``--source scripted``: the expert's rollouts with images, one LIBERO HDF5, a report with its figures."""
     from libero_gym.data.dataset import read_dataset
