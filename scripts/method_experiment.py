@@ -42,6 +42,8 @@ from typing import Any
 from plot_curves import curve as learning_curve  # scripts/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script from anywhere: the project beside it
+from agents.generate import GAUSSIAN_FINETUNE  # noqa: E402  (Gaussian PPO fine-tuning settings, one place)
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,6 @@ TASKS: dict[str, TaskSpec] = {
     "long5": TaskSpec("LIBERO-10-v0", 5, "a LIBERO-10 (long-horizon, two-stage) task, the shortest one (expert 100%)"),
     "l90_23": TaskSpec("LIBERO-90-v0", 23, "a weak-expert LIBERO-90 task (scripted expert 58%)"),
 }
-
-GAUSSIAN_RL = {
-    "learning_rate": 1e-4,
-    "n_steps": 512,
-    "batch_size": 256,
-    "n_epochs": 5,
-    "gamma": 0.999,
-}
-"""Gaussian PPO fine-tuning from BC: SB3 PPO with a smaller step than from scratch (3e-4 would wash out the BC
-policy) and DPPO's per-step discount 0.999 for sparse, 100-500-step episodes."""
-
 
 def run(argv: list[str], log: Path) -> None:
     """``python cli.py ARGV``, output appended to ``log``; raises on a non-zero exit."""
@@ -169,7 +160,7 @@ def main() -> None:
     # 4. RL from each start, same env-step budget
     for agent in args.agents:
         # the BC checkpoint's agent settings are the defaults; these flags override some (Gaussian PPO's RL settings)
-        overrides = [f"--agent.{k.replace('_', '-')}={v}" for k, v in (GAUSSIAN_RL if agent == "gaussian" else {}).items()]
+        overrides = [f"--agent.{k.replace('_', '-')}={v}" for k, v in (GAUSSIAN_FINETUNE if agent == "gaussian" else {}).items()]
         go(f"rl_{agent}", ["train", f"agent:{agent}-ppo", *overrides, *env,
                            "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
                            "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),

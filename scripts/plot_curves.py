@@ -14,21 +14,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import csv
+import sys
 from pathlib import Path
 
-
-def curve(run_dir: Path) -> tuple[list[int], list[float]]:
-    """(env steps, rollout success) of one run, resumed parts included, sorted by step."""
-    points: dict[int, float] = {}
-    for path in sorted((run_dir / "logs").glob("progress*.csv")):
-        with path.open() as handle:
-            for row in csv.DictReader(handle):
-                step, success = row.get("time/total_timesteps"), row.get("rollout/success_rate")
-                if step and success:
-                    points[int(float(step))] = float(success)
-    steps = sorted(points)
-    return steps, [points[s] for s in steps]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project beside this script
+from agents.generate_report import learning_curve as curve  # noqa: E402  (one reader of the SB3 CSV logs)
 
 
 def main() -> None:
