@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,8 @@ def main() -> None:
     parser.add_argument("--data-sampling", nargs="+", choices=["deterministic", "stochastic"],
                         default=["deterministic", "stochastic"],
                         help="how the fine-tuned policies act when collecting datasets (one dataset per mode)")
+    parser.add_argument("--rl-flags", default="",
+                        help="extra flags for the DiffusionPPO train command, e.g. '--agent.actor-lr 1e-5 --agent.n-chunks 300'")
     parser.add_argument("--no-data", action="store_true", help="stop after the evaluations (no datasets, no stats)")
     parser.add_argument("--skip", nargs="*", default=[], help="stages to skip (e.g. rl_gaussian)")
     parser.add_argument("--report", action="store_true", help="print the tables from what is on disk")
@@ -161,6 +164,8 @@ def main() -> None:
     for agent in args.agents:
         # the BC checkpoint's agent settings are the defaults; these flags override some (Gaussian PPO's RL settings)
         overrides = [f"--agent.{k.replace('_', '-')}={v}" for k, v in (GAUSSIAN_FINETUNE if agent == "gaussian" else {}).items()]
+        if agent == "diffusion":
+            overrides += shlex.split(args.rl_flags)
         go(f"rl_{agent}", ["train", f"agent:{agent}-ppo", *overrides, *env,
                            "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
                            "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),
