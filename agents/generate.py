@@ -647,12 +647,11 @@ def generate(config: GenerateConfig) -> int:
         except (KeyboardInterrupt, Terminated):
             runner.stop()
             _wait_stopped(runner)
-            _write_report(out, config, tasks, manifest)
             raise
-        _write_report(out, config, tasks, manifest)
-        manifest.data.setdefault("wall_s", 0.0)
-        manifest.data["wall_s"] = round(manifest.data["wall_s"] + time.perf_counter() - started, 1)
-        manifest.save()
+        finally:  # a stopped run's time counts too (the run's wall time adds up over its resumes)
+            manifest.data["wall_s"] = round(manifest.data.get("wall_s", 0.0) + time.perf_counter() - started, 1)
+            manifest.save()
+            _write_report(out, config, tasks, manifest)
         failed = [t.key for t in tasks if runner.status[t.key] != "done"]
         for key in failed:
             print(f"{key}: {manifest.task(key).get('error')}", file=sys.stderr)
