@@ -412,6 +412,8 @@ class Runner:
 
     # -- one task
     def run_task(self, task: TaskRef) -> None:
+        if self.stopping.is_set():  # a queued task after Ctrl-C / SIGTERM: leave it untouched
+            return
         folder = self.folder(task)
         folder.mkdir(parents=True, exist_ok=True)
         self.manifest.record(task.key, None, env=task.env, suite=task.suite, index=task.index,
@@ -667,11 +669,18 @@ def _run_all(runner: Runner, config: GenerateConfig) -> None:
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="generate") as pool:
         futures = [pool.submit(runner.run_task, task) for task in runner.tasks]
         show = _LiveTable(runner) if config.progress and sys.stdout.isatty() else _Lines(runner)
-        with show:
-            while not all(f.done() for f in futures):
+        try:
+            with show:
+                while not all(f.done() for f in futures):
+                    show.update()
+                    time.sleep(1.0)
                 show.update()
-                time.sleep(1.0)
-            show.update()
+        except BaseException:
+            # Ctrl-C / SIGTERM: stop the stages before the pool's exit waits for its tasks, or it would wait
+            # for every stage in flight (and the queued tasks) to finish on their own.
+            runner.stop()
+            _wait_stopped(runner)
+            raise
         for future in futures:
             future.result()  # a bug in the runner itself surfaces here
 
