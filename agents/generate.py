@@ -602,7 +602,6 @@ def generate(config: GenerateConfig) -> int:
     """Run (or continue) the pipeline; returns 0 when every task finished every stage, else 1."""
     from libero_gym.data.dataset import write_json_atomic
     from libero_gym.locking import folder_lock
-    from libero_gym.signals import Terminated
 
     config.validate()
     tasks = resolve_tasks(config.env, config.task_id)
@@ -645,11 +644,7 @@ def generate(config: GenerateConfig) -> int:
         runner = Runner(config, out, tasks, manifest)
         started = time.perf_counter()
         try:
-            _run_all(runner, config)
-        except (KeyboardInterrupt, Terminated):
-            runner.stop()
-            _wait_stopped(runner)
-            raise
+            _run_all(runner, config)  # on Ctrl-C / SIGTERM it stops the stages in flight, then re-raises
         finally:  # a stopped run's time counts too (the run's wall time adds up over its resumes)
             manifest.data["wall_s"] = round(manifest.data.get("wall_s", 0.0) + time.perf_counter() - started, 1)
             manifest.save()
