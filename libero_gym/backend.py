@@ -106,8 +106,9 @@ def probe_address(address: str) -> None:
         raise InvalidInputError(f"no Ray cluster at --ray-address {address}: {error.strerror or error}") from None
 
 
-class _StartTimeout(Exception):
-    """``ray.init`` took longer than :data:`RAY_START_TIMEOUT_S`."""
+class _StartTimeout(BaseException):
+    """``ray.init`` took longer than :data:`RAY_START_TIMEOUT_S` (a ``BaseException``: Ray's own ``except
+    Exception`` clauses must not swallow it)."""
 
 
 @contextlib.contextmanager

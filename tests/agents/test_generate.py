@@ -222,3 +222,22 @@ def test_rl_pipeline_on_ray(tmp_path: Path) -> None:
     assert not _listening(address)
     summary = json.loads((out / "tasks" / "libero_goal_00" / "rl" / "summary.json").read_text())
     assert summary["num_timesteps"] >= 800
+
+
+@pytest.mark.slow  # ~1-2 min: starts Ray and a collect stage, then stops them
+def test_ray_backend_shuts_its_ray_down_on_sigterm(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--out", str(out), "--source", "scripted",
+               "--episodes", "20", "--no-images", "--envs-per-task", "1", "--backend", "ray", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = out / "tasks" / "libero_goal_00" / "log.txt"
+    deadline = time.time() + 600
+    while not (log.exists() and _stage_addresses(log.read_text())) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    (address,) = _stage_addresses(log.read_text())
+    assert _listening(address)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143
+    assert not _listening(address), "Ray stopped with generate"
+    assert json.loads((out / "manifest.json").read_text())["tasks"]["libero_goal_00"]["status"] == "stopped"
