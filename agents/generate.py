@@ -380,7 +380,8 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, r
     if stage == "bc_eval":
         return StageRun(("eval", "--checkpoint", str(folder / "bc" / "checkpoint"), "--episodes",
                          str(config.eval_episodes), "--num-envs", workers, "--seed", str(config.seed), *sampling, *limit,
-                         *config.ray_flags(ray_address), "--json-out", str(folder / "bc_eval.json")), folder / "bc_eval.json", False)  # fmt: skip
+                         *config.ray_flags(ray_address), "--json-out", str(folder / "bc_eval.json")),
+                        folder / "bc_eval.json", False)  # fmt: skip
     if stage == "rl":
         # The BC checkpoint's agent settings are the defaults; Gaussian PPO's fine-tuning overrides some.
         finetune = GAUSSIAN_FINETUNE if config.agent == "gaussian-ppo" else {}

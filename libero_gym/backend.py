@@ -175,7 +175,9 @@ def start_or_connect(ray_address: str | None, num_cpus: int | None = None) -> bo
                 ray.init(address=ray_address, runtime_env={"env_vars": env_vars}, **common)
     except _StartTimeout:
         _shutdown_quietly(ray)
-        raise LiberoGymError(f"could not start {where} within {RAY_START_TIMEOUT_S:.0f} s (machine overloaded?)") from None
+        raise LiberoGymError(
+            f"could not start {where} within {RAY_START_TIMEOUT_S:.0f} s (machine overloaded?)"
+        ) from None
     except ConnectionError as error:
         _shutdown_quietly(ray)
         raise InvalidInputError(f"no Ray cluster at --ray-address {ray_address}: {_first_line(error)}") from None

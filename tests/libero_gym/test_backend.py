@@ -43,7 +43,8 @@ def test_the_flags_live_in_one_place() -> None:
         names = [field.name for field in dataclasses.fields(config_cls)]
         assert names.count("backend") == 1 and names.count("ray_address") == 1
     ray = CollectConfig(out="x", backend="ray", ray_address="head:6379")
-    assert ray.vectorization_mode("async") == "ray" and ray.ray_flags() == ["--backend", "ray", "--ray-address", "head:6379"]
+    assert ray.vectorization_mode("async") == "ray"
+    assert ray.ray_flags() == ["--backend", "ray", "--ray-address", "head:6379"]
     assert ray.ray_flags("10.0.0.1:6379")[-1] == "10.0.0.1:6379"
     local = CollectConfig(out="x")
     assert local.vectorization_mode("sync") == "sync" and local.ray_flags() == []
