@@ -62,6 +62,7 @@ def _assert_params_equal(a: Any, b: Any, where: str = "") -> None:
         assert a == b, where
 
 
+@pytest.mark.slow  # the vector env's equality test (test_ray_vector.py) is in the default run
 def test_train_on_ray_equals_local(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Through the CLI, same seed: the same logged metrics and the same weights on either backend."""
     argv = ["train", *agent_flags("gaussian-ppo", TINY), "--env", "LIBERO-Goal-v0", "--task-id", "0",

@@ -5,6 +5,7 @@ Real LIBERO (LIBERO-Goal task 0, state policies, no images), one local Ray for t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -88,3 +89,47 @@ def test_killed_or_failing_actor_is_replaced_and_its_episode_redone(tmp_path: Pa
         (episode,) = read_dataset(shard_path(out, index)).episodes
         assert episode.num_samples == SETTLE_STEPS + STEPS
     assert not list((out / "episodes").glob(".*tmp*"))
+
+
+@pytest.mark.slow
+def test_collect_across_a_two_node_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A simulated 2-node cluster (one CPU each): collect's two actors run one on each node, and the episodes
+    are those of the local backend, array for array."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from libero_gym.data.ray_workers import RayEpisodeWorkers
+
+    nodes_seen: list[tuple[list[str | None], set[str]]] = []  # (the actors' nodes, the cluster's live nodes)
+    close = RayEpisodeWorkers.close
+
+    def close_noting_nodes(self: RayEpisodeWorkers) -> None:  # before close() disconnects from the cluster
+        nodes_seen.append((self.node_ids(), {node["NodeID"] for node in ray.nodes() if node["Alive"]}))
+        close(self)
+
+    monkeypatch.setattr(RayEpisodeWorkers, "close", close_noting_nodes)
+    plan = CollectPlan(
+        env_id=ENV_ID, task_ids=(TASK_ID,), out_dir=str(tmp_path / "local"), policy=PolicySpec("scripted"),
+        episodes=4, until_successes=False, keep="all", image_size=64, images=False, max_episode_steps=STEPS,
+        seed=11, max_episodes=4, provenance={},
+    )  # fmt: skip
+    assert run_collection(plan, num_workers=2, progress=False).kept == [0, 1, 2, 3]
+    shutdown()  # this process joins the cluster instead of the module's local Ray
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        ray_plan = dataclasses.replace(plan, out_dir=str(tmp_path / "cluster"))
+        result = run_collection(ray_plan, num_workers=2, progress=False, backend="ray", ray_address=cluster.address)
+        assert result.kept == [0, 1, 2, 3] and result.dropped == 0
+        ((nodes, alive),) = nodes_seen
+        assert len(alive) == 2 and set(nodes) == alive, f"one actor on each node: {nodes} of {alive}"
+    finally:
+        shutdown()
+        cluster.shutdown()
+        start_or_connect(None, num_cpus=2)  # the module's local Ray again, for the tests after this one
+    local, remote = _episodes(tmp_path / "local"), _episodes(tmp_path / "cluster")
+    assert sorted(local) == sorted(remote) == [0, 1, 2, 3]
+    for index, episode in local.items():
+        for name in ("actions", "states", "rewards", "dones", "init_state"):
+            np.testing.assert_array_equal(getattr(episode, name), getattr(remote[index], name), err_msg=f"{index}")
