@@ -16,6 +16,7 @@ import tyro
 
 from agents.agent_configs import DiffusionPPOConfig, GaussianPPOConfig, SB3AgentConfig
 from agents.registry import available_agents
+from libero_gym.backend import BackendConfig
 from libero_gym.errors import InvalidInputError
 
 ObsMode = Literal["state", "pixels", "both"]
@@ -70,7 +71,7 @@ class AgentsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(BackendConfig):
     """Train an agent on libero-gym vector envs; writes one run folder."""
 
     agent: AgentConfig = GaussianPPOConfig()
@@ -87,9 +88,9 @@ class TrainConfig:
     max_episode_steps: int | None = None
     """Episode limit; default the suite's (libero_gym.suites.MAX_EPISODE_STEPS)."""
     num_envs: int = 2
-    """Parallel envs (one worker process each when async)."""
+    """Parallel envs (one worker process each when async, one Ray actor each with --backend ray)."""
     vectorization: Literal["async", "sync"] = "async"
-    """async: one process per env; sync: all in this process."""
+    """--backend local: async, one process per env; sync, all in this process."""
     total_timesteps: int = 100_000
     """Env steps to train for in total (counted over all envs; resume continues to this total)."""
     run_dir: Path | None = None
@@ -124,6 +125,7 @@ class TrainConfig:
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use (called by the command, so the
         CLI prints one line instead of a parse-time traceback)."""
+        self.check_backend()
         positive = ("num_envs", "total_timesteps", "checkpoint_every", "keep_checkpoints", "image_size", "torch_threads")
         for name in positive:
             if getattr(self, name) < 1:
@@ -199,7 +201,7 @@ class PretrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(BackendConfig):
     """Roll out a checkpoint over the task's init states; success rate per task with a 95% interval, per sampling mode."""
 
     checkpoint: Path
@@ -221,7 +223,7 @@ class EvalConfig:
     video_dir: Path | None = None
     """Write one MP4 per episode here (agentview camera; first sampling mode only)."""
     num_envs: int = 1
-    """Parallel envs per task."""
+    """Parallel envs per task (one process each when more than 1, one Ray actor each with --backend ray)."""
     seed: int = 0
     """Seed of the envs and of torch's sampling noise (each sampling mode starts from it)."""
     device: str = "auto"
@@ -234,6 +236,7 @@ class EvalConfig:
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use (called by the command, so the
         CLI prints one line instead of a parse-time traceback)."""
+        self.check_backend()
         if self.episodes < 1 or self.num_envs < 1:
             raise InvalidInputError(f"episodes and num_envs must be >= 1, got {self.episodes}, {self.num_envs}")
         if self.torch_threads < 1:

@@ -141,6 +141,7 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
 
 
     config.validate()
+    config.check_reachable()
     torch.set_num_threads(config.torch_threads)
     meta = read_meta(config.checkpoint)
     env = EnvConfig.from_json(meta["env"])
@@ -162,8 +163,8 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
     videos: list[str] = []
     for task_id in task_ids:
         task_env = env if single_task else dataclasses.replace(env, task_ids=(task_id,))
-        mode = "sync" if config.num_envs == 1 else "async"
-        vec_env = make_env(task_env, config.num_envs, mode, **extra)
+        mode = config.vectorization_mode("sync" if config.num_envs == 1 else "async")
+        vec_env = make_env(task_env, config.num_envs, mode, ray_address=config.ray_address, **extra)
         try:
             if model is None:
                 model, _ = load_agent(config.checkpoint, vec_env, device=config.device)

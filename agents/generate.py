@@ -29,7 +29,17 @@ their finished episodes). A setting that changes a finished stage's result is re
 with its name unless ``--restart-from STAGE`` discards that stage and every later one.
 
 Parallel: tasks run concurrently, ``--max-workers // --envs-per-task`` at a time, each
-stage with ``--envs-per-task`` env worker processes. A failed task is reported with its
+stage with ``--envs-per-task`` env worker processes.
+
+``--backend ray``: the stages with env workers (demos, bc_eval, rl, rollouts) get
+``--backend ray --ray-address ADDRESS``, so their workers are Ray actors spread over one
+cluster: the one of ``--ray-address``, or a local Ray that ``generate`` starts in its own
+process (once; the stages join it by address) and shuts down when it ends, also on
+Ctrl-C/SIGTERM. Without ``--max-workers``, tasks run ``cluster CPUs // --envs-per-task``
+at a time. The stage processes themselves (the learner of ``rl``, ``pretrain``, ``export``,
+the collection loops) run on this machine; actors of ``collect`` write their episodes into
+OUT themselves, so on several machines OUT must be on a filesystem every node mounts at
+the same path (docs/faults.md, "Ray backend"). A failed task is reported with its
 reason (the last line of its ``log.txt``) and the others go on. Stage processes die
 with this one (Linux ``PR_SET_PDEATHSIG``), so a SIGKILL loses only the stages in
 flight; SIGINT/SIGTERM stop them through their own clean shutdown (``train`` saves a
@@ -38,6 +48,7 @@ checkpoint).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -48,11 +59,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from agents.generate_report import TASKS_DIR, collection_counts, learning_curve, write_report
+from libero_gym.backend import BackendConfig
 from libero_gym.errors import InvalidInputError
 
 Stage = Literal["demos", "bc", "bc_eval", "rl", "rollouts", "export"]
@@ -69,12 +81,15 @@ GAUSSIAN_FINETUNE = {"learning_rate": 1e-4, "n_steps": 512, "batch_size": 256, "
 """Gaussian PPO fine-tuning from BC (as in docs/results.md): SB3 PPO with a smaller step than from scratch
 (3e-4 washes out the BC policy) and DPPO's per-step discount 0.999 for sparse, 100-500-step episodes."""
 
+LOCAL_MAX_WORKERS = 2
+"""``--max-workers`` of ``--backend local`` when not given: the 2 cores of the machines this was built on."""
+
 RL_SEED_OFFSET = 10_000
 """Rollout episodes are reset with seeds ``seed + 10000 + i``: never the demos' seeds (``seed + i``)."""
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(BackendConfig):
     """From nothing to a VLA dataset: scripted demos -> BC -> RL -> successful rollouts -> export -> report.
 
     Resumable: rerun the same command to continue. OUT/report.md summarises what was made.
@@ -122,9 +137,10 @@ class GenerateConfig:
     """Export formats: LIBERO's HDF5 (always written: the other formats are converted from it) and/or a
     LeRobotDataset v3.0 (needs --images; written to TASK/export/lerobot)."""
     envs_per_task: int = 2
-    """Env worker processes of each task's stages."""
-    max_workers: int = 2
-    """Env worker processes in all: tasks run max_workers // envs_per_task at a time."""
+    """Env workers of each task's stages (processes, or Ray actors with --backend ray)."""
+    max_workers: int | None = None
+    """Env workers in all: tasks run max_workers // envs_per_task at a time. Default: 2 with --backend local,
+    the Ray cluster's CPUs (ray.cluster_resources()) with --backend ray."""
     seed: int = 0
     """Base seed of every stage (demo episode i: seed + i; rollouts: seed + 10000 + i)."""
     restart_from: Stage | None = None
@@ -133,6 +149,12 @@ class GenerateConfig:
     """A saved config (YAML or JSON, e.g. an OUT/generate.json): its values are the defaults that flags override."""
     progress: bool = True
     """Live table of the tasks' stages (otherwise one line per stage)."""
+
+    def parallel_tasks(self, cpus: int | None = None) -> int:
+        """Tasks run at a time: ``max_workers // envs_per_task``, at least 1 (``cpus``: the Ray cluster's,
+        the default of ``max_workers`` with --backend ray; else :data:`LOCAL_MAX_WORKERS`)."""
+        workers = self.max_workers if self.max_workers is not None else (cpus or LOCAL_MAX_WORKERS)
+        return max(1, workers // self.envs_per_task)
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -155,8 +177,9 @@ class GenerateConfig:
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use."""
+        self.check_backend()
         for name in ("demos", "bc_epochs", "bc_batch_size", "rl_steps", "episodes", "max_attempts",
-                     "envs_per_task", "max_workers", "checkpoint_every"):  # fmt: skip
+                     "envs_per_task", "checkpoint_every"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
@@ -165,9 +188,12 @@ class GenerateConfig:
             raise InvalidInputError(f"eval_episodes must be >= 0, got {self.eval_episodes}")
         if not 0.0 < self.target_success <= 1.0:
             raise InvalidInputError(f"target_success must be in (0, 1], got {self.target_success}")
-        if self.envs_per_task > self.max_workers:
+        if self.max_workers is not None and self.max_workers < 1:
+            raise InvalidInputError(f"max_workers must be >= 1, got {self.max_workers}")
+        max_workers = self.max_workers if self.max_workers is not None else LOCAL_MAX_WORKERS
+        if self.envs_per_task > max_workers and (self.max_workers is not None or self.backend == "local"):
             raise InvalidInputError(
-                f"envs_per_task ({self.envs_per_task}) must be <= max_workers ({self.max_workers})"
+                f"envs_per_task ({self.envs_per_task}) must be <= max_workers ({max_workers})"
             )
         if not 16 <= self.image_size <= 1024:
             raise InvalidInputError(f"image_size must be in [16, 1024], got {self.image_size}")
@@ -329,9 +355,15 @@ class StageRun:
     """Further ``cli.py`` commands of the stage, run in order after ``argv`` succeeds (export's other formats)."""
 
 
-def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path) -> StageRun:
-    """The command that runs ``stage`` of ``task`` in the task's ``folder``."""
-    env = ["--env", task.env, "--task-id", str(task.index)]
+def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, ray_address: str | None = None
+              ) -> StageRun:
+    """The command that runs ``stage`` of ``task`` in the task's ``folder``.
+
+    With ``--backend ray`` the stages with env workers (demos, bc_eval, rl, rollouts) get ``--backend ray
+    --ray-address ADDRESS`` (``ray_address``: the cluster ``generate`` joined or started; default
+    ``config.ray_address``), so that their workers are actors of that one cluster.
+    """
+    env = ["--env", task.env, "--task-id", str(task.index), *config.ray_flags(ray_address)]
     workers = str(config.envs_per_task)
     sampling = ["--sampling", config.sampling]
     limit = [] if config.max_episode_steps is None else ["--max-episode-steps", str(config.max_episode_steps)]
@@ -348,7 +380,8 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path) -
     if stage == "bc_eval":
         return StageRun(("eval", "--checkpoint", str(folder / "bc" / "checkpoint"), "--episodes",
                          str(config.eval_episodes), "--num-envs", workers, "--seed", str(config.seed), *sampling, *limit,
-                         "--json-out", str(folder / "bc_eval.json")), folder / "bc_eval.json", False)  # fmt: skip
+                         *config.ray_flags(ray_address), "--json-out", str(folder / "bc_eval.json")),
+                        folder / "bc_eval.json", False)  # fmt: skip
     if stage == "rl":
         # The BC checkpoint's agent settings are the defaults; Gaussian PPO's fine-tuning overrides some.
         finetune = GAUSSIAN_FINETUNE if config.agent == "gaussian-ppo" else {}
@@ -398,8 +431,11 @@ def stage_command(argv: Sequence[str]) -> list[str]:
 class Runner:
     """Runs the tasks' stages, several tasks at once, and records them in the manifest."""
 
-    def __init__(self, config: GenerateConfig, out: Path, tasks: Sequence[TaskRef], manifest: Manifest) -> None:
+    def __init__(self, config: GenerateConfig, out: Path, tasks: Sequence[TaskRef], manifest: Manifest,
+                 ray_address: str | None = None) -> None:
         self.config, self.out, self.tasks, self.manifest = config, out, list(tasks), manifest
+        self.ray_address = ray_address
+        """--backend ray: the address of the cluster every stage joins."""
         self.status: dict[str, str] = {t.key: "waiting" for t in tasks}
         self.current: dict[str, str | None] = {t.key: None for t in tasks}
         self.stage_started: dict[str, float] = {}
@@ -436,7 +472,7 @@ class Runner:
 
     def _run_stage(self, task: TaskRef, stage: str, folder: Path) -> str | None:
         """Run one stage; record it when done. Returns the failure reason, or None."""
-        run = stage_run(self.config, task, stage, folder)
+        run = stage_run(self.config, task, stage, folder, self.ray_address)
         if stage == "export" and collection_counts(folder / "rollouts")[1] == 0:
             self.manifest.record(task.key, stage, done=True, seconds=0.0, settings=self.config.stage_settings(stage),
                                  short="no successful rollouts: nothing to export")  # fmt: skip
@@ -604,6 +640,7 @@ def generate(config: GenerateConfig) -> int:
     from libero_gym.locking import folder_lock
 
     config.validate()
+    config.check_reachable()  # an unreachable --ray-address fails before the folder is touched
     tasks = resolve_tasks(config.env, config.task_id)
     out = Path(config.out)
     if out.exists() and not out.is_dir():
@@ -641,14 +678,17 @@ def generate(config: GenerateConfig) -> int:
         manifest.data.setdefault("started_at", time.strftime("%Y-%m-%dT%H:%M:%S"))
         manifest.save()
 
-        runner = Runner(config, out, tasks, manifest)
         started = time.perf_counter()
-        try:
-            _run_all(runner, config)  # on Ctrl-C / SIGTERM it stops the stages in flight, then re-raises
-        finally:  # a stopped run's time counts too (the run's wall time adds up over its resumes)
-            manifest.data["wall_s"] = round(manifest.data.get("wall_s", 0.0) + time.perf_counter() - started, 1)
-            manifest.save()
-            _write_report(out, config, tasks, manifest)
+        with _ray_cluster(config) as (ray_address, cpus):
+            runner = Runner(config, out, tasks, manifest, ray_address)
+            parallel = config.parallel_tasks(cpus)
+            manifest.data["parallel_tasks"] = parallel
+            try:
+                _run_all(runner, parallel)  # on Ctrl-C / SIGTERM it stops the stages in flight, then re-raises
+            finally:  # a stopped run's time counts too (the run's wall time adds up over its resumes)
+                manifest.data["wall_s"] = round(manifest.data.get("wall_s", 0.0) + time.perf_counter() - started, 1)
+                manifest.save()
+                _write_report(out, config, tasks, manifest)
         failed = [t.key for t in tasks if runner.status[t.key] != "done"]
         for key in failed:
             print(f"{key}: {manifest.task(key).get('error')}", file=sys.stderr)
@@ -656,11 +696,29 @@ def generate(config: GenerateConfig) -> int:
         return 1 if failed else 0
 
 
-def _run_all(runner: Runner, config: GenerateConfig) -> None:
-    """Run every task, ``max_workers // envs_per_task`` at a time, with a live table or plain lines."""
+@contextlib.contextmanager
+def _ray_cluster(config: GenerateConfig) -> Iterator[tuple[str | None, int | None]]:
+    """--backend ray: join the cluster of --ray-address, or start a local Ray in this process (its head: the
+    stages join it by address instead of each starting their own); yields (its address, its CPUs) and shuts a
+    Ray started here down on the way out, also after Ctrl-C or SIGTERM. --backend local: (None, None)."""
+    if config.backend != "ray":
+        yield None, None
+        return
+    from libero_gym.backend import cluster_cpus, gcs_address, shutdown, start_or_connect
+
+    owns = start_or_connect(config.ray_address)
+    try:
+        yield gcs_address(), cluster_cpus()
+    finally:
+        if owns:
+            shutdown()
+
+
+def _run_all(runner: Runner, parallel: int) -> None:
+    """Run every task, ``parallel`` at a time, with a live table or plain lines."""
     from concurrent.futures import ThreadPoolExecutor
 
-    parallel = max(1, config.max_workers // config.envs_per_task)
+    config = runner.config
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="generate") as pool:
         futures = [pool.submit(runner.run_task, task) for task in runner.tasks]
         show = _LiveTable(runner) if config.progress and sys.stdout.isatty() else _Lines(runner)

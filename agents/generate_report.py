@@ -215,7 +215,8 @@ def _markdown(out: Path, config: Any, results: dict[str, Any], manifest: dict[st
               + (f", RL target reached on {totals['reached']}" if rl else "")
               + (f", {totals['short']} with fewer than {config.episodes} successful rollouts" if totals["short"] else "")
               + f"; {totals['env_steps']} env steps, {totals['seconds'] / 3600:.2f} h of stage wall time "
-              f"(tasks ran {max(1, config.max_workers // config.envs_per_task)} at a time).", ""]  # fmt: skip
+              f"(tasks ran {manifest.get('parallel_tasks', config.parallel_tasks())} at a time"
+              f"{', env workers on Ray' if getattr(config, 'backend', 'local') == 'ray' else ''}).", ""]  # fmt: skip
     lines += ["## Trajectory quality", "",
               "Per task, over the kept (successful) episodes, policy steps only; metrics as `cli.py stats` defines "
               "them (docs/data.md): lower action/EE jerk is smoother, lower action variance (across episodes at "

@@ -10,11 +10,12 @@ Run folder layout::
 Metrics (SB3's logger, same names for every agent): ``rollout/success_rate``,
 ``rollout/ep_len_mean`` (control steps, also for chunk envs), ``rollout/ep_rew_mean``,
 ``time/fps``, ``train/*`` (losses, ``approx_kl``, ``clip_fraction``,
-``explained_variance``, ...); with async workers also ``rollout/dropped_episodes`` and
-``rollout/worker_restarts`` (since this process started).
+``explained_variance``, ...); with async workers or Ray actors also ``rollout/dropped_episodes``
+and ``rollout/worker_restarts`` (since this process started).
 
 Envs: async workers restart when they die (``restart_dead_workers``: the episode in
-flight is dropped, never counted in the rollout metrics). An agent whose config has a
+flight is dropped, never counted in the rollout metrics); with ``--backend ray`` the envs
+are Ray actors (:class:`libero_gym.ray_vector.RayVectorEnv`), replaced the same way. An agent whose config has a
 ``chunk_size`` property (diffusion-ppo: ``policy.horizon_steps``) trains on chunk envs,
 ``LiberoEnv(chunk_size=Ta, step_limit=--max-episode-steps)``, one ``step`` per chunk.
 
@@ -96,12 +97,17 @@ def env_config_for(config: TrainConfig, chunk_size: int | None = None) -> EnvCon
     )
 
 
-def make_env(env: EnvConfig, num_envs: int, vectorization: str = "async", **extra: Any) -> SB3VecEnv:
+def make_env(env: EnvConfig, num_envs: int, vectorization: str = "async", *, ray_address: str | None = None,
+             **extra: Any) -> SB3VecEnv:
     """``env``'s vector env (:meth:`EnvConfig.make_vec`) behind the SB3 adapter.
 
-    Async workers that die are restarted (``restart_dead_workers``); their episode is
-    dropped. ``extra``: more ``make_vec`` keyword arguments (e.g. ``render_mode``).
+    Async workers that die are restarted (``restart_dead_workers``), as are broken Ray
+    actors (``vectorization="ray"``, the ``--backend ray`` of the commands, on the cluster of
+    ``ray_address``); their episode is dropped. ``extra``: more ``make_vec`` keyword
+    arguments (e.g. ``render_mode``).
     """
+    if vectorization == "ray":
+        return SB3VecEnv(env.make_vec(num_envs, "ray", ray_address=ray_address, **extra))
     restart = vectorization == "async"
     return SB3VecEnv(env.make_vec(num_envs, vectorization, restart_dead_workers=restart, **extra))
 
@@ -226,6 +232,7 @@ def train(config: TrainConfig) -> TrainResult:
     """
 
     config.validate()
+    config.check_reachable()  # an unreachable --ray-address fails before the run folder exists
     run_dir = resolve_run_dir(config)
     with folder_lock(run_dir, "run folder"):
         return _train_locked(config, run_dir)
@@ -263,7 +270,8 @@ def _train_locked(config: TrainConfig, run_dir: Path) -> TrainResult:
     plan = _plan_agent(config, spec, resume_from)
     env_info = env_config_for(config, plan.chunk_size)
     check_spaces(spec, *env_info.spaces())  # before any worker starts
-    vec_env = make_env(env_info, config.num_envs, config.vectorization)
+    vec_env = make_env(env_info, config.num_envs, config.vectorization_mode(config.vectorization),
+                       ray_address=config.ray_address)
     try:
         vec_env.seed(config.seed)
 

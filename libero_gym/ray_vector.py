@@ -27,8 +27,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -41,18 +39,12 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, concatenate, create_empty_array, iterate
 
+from libero_gym.backend import FORWARDED_ENV_VARS, LOCAL_OBJECT_STORE_BYTES, start_or_connect  # noqa: F401
 from libero_gym.errors import InvalidInputError, LiberoGymError
 from libero_gym.resilient_vector import MAX_CONSECUTIVE_FAILURES, PROPAGATED_ERRORS, WorkerFailureError
 
 logger = logging.getLogger(__name__)
 
-FORWARDED_ENV_VARS = (
-    "MUJOCO_GL", "PYOPENGL_PLATFORM", "LIBERO_GYM_ASSETS", "LIBERO_GYM_HOME", "LIBERO_CONFIG_PATH", "PYTHONPATH",
-)
-"""Variables passed on to the actors when connecting to a cluster (a local Ray's workers inherit them)."""
-LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
-"""Object store of a Ray started here: it holds the actors' start-up arguments only (the steps go over
-direct connections), not Ray's default of 30% of the machine's memory."""
 START_TIMEOUT_S = 300.0
 """Seconds to wait for all actors to be placed and built: an actor starts and builds its env in under
 30 s even on a loaded machine; longer means the resources of ``actor_options`` are taken by other jobs."""
@@ -162,13 +154,11 @@ class EnvActor:
 
 
 def connect(ray_address: str | None, num_cpus: int) -> bool:
-    """Make sure this process is connected to Ray; start a local one if needed.
+    """:func:`libero_gym.backend.start_or_connect` (kept under this name for the vector env's callers).
 
     Args:
-        ray_address: ``None``: the Ray this process is already connected to, else a new
-            local one (``num_cpus`` logical CPUs, no dashboard, actor logs not copied to
-            this terminal). An address (``"auto"``, ``"host:6379"``, ``"ray://host:10001"``):
-            connect to that cluster and forward :data:`FORWARDED_ENV_VARS` to its workers.
+        ray_address: ``None``: the Ray this process is connected to, else a new local one with
+            ``num_cpus`` logical CPUs; an address (``"auto"``, ``"host:6379"``): that cluster.
         num_cpus: logical CPUs of a local Ray (Ray prestarts about one idle worker process per CPU).
 
     Returns:
@@ -176,34 +166,22 @@ def connect(ray_address: str | None, num_cpus: int) -> bool:
 
     Raises:
         InvalidInputError: connected to another cluster already, or no cluster at the address.
+        LiberoGymError: a local Ray did not start.
     """
-    import ray
+    return start_or_connect(ray_address, num_cpus)
 
-    if ray.is_initialized():
-        current = ray.get_runtime_context().gcs_address
-        if ray_address not in (None, "auto", current):
-            raise InvalidInputError(
-                f"this process is already connected to Ray at {current}; cannot connect to {ray_address!r} too"
-            )
-        return False
-    common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    # ray.init replaces the SIGTERM handler (with sys.exit): keep ours (libero_gym.signals.sigterm_raises),
-    # so that a command stopped by Slurm or Kubernetes still checkpoints and exits with one line.
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    sigterm = signal.getsignal(signal.SIGTERM) if in_main_thread else None
-    try:
-        if ray_address is None:
-            ray.init(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **common)
-        else:
-            env_vars = {key: os.environ[key] for key in FORWARDED_ENV_VARS if key in os.environ}
-            try:
-                ray.init(address=ray_address, runtime_env={"env_vars": env_vars}, **common)
-            except ConnectionError as error:
-                raise InvalidInputError(f"no Ray cluster at ray_address={ray_address!r}: {error}") from None
-    finally:
-        if in_main_thread and sigterm is not None:
-            signal.signal(signal.SIGTERM, sigterm)
-    return True
+
+def deal_over_nodes(ray: Any, count: int) -> list[Any]:
+    """``count`` soft node-affinity strategies: the live nodes with CPUs, each as often as it has CPUs.
+
+    Ray's ``"SPREAD"`` does not spread actors that hold no CPU (ray-project/ray#27577), and its
+    default strategy packs them on the first node: dealt, a cluster's nodes get their share.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    cpus = {node["NodeID"]: int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node["Alive"]}
+    order = [node for r in range(max(cpus.values(), default=0)) for node, count_ in cpus.items() if count_ > r]
+    return [NodeAffinitySchedulingStrategy(order[i % len(order)], soft=True) for i in range(count)]
 
 
 class RayVectorEnv(VectorEnv):
@@ -308,7 +286,7 @@ class RayVectorEnv(VectorEnv):
                 f"need {max(needed, 1):g}"
             )
         self._actor_cls = ray.remote(EnvActor)
-        self._strategies = self._deal_over_nodes() if "scheduling_strategy" not in self._options else None
+        self._strategies = deal_over_nodes(ray, self.num_envs) if "scheduling_strategy" not in self._options else None
         n = self.num_envs
         self.actors: list[Any] = [None] * n
         """One Ray actor handle per slot (replaced when broken)."""
@@ -465,18 +443,6 @@ class RayVectorEnv(VectorEnv):
                     ray.kill(actor, no_restart=True)
 
     # ------------------------------------------------------------------ internals
-    def _deal_over_nodes(self) -> list[Any]:
-        """A soft node-affinity strategy per slot: the live nodes with CPUs, each as often as it has CPUs.
-
-        Ray's ``"SPREAD"`` does not spread actors that hold no CPU (ray-project/ray#27577), and its
-        default strategy packs them on the first node: dealt, a cluster's nodes get their share.
-        """
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        cpus = {node["NodeID"]: int(node["Resources"].get("CPU", 0)) for node in self._ray.nodes() if node["Alive"]}
-        order = [node for r in range(max(cpus.values(), default=0)) for node, count in cpus.items() if count > r]
-        return [NodeAffinitySchedulingStrategy(order[i % len(order)], soft=True) for i in range(self.num_envs)]
-
     def _start(self, indices: Sequence[int]) -> None:
         """Start the actors of ``indices``, wait until they have built their envs, connect to them."""
         ray = self._ray

@@ -85,6 +85,12 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
                                     "--no-progress"], "not valid JSON", None),
     # generate
     ("generate-unknown-env", ["generate", "--out", "{out}", "--env", "LIBERO-Nope-v0"], "env must be one of", None),
+    # --backend / --ray-address (every command with env workers: tests/libero_gym/test_backend.py)
+    ("collect-unknown-backend", ["collect", "--out", "{out}", "--backend", "cloud"], "--backend", None),
+    ("train-ray-address-without-ray", ["train", "--ray-address", "127.0.0.1:9", "--run-dir", "{out}"],
+     "--ray-address needs --backend ray", None),
+    ("generate-unreachable-ray", ["generate", "--out", "{out}", "--backend", "ray", "--ray-address", "127.0.0.1:9"],
+     "no Ray cluster at --ray-address 127.0.0.1:9", None),
     # export / stats
     ("export-not-a-collection", ["export", "{fx}/empty_dir", "--out", "{out}"], "no collected episodes", None),
     ("export-bad-compression", ["export", "{fx}/empty_dir", "--out", "{out}", "--compression", "zip"],

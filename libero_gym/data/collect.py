@@ -18,8 +18,10 @@ that meets the goal, it ends with exactly the requested number of episodes
 whatever the number of workers or interruptions.
 
 Workers are plain processes (``forkserver`` start, so they inherit no threads, GL
-contexts or simulators) fed one index at a time. A worker that dies (killed,
-segfault) or raises is replaced; its episode is dropped, counted, and retried
+contexts or simulators) fed one index at a time (:class:`ProcessWorkers`), or, with
+``backend="ray"``, Ray actors on this machine or a cluster
+(:class:`libero_gym.data.ray_workers.RayEpisodeWorkers`), which play the same episodes. A worker that dies (killed,
+segfault, its node left) or raises is replaced; its episode is dropped, counted, and retried
 (at most :data:`MAX_ATTEMPTS` times, then skipped). Nothing of a dropped episode
 is ever recorded half-way.
 """
@@ -151,17 +153,91 @@ def _prefix(summaries: dict[int, dict[str, Any]], skipped: set[int], plan: Colle
     return None, finished, successes
 
 
+class ProcessWorkers:
+    """The local backend's episode workers: ``forkserver`` processes fed one index at a time.
+
+    A worker that raised exits (its env may be broken); a dead one is reaped; both are
+    replaced the next time :meth:`idle` is asked. The Ray backend's counterpart, with the
+    same four methods, is :class:`libero_gym.data.ray_workers.RayEpisodeWorkers`.
+    """
+
+    def __init__(self, plan: CollectPlan, size: int) -> None:
+        self.plan, self.size = plan, size
+        self.ctx = mp.get_context(START_METHOD)
+        self.results: Any = self.ctx.Queue()
+        self.workers: list[dict[str, Any]] = []
+
+    def idle(self) -> list[int]:
+        """Slots ready for an index ((re)starting workers up to ``size``)."""
+        while len(self.workers) < self.size:
+            tasks = self.ctx.Queue()
+            proc = self.ctx.Process(target=_worker_main, args=(self.plan, tasks, self.results), daemon=True)
+            proc.start()
+            self.workers.append({"proc": proc, "tasks": tasks, "index": None})
+        return [slot for slot, worker in enumerate(self.workers) if worker["index"] is None]
+
+    def assign(self, slot: int, index: int) -> None:
+        """Give episode ``index`` to the idle worker of ``slot``."""
+        self.workers[slot]["index"] = index
+        self.workers[slot]["tasks"].put(index)
+
+    def busy(self) -> bool:
+        """Whether an episode is in flight."""
+        return any(worker["index"] is not None for worker in self.workers)
+
+    def events(self, timeout: float) -> list[tuple[str, int, Any]]:
+        """What happened within ``timeout`` s: ``("done", index, summary)`` or ``("error", index, why)``
+        (the worker raised, or died: its episode is lost)."""
+        events: list[tuple[str, int, Any]] = []
+        with contextlib.suppress(queue.Empty):
+            events.append(self._took(*self.results.get(timeout=timeout)))
+        for worker in list(self.workers):
+            if not worker["proc"].is_alive():
+                with contextlib.suppress(queue.Empty):  # a result it sent before dying
+                    while True:
+                        events.append(self._took(*self.results.get(timeout=POLL_SECONDS)))
+                if worker in self.workers:
+                    if worker["index"] is not None:
+                        events.append(("error", worker["index"], f"worker died (exit code {worker['proc'].exitcode})"))
+                    self.workers.remove(worker)
+        return events
+
+    def _took(self, kind: str, index: int, payload: Any) -> tuple[str, int, Any]:
+        owner = next((w for w in self.workers if w["index"] == index), None)
+        if owner is not None:
+            owner["index"] = None
+            if kind == "error":  # it exits after an error; a fresh one starts
+                owner["proc"].join(timeout=10)
+                self.workers.remove(owner)
+        return kind, index, payload
+
+    def close(self) -> None:
+        """Stop the workers: idle ones finish, those mid-episode are terminated (nothing is half-written)."""
+        for worker in self.workers:
+            if worker["proc"].is_alive():
+                if worker["index"] is None:
+                    worker["tasks"].put(None)
+                    worker["proc"].join(timeout=30)
+                if worker["proc"].is_alive():
+                    worker["proc"].terminate()  # mid-episode: nothing is half-written (atomic writes)
+                    worker["proc"].join(timeout=10)
+
+
 def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = False, progress: bool = True,
-                   on_result: Callable[[dict[str, Any]], None] | None = None) -> CollectResult:
-    """Collect episodes as ``plan`` says, in ``num_workers`` processes.
+                   on_result: Callable[[dict[str, Any]], None] | None = None, backend: str = "local",
+                   ray_address: str | None = None) -> CollectResult:
+    """Collect episodes as ``plan`` says, in ``num_workers`` workers.
 
     Args:
         plan: what to collect.
-        num_workers: worker processes (each builds its own simulator).
+        num_workers: workers (each builds its own simulator).
         resume: continue a collection in ``plan.out_dir`` (else the folder must
             hold no episodes).
         progress: show a rich progress bar.
         on_result: called in the parent with every finished episode's summary.
+        backend: ``local`` (worker processes, :class:`ProcessWorkers`) or ``ray`` (Ray actors,
+            :class:`libero_gym.data.ray_workers.RayEpisodeWorkers`); the episodes are the same.
+        ray_address: ``ray`` only: the cluster (``None``: the connected or a new local Ray).
 
     Returns:
         The collection's counts; shards lie in ``OUT/episodes``.
@@ -175,22 +251,22 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
         raise InvalidInputError(f"{out} already holds {len(summaries)} episodes; pass --resume to continue it")
     if resume:
         _check_same_plan(plan, out / MANIFEST_NAME)
+    # The workers first: a Ray that does not start, or an unreachable cluster, fails before anything is written.
+    if backend == "ray":
+        from libero_gym.data.ray_workers import RayEpisodeWorkers  # imports Ray: only when asked for
+
+        workers: Any = RayEpisodeWorkers(plan, num_workers, ray_address=ray_address)
+    elif backend == "local":
+        if ray_address is not None:
+            raise InvalidInputError("ray_address needs backend='ray'")
+        workers = ProcessWorkers(plan, num_workers)
+    else:
+        raise InvalidInputError(f"backend must be one of ['local', 'ray'], got {backend!r}")
     skipped: set[int] = set()
     attempts: dict[int, int] = {}
     dropped = 0
     steps = 0
     start = time.monotonic()
-    _write_manifest(plan, summaries, dropped, skipped, finished=False)
-
-    ctx = mp.get_context(START_METHOD)
-    results: Any = ctx.Queue()
-    workers: list[dict[str, Any]] = []
-
-    def start_worker() -> dict[str, Any]:
-        tasks = ctx.Queue()
-        proc = ctx.Process(target=_worker_main, args=(plan, tasks, results), daemon=True)
-        proc.start()
-        return {"proc": proc, "tasks": tasks, "index": None}
 
     pending: list[int] = []  # indices to retry first
     next_index = 0
@@ -219,9 +295,6 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
 
     def handle(kind: str, index: int, payload: Any) -> None:
         nonlocal steps
-        owner = next((w for w in workers if w["index"] == index), None)
-        if owner is not None:
-            owner["index"] = None
         if kind == "done":
             summaries[index] = payload
             steps += int(payload["length"])
@@ -229,54 +302,28 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
                 on_result(payload)
         else:
             drop(index, payload.strip().splitlines()[-1])
-            if owner is not None:  # it exits after an error; start a fresh one
-                owner["proc"].join(timeout=10)
-                workers.remove(owner)
-        bar.update(summaries, dropped)
         _write_manifest(plan, summaries, dropped, skipped, finished=False)
 
     bar = _Progress(plan, enabled=progress)
-    bar.update(summaries, dropped)
     try:
+        _write_manifest(plan, summaries, dropped, skipped, finished=False)
+        bar.update(summaries, dropped)
         while True:
             cut, _, _ = _prefix(summaries, skipped, plan)
             if cut is not None:
                 break
-            # Hand work to idle workers, (re)starting them as needed.
-            while len(workers) < num_workers:
-                workers.append(start_worker())
-            for worker in workers:
-                if worker["index"] is None:
-                    index = take_index()
-                    if index is not None:
-                        worker["index"] = index
-                        worker["tasks"].put(index)
-            if all(worker["index"] is None for worker in workers):
+            for slot in workers.idle():  # hand work to idle workers
+                index = take_index()
+                if index is None:
+                    break
+                workers.assign(slot, index)
+            if not workers.busy():
                 break  # max_episodes reached without meeting the goal
-            try:
-                handle(*results.get(timeout=POLL_SECONDS))
-            except queue.Empty:
-                pass
-            # Dead workers: their episode is lost; replace them.
-            for worker in list(workers):
-                if not worker["proc"].is_alive():
-                    with contextlib.suppress(queue.Empty):  # a result it sent before dying
-                        while True:
-                            handle(*results.get(timeout=POLL_SECONDS))
-                    if worker in workers:
-                        if worker["index"] is not None:
-                            drop(worker["index"], f"worker died (exit code {worker['proc'].exitcode})")
-                        workers.remove(worker)
-                    bar.update(summaries, dropped)
+            for event in workers.events(POLL_SECONDS):
+                handle(*event)
+            bar.update(summaries, dropped)
     finally:
-        for worker in workers:
-            if worker["proc"].is_alive():
-                if worker["index"] is None:
-                    worker["tasks"].put(None)
-                    worker["proc"].join(timeout=30)
-                if worker["proc"].is_alive():
-                    worker["proc"].terminate()  # mid-episode: nothing is half-written (atomic writes)
-                    worker["proc"].join(timeout=10)
+        workers.close()
         bar.close()
 
     cut, finished, successes = _prefix(summaries, skipped, plan)

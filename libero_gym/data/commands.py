@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from tyro.conf import Positional
 
+from libero_gym.backend import BackendConfig
 from libero_gym.data.policies import PolicySpec, check_policy_spec, policy_factory
 from libero_gym.data.provenance import provenance
 from libero_gym.errors import InvalidInputError
@@ -23,11 +24,13 @@ KEEP_CHOICES = ("all", "success")
 
 
 @dataclasses.dataclass(frozen=True)
-class CollectConfig:
+class CollectConfig(BackendConfig):
     """Run a policy on LIBERO tasks in parallel workers and write LIBERO-layout episodes.
 
     Episodes go to OUT/episodes as they finish (an interrupted run continues with
     --resume); at the end they are exported to one OUT/<task name>_demo.hdf5 per task.
+    With --backend ray the workers are Ray actors that write OUT/episodes themselves (on a
+    cluster, OUT must be on a filesystem every node mounts at the same path).
     """
 
     out: str
@@ -53,7 +56,7 @@ class CollectConfig:
     keep: Literal["all", "success"] = "success"
     """Keep every episode (each flagged with its success) or successes only."""
     num_workers: int = 1
-    """Worker processes, one simulator each."""
+    """Workers (processes, or Ray actors with --backend ray), one simulator each."""
     image_size: int = 128
     """Height and width of the stored agentview and wrist images (LIBERO's are 128)."""
     images: bool = True
@@ -77,6 +80,7 @@ def collect(config: CollectConfig) -> int:
     from libero_gym.data.collect import CollectPlan, run_collection
     from libero_gym.data.export import export_collection
 
+    config.check_backend()
     factory = policy_factory(config.policy)
     lookup_env(config.env)  # an unknown id is the first error
     if config.episodes < 1:
@@ -90,6 +94,7 @@ def collect(config: CollectConfig) -> int:
     if not 16 <= config.image_size <= 1024:
         raise InvalidInputError(f"image_size must be in [16, 1024], got {config.image_size}")
     _, task_ids = resolve_env(config.env, config.task_id)
+    config.check_reachable()  # an unreachable --ray-address fails before the folder is touched
     max_episodes = config.max_episodes or (20 * config.episodes if config.until_successes else config.episodes)
     if max_episodes < config.episodes:
         raise InvalidInputError(f"max_episodes must be >= episodes ({config.episodes}), got {max_episodes}")
@@ -115,7 +120,8 @@ def collect(config: CollectConfig) -> int:
     )
     console = Console()
     with folder_lock(config.out, "collection folder"):  # one writer per folder, before anything is written
-        result = run_collection(plan, num_workers=config.num_workers, resume=config.resume, progress=config.progress)
+        result = run_collection(plan, num_workers=config.num_workers, resume=config.resume, progress=config.progress,
+                                backend=config.backend, ray_address=config.ray_address)
         console.print(
             f"collected {result.finished} episodes ({result.successes} successes, {len(result.kept)} kept, "
             f"{result.dropped} dropped) in {result.seconds:.0f} s -> {result.out_dir}"

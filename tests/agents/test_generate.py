@@ -203,3 +203,84 @@ def test_rl_pipeline_survives_sigkill_in_the_rl_stage(tmp_path: Path) -> None:
     refused = subprocess.run([*command, "--bc-epochs", "3"], env=_env(), capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "--bc-epochs changed (2 -> 3)" in refused.stderr
     assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+# ---------------------------------------------------------------------- --backend ray
+def _stage_addresses(log: str) -> set[str]:
+    """The --ray-address of every stage command in a task's log.txt."""
+    found = set()
+    for line in log.splitlines():
+        words = line.split()
+        if line.startswith("$ cli.py") and "--ray-address" in words:
+            found.add(words[words.index("--ray-address") + 1])
+    return found
+
+
+def _listening(address: str) -> bool:
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_ray_backend_passes_its_cluster_to_the_stages_and_sizes_from_its_cpus(tmp_path: Path) -> None:
+    """--source scripted --backend ray, no --max-workers: generate starts one local Ray, every stage with env
+    workers joins it by address, tasks run (cluster CPUs // envs per task) at a time, and Ray is gone after."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--out", str(out), "--source", "scripted",
+               "--episodes", "1", "--max-attempts", "1", "--max-episode-steps", "20", "--no-images",
+               "--envs-per-task", "1", "--backend", "ray", "--no-progress"]  # fmt: skip
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    task = manifest["tasks"]["libero_goal_00"]
+    assert task["status"] == "done" and set(task["stages"]) == {"rollouts", "export"}
+    assert manifest["parallel_tasks"] == os.cpu_count(), "a local Ray has this machine's CPUs; 1 env per task"
+    assert manifest["config"]["backend"] == "ray" and manifest["config"]["max_workers"] is None
+    rollouts = task["stages"]["rollouts"]["command"]
+    assert rollouts[rollouts.index("--backend") + 1] == "ray"
+    (address,) = _stage_addresses((out / "tasks" / "libero_goal_00" / "log.txt").read_text())
+    assert not _listening(address), "the Ray generate started is shut down when it ends"
+    collection = json.loads((out / "tasks" / "libero_goal_00" / "rollouts" / "collection.json").read_text())
+    assert collection["episodes_finished"] == 1
+
+
+@pytest.mark.slow  # ~3 min: every stage of the RL pipeline, with env workers as Ray actors
+def test_rl_pipeline_on_ray(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--out", str(out), *TINY_RL, "--backend", "ray"]
+    result = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout + result.stderr
+    task = json.loads((out / "manifest.json").read_text())["tasks"]["libero_goal_00"]
+    assert task["status"] == "done"
+    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rollouts", "export"}
+    for stage in ("demos", "bc_eval", "rl", "rollouts"):
+        assert "--ray-address" in task["stages"][stage]["command"], stage
+    assert "--backend" not in task["stages"]["bc"]["command"]  # pretrain has no env workers
+    (address,) = _stage_addresses((out / "tasks" / "libero_goal_00" / "log.txt").read_text())
+    assert not _listening(address)
+    summary = json.loads((out / "tasks" / "libero_goal_00" / "rl" / "summary.json").read_text())
+    assert summary["num_timesteps"] >= 800
+
+
+@pytest.mark.slow  # ~1-2 min: starts Ray and a collect stage, then stops them
+def test_ray_backend_shuts_its_ray_down_on_sigterm(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--out", str(out), "--source", "scripted",
+               "--episodes", "20", "--no-images", "--envs-per-task", "1", "--backend", "ray", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = out / "tasks" / "libero_goal_00" / "log.txt"
+    deadline = time.time() + 600
+    while not (log.exists() and _stage_addresses(log.read_text())) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    (address,) = _stage_addresses(log.read_text())
+    assert _listening(address)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143
+    assert not _listening(address), "Ray stopped with generate"
+    assert json.loads((out / "manifest.json").read_text())["tasks"]["libero_goal_00"]["status"] == "stopped"
