@@ -215,7 +215,8 @@ def train_config(agent: str, steps: int, run_dir: Path, args: argparse.Namespace
     if agent == "diffusion-ppo":
         agent_config = DiffusionPPOConfig(n_critic_warmup_iterations=args.warmup_iterations)
     return TrainConfig(agent=agent_config, env=args.env, task_id=(0,), num_envs=args.num_envs, total_timesteps=steps,
-                       run_dir=run_dir, seed=0, progress=args.progress, torch_threads=args.torch_threads)  # fmt: skip
+                       run_dir=run_dir, seed=0, progress=args.progress, torch_threads=args.torch_threads,
+                       update_threads=args.update_threads)  # fmt: skip
 
 
 def reference(config: Any, steps: int, seed: int) -> tuple[float, float, int]:
@@ -294,6 +295,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=2, help="async workers")
     parser.add_argument("--env", default="LIBERO-Goal-v0", help="env id (task 0)")
     parser.add_argument("--torch-threads", type=int, default=1, help="train --torch-threads")
+    parser.add_argument("--update-threads", type=int, default=None, help="train --update-threads")
     parser.add_argument("--warmup-iterations", type=int, default=0, help="DiffusionPPO's n_critic_warmup_iterations")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="train --progress")
     args = parser.parse_args()
