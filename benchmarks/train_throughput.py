@@ -214,9 +214,10 @@ def train_config(agent: str, steps: int, run_dir: Path, args: argparse.Namespace
     agent_config: Any = GaussianPPOConfig()
     if agent == "diffusion-ppo":
         agent_config = DiffusionPPOConfig(n_critic_warmup_iterations=args.warmup_iterations)
+    extra = {} if args.update_threads is None else {"update_threads": args.update_threads}
     return TrainConfig(agent=agent_config, env=args.env, task_id=(0,), num_envs=args.num_envs, total_timesteps=steps,
                        run_dir=run_dir, seed=0, progress=args.progress, torch_threads=args.torch_threads,
-                       update_threads=args.update_threads)  # fmt: skip
+                       **extra)  # fmt: skip
 
 
 def reference(config: Any, steps: int, seed: int) -> tuple[float, float, int]:
