@@ -39,11 +39,13 @@ TASK ?= goal0
 experiment: install
 	$(BIN)/python scripts/method_experiment.py --task $(TASK) --out runs/method
 
+# worksteal: the long real-simulator tests do not all end up queued behind one worker;
+# --durations: every CI log lists the slowest tests (keep the default run well under 15 min).
 test: install
-	$(BIN)/python -m pytest -n 2 --timeout 900 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations 25 --timeout 900 $(PYTEST_ARGS)
 
 test-slow: install
-	LIBERO_GYM_SLOW=1 $(BIN)/python -m pytest -n 2 --timeout 3600 $(PYTEST_ARGS)
+	LIBERO_GYM_SLOW=1 $(BIN)/python -m pytest -n 2 --dist worksteal --durations 40 --timeout 3600 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python benchmarks/env_throughput.py

@@ -12,7 +12,8 @@ stage          what runs (each stage is one ``cli.py`` command, the one a user w
                success reaches the target or the env-step budget is spent
 ``rollouts``   ``collect --policy checkpoint --until-successes``: K successful episodes,    ``rollouts/``
                images rendered from the stored states
-``export``     ``export --only-success``: one LIBERO-layout HDF5 per task                    ``export/``
+``export``     ``export --only-success``: one LIBERO-layout HDF5 per task; with             ``export/``
+               ``--formats hdf5 lerobot`` also ``export --format lerobot`` from that file   ``export/lerobot/``
 =============  ===========================================================================  =================
 
 ``--source scripted`` runs only ``rollouts`` (the scripted expert) and ``export``: the
@@ -117,8 +118,9 @@ class GenerateConfig:
     """Store agentview and wrist images in the datasets (rendered from the stored states)."""
     image_size: int = 128
     """Height and width of the stored images (LIBERO's are 128)."""
-    formats: tuple[Literal["hdf5"], ...] = ("hdf5",)
-    """Export formats."""
+    formats: tuple[Literal["hdf5", "lerobot"], ...] = ("hdf5",)
+    """Export formats: LIBERO's HDF5 (always written: the other formats are converted from it) and/or a
+    LeRobotDataset v3.0 (needs --images; written to TASK/export/lerobot)."""
     envs_per_task: int = 2
     """Env worker processes of each task's stages."""
     max_workers: int = 2
@@ -170,7 +172,9 @@ class GenerateConfig:
         if not 16 <= self.image_size <= 1024:
             raise InvalidInputError(f"image_size must be in [16, 1024], got {self.image_size}")
         if not self.formats:
-            raise InvalidInputError("formats needs at least one of ['hdf5']")
+            raise InvalidInputError("formats needs at least one of ['hdf5', 'lerobot']")
+        if "lerobot" in self.formats and not self.images:
+            raise InvalidInputError("formats lerobot needs camera images: drop --no-images or the lerobot format")
         if self.restart_from is not None and self.restart_from not in self.stages:
             raise InvalidInputError(f"restart_from must be one of {list(self.stages)}, got {self.restart_from!r}")
 
@@ -321,6 +325,8 @@ class StageRun:
     """Its output folder or file (removed before a non-resumable stage starts again)."""
     resumable: bool
     """Continues from what a killed run left (``--resume``); otherwise its output is removed first."""
+    then: tuple[tuple[str, ...], ...] = ()
+    """Further ``cli.py`` commands of the stage, run in order after ``argv`` succeeds (export's other formats)."""
 
 
 def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path) -> StageRun:
@@ -363,8 +369,11 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path) -
                          "--seed", str(config.seed + RL_SEED_OFFSET), "--out", str(folder / "rollouts"), "--resume",
                          "--no-export", "--no-progress"), folder / "rollouts", True)  # fmt: skip
     if stage == "export":
+        # LIBERO's HDF5 first (the successful episodes); the other formats are converted from that file.
+        then = tuple(("export", str(folder / "export"), "--format", fmt, "--out", str(folder / "export" / fmt))
+                     for fmt in config.formats if fmt != "hdf5")  # fmt: skip
         return StageRun(("export", str(folder / "rollouts"), "--out", str(folder / "export"), "--only-success"),
-                        folder / "export", False)  # fmt: skip
+                        folder / "export", False, then)  # fmt: skip
     raise InvalidInputError(f"stage must be one of {list(RL_STAGES)}, got {stage!r}")
 
 
@@ -435,20 +444,23 @@ class Runner:
         self.current[task.key], self.status[task.key] = stage, "running"
         self.stage_started[task.key] = time.time()
         log = folder / "log.txt"
+        started = time.perf_counter()
         with log.open("a") as handle:
-            handle.write(f"\n$ cli.py {' '.join(run.argv)}\n")
-            handle.flush()
-            started = time.perf_counter()
-            with self._lock:
-                if self.stopping.is_set():
-                    return "stopped"
-                proc = subprocess.Popen(stage_command(run.argv), stdout=handle, stderr=subprocess.STDOUT)
-                self.procs[task.key] = proc
-            code = proc.wait()
-            with self._lock:
-                self.procs.pop(task.key, None)
-            seconds = time.perf_counter() - started
-            handle.write(f"[exit {code} after {seconds:.0f} s]\n")
+            for argv in (run.argv, *run.then):
+                handle.write(f"\n$ cli.py {' '.join(argv)}\n")
+                handle.flush()
+                with self._lock:
+                    if self.stopping.is_set():
+                        return "stopped"
+                    proc = subprocess.Popen(stage_command(argv), stdout=handle, stderr=subprocess.STDOUT)
+                    self.procs[task.key] = proc
+                code = proc.wait()
+                with self._lock:
+                    self.procs.pop(task.key, None)
+                seconds = time.perf_counter() - started
+                handle.write(f"[exit {code} after {seconds:.0f} s]\n")
+                if code != 0:
+                    break
         extra: dict[str, Any] = {}
         if code != 0 and stage in ("demos", "rollouts") and code == 1:
             # collect exits 1 when it gave up before enough successes: the stage is finished, short.
@@ -462,7 +474,8 @@ class Runner:
                 return "stopped"
             return f"stage {stage} failed (exit {code}): {_last_line(log)} (see {log})"
         self.manifest.record(task.key, stage, done=True, seconds=round(seconds, 1),
-                             settings=self.config.stage_settings(stage), command=["cli.py", *run.argv],
+                             settings=self.config.stage_settings(stage),
+                             command=["cli.py", *run.argv], then=[["cli.py", *argv] for argv in run.then],
                              finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"), **extra)  # fmt: skip
         return None
 

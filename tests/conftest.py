@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+def suites_where_default(*default: str) -> list[Any]:
+    """Every suite as a parameter; those not named in ``default`` are marked slow.
+
+    The per-suite equality tests against raw LIBERO cost 15-35 s each: the default run checks each suite in
+    one of them (the other suites run with --runslow), the slow run checks all five in each.
+    """
+    from libero_gym import suites
+
+    unknown = set(default) - set(suites.SUITES)
+    assert not unknown, f"not suites: {sorted(unknown)}"
+    return [pytest.param(name, marks=[] if name in default else [pytest.mark.slow]) for name in suites.SUITES]
 
 
 def assert_runs_cleanly(code: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import cli
-from agents.generate import GenerateConfig, Manifest, check_settings, expand_config_file, resolve_tasks
+from agents.generate import GenerateConfig, Manifest, check_settings, expand_config_file, resolve_tasks, stage_run
 from libero_gym.errors import InvalidInputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +57,18 @@ def test_a_changed_setting_is_refused_by_name_unless_restarted(tmp_path: Path) -
         check_settings(GenerateConfig(out=tmp_path, agent="gaussian-ppo", restart_from="rl"), manifest, tasks)
 
 
+def test_export_converts_the_hdf5_file_to_each_other_format(tmp_path: Path) -> None:
+    (task,) = resolve_tasks("LIBERO-Goal-v0", ["0"])
+    folder = tmp_path / "tasks" / task.key
+    plain = stage_run(GenerateConfig(out=tmp_path), task, "export", folder)
+    assert plain.argv[:2] == ("export", str(folder / "rollouts")) and plain.then == ()
+    both = stage_run(GenerateConfig(out=tmp_path, formats=("hdf5", "lerobot")), task, "export", folder)
+    assert both.argv == plain.argv
+    assert both.then == (("export", str(folder / "export"), "--format", "lerobot", "--out", str(folder / "export" / "lerobot")),)
+    # the formats are the export stage's setting: adding one redoes only that stage
+    assert GenerateConfig(out=tmp_path, formats=("hdf5", "lerobot")).stage_settings("export") == {"formats": ["hdf5", "lerobot"]}
+
+
 def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> None:
     saved = tmp_path / "generate.json"
     saved.write_text(json.dumps({"out": "a", "episodes": 7, "task_id": ["1", "2"], "images": False, "config": None}))
@@ -78,6 +90,8 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
         (["--env", "LIBERO-Nope-v0"], "env must be one of"),
         (["--envs-per-task", "4", "--max-workers", "2"], "envs_per_task (4) must be <= max_workers (2)"),
         (["--config", "{tmp}/missing.yaml"], "cannot read it"),
+        (["--formats", "hdf5", "lerobot", "--no-images"], "formats lerobot needs camera images"),
+        (["--formats", "rlds"], "rlds"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
@@ -108,7 +122,7 @@ def test_scripted_source_exports_what_the_reader_reads(tmp_path: Path) -> None:
 
     out = tmp_path / "run"
     code = cli.main(["generate", "--out", str(out), "--source", "scripted", "--episodes", "2", "--image-size", "32",
-                     "--envs-per-task", "1", "--max-workers", "1", "--no-progress"])  # fmt: skip
+                     "--formats", "hdf5", "lerobot", "--envs-per-task", "1", "--max-workers", "1", "--no-progress"])  # fmt: skip
     assert code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     task = manifest["tasks"]["libero_goal_00"]
@@ -117,6 +131,8 @@ def test_scripted_source_exports_what_the_reader_reads(tmp_path: Path) -> None:
     data = read_dataset(exported)
     assert len(data.episodes) == 2 and all(ep.success for ep in data.episodes)
     assert data.episodes[0].obs["agentview_rgb"].shape[1:] == (32, 32, 3)
+    info = json.loads((out / "tasks" / "libero_goal_00" / "export" / "lerobot" / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 2 and info["total_frames"] == sum(len(ep.actions) - ep.settle_steps for ep in data.episodes)
     report = (out / "report.md").read_text()
     assert "libero_goal_00" in report and "expert data" in report and "(2/2;" in report
     assert json.loads((out / "generate.json").read_text())["episodes"] == 2

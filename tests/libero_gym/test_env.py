@@ -12,7 +12,7 @@ import pytest
 from libero_gym import suites
 from libero_gym.env import OBJECT_DIM, PROPRIO_DIM, SETTLE_ACTION
 from libero_gym.errors import AssetsNotFoundError, InvalidInputError
-from tests.conftest import assert_runs_cleanly
+from tests.conftest import assert_runs_cleanly, suites_where_default
 
 # One task per scene family: table (Goal), floor (Object), kitchen, living room, study (LIBERO-90).
 FAMILY_TASKS = {
@@ -58,7 +58,7 @@ def test_rotation_option_flips_images() -> None:
         raw.close()
 
 
-@pytest.mark.parametrize("suite", list(suites.SUITES))
+@pytest.mark.parametrize("suite", suites_where_default("libero_goal", "libero_object", "libero_10"))
 def test_fidelity_to_raw_libero(suite: str) -> None:
     """Same init state, same settle steps and 50 actions: identical MuJoCo states."""
     from libero_gym.libero_config import import_libero
