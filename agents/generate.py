@@ -412,6 +412,8 @@ class Runner:
 
     # -- one task
     def run_task(self, task: TaskRef) -> None:
+        if self.stopping.is_set():  # a queued task after Ctrl-C / SIGTERM: leave it untouched
+            return
         folder = self.folder(task)
         folder.mkdir(parents=True, exist_ok=True)
         self.manifest.record(task.key, None, env=task.env, suite=task.suite, index=task.index,
@@ -600,7 +602,6 @@ def generate(config: GenerateConfig) -> int:
     """Run (or continue) the pipeline; returns 0 when every task finished every stage, else 1."""
     from libero_gym.data.dataset import write_json_atomic
     from libero_gym.locking import folder_lock
-    from libero_gym.signals import Terminated
 
     config.validate()
     tasks = resolve_tasks(config.env, config.task_id)
@@ -643,16 +644,11 @@ def generate(config: GenerateConfig) -> int:
         runner = Runner(config, out, tasks, manifest)
         started = time.perf_counter()
         try:
-            _run_all(runner, config)
-        except (KeyboardInterrupt, Terminated):
-            runner.stop()
-            _wait_stopped(runner)
+            _run_all(runner, config)  # on Ctrl-C / SIGTERM it stops the stages in flight, then re-raises
+        finally:  # a stopped run's time counts too (the run's wall time adds up over its resumes)
+            manifest.data["wall_s"] = round(manifest.data.get("wall_s", 0.0) + time.perf_counter() - started, 1)
+            manifest.save()
             _write_report(out, config, tasks, manifest)
-            raise
-        _write_report(out, config, tasks, manifest)
-        manifest.data.setdefault("wall_s", 0.0)
-        manifest.data["wall_s"] = round(manifest.data["wall_s"] + time.perf_counter() - started, 1)
-        manifest.save()
         failed = [t.key for t in tasks if runner.status[t.key] != "done"]
         for key in failed:
             print(f"{key}: {manifest.task(key).get('error')}", file=sys.stderr)
@@ -668,11 +664,18 @@ def _run_all(runner: Runner, config: GenerateConfig) -> None:
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="generate") as pool:
         futures = [pool.submit(runner.run_task, task) for task in runner.tasks]
         show = _LiveTable(runner) if config.progress and sys.stdout.isatty() else _Lines(runner)
-        with show:
-            while not all(f.done() for f in futures):
+        try:
+            with show:
+                while not all(f.done() for f in futures):
+                    show.update()
+                    time.sleep(1.0)
                 show.update()
-                time.sleep(1.0)
-            show.update()
+        except BaseException:
+            # Ctrl-C / SIGTERM: stop the stages before the pool's exit waits for its tasks, or it would wait
+            # for every stage in flight (and the queued tasks) to finish on their own.
+            runner.stop()
+            _wait_stopped(runner)
+            raise
         for future in futures:
             future.result()  # a bug in the runner itself surfaces here
 

@@ -142,6 +142,33 @@ def test_scripted_source_exports_what_the_reader_reads(tmp_path: Path) -> None:
     assert exported.stat().st_mtime_ns == before
 
 
+def test_sigterm_stops_the_stage_in_flight_and_starts_nothing_more(tmp_path: Path) -> None:
+    """SIGTERM while a stage runs: the stage shuts down, no later stage or queued task starts, the report is
+    written, exit 143 (before the fix the pool's exit waited for every stage and task to finish on its own)."""
+    out = tmp_path / "run"
+    command = [sys.executable, str(REPO / "cli.py"), "generate", "--out", str(out), "--source", "scripted",
+               "--task-id", "0", "1", "--episodes", "50", "--no-images", "--envs-per-task", "1", "--max-workers", "1",
+               "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    episodes = out / "tasks" / "libero_goal_00" / "rollouts" / "episodes"
+    deadline = time.time() + 600
+    while not list(episodes.glob("ep_*.json")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)  # the rollouts stage is collecting
+    assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("generate did not stop within 180 s of SIGTERM") from None
+    assert code == 143
+    manifest = json.loads((out / "manifest.json").read_text())
+    first, second = manifest["tasks"]["libero_goal_00"], manifest["tasks"].get("libero_goal_01", {})
+    assert first["status"] == "stopped" and not first["stages"].get("rollouts", {}).get("done")
+    assert not second.get("stages") and not (out / "tasks" / "libero_goal_01").exists()
+    assert (out / "report.md").exists() and manifest["wall_s"] > 0
+
+
 def test_rl_pipeline_survives_sigkill_in_the_rl_stage(tmp_path: Path) -> None:
     """Every stage on a real task; SIGKILL while RL runs; the same command resumes RL from its checkpoint."""
     out = tmp_path / "run"
