@@ -117,6 +117,10 @@ class TrainConfig(BackendConfig):
     torch_threads: int = 1
     """CPU threads of torch in this process. 1: the env workers get the other cores; more threads
     oversubscribe them (a 50x256 matmul ran 40x slower with 2 threads than 1 on a busy 2-core machine)."""
+    update_threads: int | None = None
+    """CPU threads of torch during each update (the env workers wait then, so their cores are free); None: the
+    same as --torch-threads. More than 1 pays only where those cores are idle, not on a machine loaded by other
+    jobs (see --torch-threads); results may differ in the last float bits from a 1-thread update."""
     progress: bool = True
     """Show a progress bar."""
     verbose: int = 0
@@ -130,6 +134,8 @@ class TrainConfig(BackendConfig):
         for name in positive:
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.update_threads is not None and self.update_threads < 1:
+            raise InvalidInputError(f"update_threads must be >= 1 or None, got {self.update_threads}")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise InvalidInputError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}")
         if self.target_success is not None and not 0.0 < self.target_success <= 1.0:

@@ -76,6 +76,20 @@ def cosine_alphas_cumprod(denoising_steps: int) -> torch.Tensor:
     return torch.cumprod(1 - betas, dim=0)
 
 
+def _step_coefficients(alpha: torch.Tensor, alpha_prev: torch.Tensor, sigma: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-step coefficients [S] of :meth:`DiffusionPolicy._step_mean_std`, for eta = 0 and eta = 1."""
+    coefficients = {
+        "sqrt_alpha": alpha.sqrt(),
+        "sqrt_one_minus_alpha": (1 - alpha).sqrt(),
+        "sqrt_alpha_prev": alpha_prev.sqrt(),
+    }
+    for eta in (0, 1):
+        std = float(eta) * sigma
+        coefficients[f"std_eta{eta}"] = std
+        coefficients[f"direction_eta{eta}"] = (1 - alpha_prev - std**2).clamp(min=0).sqrt()
+    return coefficients
+
+
 class SinusoidalEmbedding(nn.Module):
     """Transformer-style embedding of the integer denoising step: [N] -> [N, dim]."""
 
@@ -140,6 +154,12 @@ class DiffusionPolicy(nn.Module):
         sigma = ((1 - alpha_prev) / (1 - alpha) * (1 - alpha / alpha_prev)).sqrt()
         for name, value in [("alphas_cumprod", alphas_cumprod), ("ddim_t", ddim_t), ("alpha", alpha), ("alpha_prev", alpha_prev), ("sigma", sigma)]:
             self.register_buffer(name, value if name == "ddim_t" else value.float(), persistent=False)
+        # The coefficients of _step_mean_std per sampling step [S], for sample(): the same float32 operations
+        # on the same values (square roots, products and differences are correctly rounded, so sample's chains are
+        # bitwise those of _step_mean_std; tests/agents/test_diffusion_policy.py), computed once instead of at
+        # every step of every chunk.
+        for name, value in _step_coefficients(self.alpha, self.alpha_prev, self.sigma).items():
+            self.register_buffer(name, value, persistent=False)
 
     @property
     def chunk_shape(self) -> tuple[int, int]:
@@ -235,6 +255,10 @@ class DiffusionPolicy(nn.Module):
         min_std = self.config.min_sampling_std if explore else DETERMINISTIC_MIN_STD
         base_features = self.actor.encode(observation) if self.first_ft_step > 0 else None
         ft_features = self.actor_ft.encode(observation)
+        # _step_mean_std's coefficients at step i, precomputed (0-d tensors broadcast as its [N, 1, 1] ones do).
+        direction, stds = (self.direction_eta1, self.std_eta1) if eta == 1.0 else (self.direction_eta0, self.std_eta0)
+        floored_stds = stds.clamp(min=min_std)
+        clip = self.config.denoised_clip
         chain = []
         for i in range(self.config.ddim_steps):
             finetuned = i >= self.first_ft_step
@@ -242,13 +266,21 @@ class DiffusionPolicy(nn.Module):
                 chain.append(x)
             net, features = (self.actor_ft, ft_features) if finetuned else (self.actor, base_features)
             index = torch.full((batch,), i, device=device, dtype=torch.long)
-            mean, std = self._step_mean_std(net, x, index, features, eta)  # type: ignore[arg-type]
+            prediction = net(x, self.ddim_t[index], features)  # type: ignore[arg-type]
+            sqrt_alpha, sqrt_one_minus_alpha = self.sqrt_alpha[i], self.sqrt_one_minus_alpha[i]
+            if self.config.predict_epsilon:
+                x0 = (x - sqrt_one_minus_alpha * prediction) / sqrt_alpha
+            else:
+                x0 = prediction
+            x0 = x0.clamp(-clip, clip)
+            eps = (x - sqrt_alpha * x0) / sqrt_one_minus_alpha
+            mean = self.sqrt_alpha_prev[i] * x0 + direction[i] * eps
             if eta == 0.0:
                 x = mean
             else:
                 noise = torch.randn_like(x).clamp(-self.config.randn_clip, self.config.randn_clip)
                 last = i == self.config.ddim_steps - 1  # the posterior std is 0 there; DPPO adds no floor
-                x = mean if (last and not explore) else mean + std.clamp(min=min_std) * noise
+                x = mean if (last and not explore) else mean + floored_stds[i] * noise
             if finetuned:
                 chain.append(x)
         actions = self.action_normalizer.unnormalize(x.clamp(-1.0, 1.0)).clamp(-1.0, 1.0)

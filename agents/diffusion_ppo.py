@@ -252,10 +252,12 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
             with torch.no_grad():
                 obs_tensor = obs_as_tensor(plan_obs, self.device)  # type: ignore[arg-type]
                 actions, chain = self.policy.sample(obs_tensor, deterministic=False)
-                values = self.critic(obs_tensor)
             actions_np = actions.cpu().numpy()  # [E, Ta, Da]
-            execute = self._execute_chunk if self.is_chunked else self._execute_steps
-            outcome = execute(env, callback, actions_np)
+            if self.is_chunked:
+                env.step_async(actions_np)  # async workers run the chunks while the critic values the plan
+            with torch.no_grad():
+                values = self.critic(obs_tensor)
+            outcome = self._finish_chunk(env, callback) if self.is_chunked else self._execute_steps(env, callback, actions_np)
             if outcome is None:
                 return False
             chunk_rewards, chunk_dones = outcome
@@ -271,11 +273,9 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         callback.on_rollout_end()
         return True
 
-    def _execute_chunk(
-        self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """One ``env.step`` of the chunks [E, Ta, Da] on a chunk env: (rewards [E], dones [E]), or None if stopped."""
-        new_obs, rewards, dones, infos = env.step(actions_np)
+    def _finish_chunk(self, env: VecEnv, callback: BaseCallback) -> tuple[np.ndarray, np.ndarray] | None:
+        """The chunk step started by ``env.step_async`` on a chunk env: (rewards [E], dones [E]), or None if stopped."""
+        new_obs, rewards, dones, infos = env.step_wait()
         steps = np.array([int(info.get("chunk_steps", 0)) for info in infos])  # 0: a dropped (restarted) slot
         self.num_timesteps += int(steps.sum())
         callback.update_locals(locals())
@@ -336,15 +336,17 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
 
         # Old log-probs [N*E, K'], on the very minibatches of the first epoch (DPPO computes them
         # after the rollout too): the same inputs through the same kernels make its first ratio exactly 1.
+        # The first minibatch's are its own first forward pass below (no update comes before it; with one
+        # minibatch per epoch, as at the defaults, this saves a whole pass).
         first_epoch = buffer.minibatch_indices(c.batch_size)
         with torch.no_grad():
-            for indices in first_epoch if update_actor else []:
+            for indices in first_epoch[1:] if update_actor else []:
                 batch = buffer.batch(indices)
                 buffer.set_log_probs(indices, self.policy.log_prob_chain(batch.observations, batch.chains).cpu().numpy())
 
         continue_training = True
         for epoch in range(c.n_epochs):
-            for indices in first_epoch if epoch == 0 else buffer.minibatch_indices(c.batch_size):
+            for n_batch, indices in enumerate(first_epoch if epoch == 0 else buffer.minibatch_indices(c.batch_size)):
                 batch = buffer.batch(indices)
                 # Critic: regress the GAE returns (optionally clipped around the rollout values, as SB3).
                 values = self.critic(batch.observations)  # [B]
@@ -361,7 +363,11 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
 
                 # Actor: one PPO ratio per fine-tuned denoising step [B, K'].
                 log_probs = self.policy.log_prob_chain(batch.observations, batch.chains)
-                log_ratio = log_probs - batch.old_log_probs
+                old_log_probs = batch.old_log_probs
+                if epoch == 0 and n_batch == 0:
+                    old_log_probs = log_probs.detach()
+                    buffer.set_log_probs(indices, old_log_probs.cpu().numpy())
+                log_ratio = log_probs - old_log_probs
                 ratio = log_ratio.exp()
                 advantages = batch.advantages
                 if c.normalize_advantage and len(advantages) > 1:

@@ -162,6 +162,32 @@ class WorkerFaultsCallback(BaseCallback):
         self.logger.record("rollout/worker_restarts", self.vec_env.num_restarts)
 
 
+class UpdateThreadsCallback(BaseCallback):
+    """torch's CPU threads: ``update`` from each rollout's end (the update follows) to the next rollout's start,
+    ``rollout`` otherwise (``train --update-threads``)."""
+
+    def __init__(self, rollout: int, update: int) -> None:
+        super().__init__()
+        self.rollout, self.update = rollout, update
+
+    def _set(self, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    def _on_rollout_start(self) -> None:
+        self._set(self.rollout)
+
+    def _on_rollout_end(self) -> None:
+        self._set(self.update)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_training_end(self) -> None:
+        self._set(self.rollout)
+
+
 class RichProgressCallback(BaseCallback):
     """The progress bar (:class:`libero_gym.progress.ProgressBar`): steps, speed, recent success rate and episode
     length, dropped episodes."""
@@ -299,6 +325,8 @@ def _train_locked(config: TrainConfig, run_dir: Path) -> TrainResult:
         target = TargetSuccessCallback(config.target_success) if config.target_success is not None else None
         if target is not None:
             callbacks.append(target)
+        if config.update_threads is not None and config.update_threads != config.torch_threads:
+            callbacks.append(UpdateThreadsCallback(config.torch_threads, config.update_threads))
         if config.progress:
             callbacks.append(RichProgressCallback(config.total_timesteps, f"{spec.name} {config.env}", vec_env))
         start_steps = int(model.num_timesteps)

@@ -80,6 +80,7 @@ class SB3VecEnv(VecEnv):
         self.autoreset_mode = mode
         super().__init__(vec_env.num_envs, vec_env.single_observation_space, vec_env.single_action_space)
         self._actions: np.ndarray | None = None
+        self._dispatched = False  # step_async sent the actions to async workers; step_wait collects them
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._t_start = time.time()
@@ -116,12 +117,20 @@ class SB3VecEnv(VecEnv):
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
+        """Start the step: async workers get the actions now and step while the caller works on."""
         self._actions = np.asarray(actions)
+        if isinstance(self.vec_env, AsyncVectorEnv):
+            self.vec_env.step_async(self._actions)
+            self._dispatched = True
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:
             raise RuntimeError("step_wait() called without step_async()")
-        obs, rewards, terminated, truncated, batched_infos = self.vec_env.step(self._actions)
+        if self._dispatched:
+            self._dispatched = False
+            obs, rewards, terminated, truncated, batched_infos = self.vec_env.step_wait()
+        else:
+            obs, rewards, terminated, truncated, batched_infos = self.vec_env.step(self._actions)
         self._actions = None
         obs = _copy_obs(obs)
         rewards = np.asarray(rewards, dtype=np.float32)

@@ -71,6 +71,55 @@ def test_sample_shapes_range_and_chain() -> None:
     torch.testing.assert_close(actions, chain[:, -1].clamp(-1, 1))
 
 
+def _sample_with_step_mean_std(
+    policy: DiffusionPolicy, obs_t: dict[str, torch.Tensor], mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``DiffusionPolicy.sample`` as it was before its coefficients were precomputed: every step through
+    ``_step_mean_std`` with [B] index tensors (the path ``chain_distribution`` still takes)."""
+    config = policy.config
+    batch = obs_t["proprio"].shape[0]
+    x = (torch.zeros if mode == "zero-init" else torch.randn)((batch, *policy.chunk_shape))
+    explore = mode == "stochastic"
+    eta = 1.0 if explore or (mode == "deterministic" and config.ddim_steps == config.denoising_steps) else 0.0
+    min_std = config.min_sampling_std if explore else 1e-4
+    base = policy.actor.encode(obs_t) if policy.first_ft_step > 0 else None
+    ft = policy.actor_ft.encode(obs_t)
+    chain = []
+    for i in range(config.ddim_steps):
+        finetuned = i >= policy.first_ft_step
+        if i == policy.first_ft_step:
+            chain.append(x)
+        net, features = (policy.actor_ft, ft) if finetuned else (policy.actor, base)
+        mean, std = policy._step_mean_std(net, x, torch.full((batch,), i, dtype=torch.long), features, eta)
+        if eta == 0.0:
+            x = mean
+        else:
+            noise = torch.randn_like(x).clamp(-config.randn_clip, config.randn_clip)
+            last = i == config.ddim_steps - 1
+            x = mean if (last and not explore) else mean + std.clamp(min=min_std) * noise
+        if finetuned:
+            chain.append(x)
+    return policy.action_normalizer.unnormalize(x.clamp(-1.0, 1.0)).clamp(-1.0, 1.0), torch.stack(chain, dim=1)
+
+
+@pytest.mark.parametrize("ddim_steps, predict_epsilon", [(5, True), (10, True), (5, False)])
+@pytest.mark.parametrize("mode", ["stochastic", "deterministic", "zero-init"])
+def test_sample_is_bitwise_the_step_by_step_chain(mode: str, ddim_steps: int, predict_epsilon: bool) -> None:
+    """The precomputed per-step coefficients change no bit of the sampled chains (a pure speed-up)."""
+    config = dataclasses.replace(SMALL, ddim_steps=ddim_steps, predict_epsilon=predict_epsilon)
+    env, obs = _observations()
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(env.observation_space, config)
+    policy.action_normalizer.fit(np.random.default_rng(0).uniform(-0.3, 0.5, (50, 7)))
+    obs_t = obs_as_tensor(obs, "cpu")
+    with torch.no_grad():
+        torch.manual_seed(3)
+        actions, chain = policy.sample(obs_t, mode=mode)  # type: ignore[arg-type]
+        torch.manual_seed(3)
+        ref_actions, ref_chain = _sample_with_step_mean_std(policy, obs_t, mode)
+    assert torch.equal(chain, ref_chain) and torch.equal(actions, ref_actions)
+
+
 def test_sampling_modes() -> None:
     """zero-init is a function of the observation; deterministic starts from random x_T (DPPO's evaluation)
     and differs from stochastic only by the exploration noise."""

@@ -300,6 +300,34 @@ def _train(seed: int) -> DiffusionPPO:
     return model
 
 
+def test_overlapped_async_rollouts_equal_the_plain_loop() -> None:
+    """On async workers the chunks are sent before the critic runs (``step_async``) and collected after;
+    the run is bit for bit the sync (plain) loop's: chains, rewards, values, parameters."""
+    from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+
+    from agents.vec_env import SB3VecEnv
+
+    def run(vector_cls: Any) -> DiffusionPPO:
+        fns = [lambda: FakeLiberoEnv("state", chunk_size=4, max_episode_steps=10) for _ in range(2)]
+        env = SB3VecEnv(vector_cls(fns))
+        env.seed(11)
+        try:
+            model = DiffusionPPO(env, SMALL, seed=3, device="cpu")
+            model.learn(total_timesteps=2 * 2 * SMALL.n_chunks * 4)  # two rollouts and two updates
+        finally:
+            env.close()
+        return model
+
+    plain, overlapped = run(SyncVectorEnv), run(AsyncVectorEnv)
+    for name in ("chains", "rewards", "values", "episode_starts", "log_probs"):
+        np.testing.assert_array_equal(getattr(plain.rollout_buffer, name), getattr(overlapped.rollout_buffer, name), name)
+    assert plain.rollout_buffer.episode_starts.any()  # episodes ended inside the rollouts
+    for name, params in plain.get_parameters().items():
+        for key, value in params.items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, overlapped.get_parameters()[name][key]), (name, key)
+
+
 def test_same_seed_same_actions_and_parameters() -> None:
     torch.use_deterministic_algorithms(True)
     try:

@@ -133,6 +133,24 @@ def test_diffusion_ppo(tmp_path: Path, obs_mode: str) -> None:
         assert row["episodes"] == 2 and 0 <= row["interval95"][0] <= row["success_rate"] <= row["interval95"][1] <= 1
 
 
+def test_diffusion_ppo_async_workers_equal_sync(tmp_path: Path) -> None:
+    """On async LIBERO workers, train overlaps the env step with the critic (``step_async`` first); the trained
+    weights are bit for bit those of the same run on in-process (sync) envs."""
+    import torch
+
+    from agents.checkpoint import read_checkpoint
+
+    params = {}
+    for vectorization in ("sync", "async"):
+        run_dir = tmp_path / vectorization
+        train(_config(run_dir, "diffusion-ppo", SMALL_DIFFUSION, total_timesteps=64, vectorization=vectorization))
+        params[vectorization] = read_checkpoint(run_dir)[1]["params"]
+    for name, state in params["sync"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, params["async"][name][key]), (name, key)
+
+
 def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A third-party SB3 algorithm by module:Class, through cli.main, on 2 async LIBERO workers."""
     run_dir = tmp_path / "sac"

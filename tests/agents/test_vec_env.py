@@ -139,6 +139,37 @@ def test_real_libero_async_two_workers() -> None:
         env.close()
 
 
+def test_step_async_starts_async_workers_at_once() -> None:
+    """``step_async`` sends the actions to async workers (they step while the caller works on) and
+    ``step_wait`` collects them; the results are those of a sync vector env, across autoresets."""
+    from gymnasium.vector import AsyncVectorEnv, SyncVectorEnv
+    from gymnasium.vector.async_vector_env import AsyncState
+
+    fns = [lambda: FakeLiberoEnv(max_episode_steps=4) for _ in range(2)]
+    sync, overlapped = SB3VecEnv(SyncVectorEnv(fns)), SB3VecEnv(AsyncVectorEnv(fns))
+    try:
+        for env in (sync, overlapped):
+            env.seed(5)
+        for a, b in zip(sync.reset()["proprio"], overlapped.reset()["proprio"]):
+            np.testing.assert_array_equal(a, b)
+        for action in _actions(9, 2, seed=1):
+            overlapped.step_async(action)
+            assert overlapped.vec_env._state == AsyncState.WAITING_STEP  # dispatched, not just stored
+            got = overlapped.step_wait()
+            want = sync.step(action)
+            for key in want[0]:
+                np.testing.assert_array_equal(got[0][key], want[0][key])
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_array_equal(got[2], want[2])
+            for info_got, info_want in zip(got[3], want[3]):
+                assert set(info_got) == set(info_want)
+                if "terminal_observation" in info_want:
+                    np.testing.assert_array_equal(info_got["terminal_observation"]["proprio"], info_want["terminal_observation"]["proprio"])
+    finally:
+        sync.close()
+        overlapped.close()
+
+
 def test_chunk_env_episode_length_in_control_steps() -> None:
     """(N, Ta, 7) actions: one step per chunk, episode length = summed chunk_steps (10, not 3 chunks)."""
     env = fake_vec(2, chunk_size=4, max_episode_steps=10, success_radius=0.0)  # never succeeds
