@@ -3,21 +3,28 @@
     python benchmarks/train_throughput.py [--steps 1600] [--rounds 2] [--agents gaussian-ppo diffusion-ppo]
 
 For each agent (default configs, state observations, 2 async workers, LIBERO-Goal-v0
-task 0) and each round, in one process and interleaved (reference, train, reference,
-train, ...) so that the load of a shared machine falls on both alike:
+task 0) and each round, in one process and interleaved (random, train, replay, random,
+train, replay, ...) so that the load of a shared machine falls on all alike:
 
-1. reference: env-only stepping of the very vector env ``train`` builds for that agent
-   (``agents.train.make_env(env_config_for(config, chunk_size))``: per-step env for
+1. random actions: env-only stepping of the very vector env ``train`` builds for that
+   agent (``agents.train.make_env(env_config_for(config, chunk_size))``: per-step env for
    gaussian-ppo, chunk env (Ta = 4) for diffusion-ppo), the same workers, small random
    actions (the arm stays in its workspace, as benchmarks/ray_vector.py), for ``--steps``
    control steps over all envs; episodes end and reset as in training.
 2. ``agents.train.train`` (the function ``cli.py train`` calls) for ``--steps`` env steps
-   (SB3 runs whole rollouts, so it may run a few more; the rate counts what ran).
+   (SB3 runs whole rollouts, so it may run a few more; the rate counts what ran), every
+   action batch it sends to its env recorded.
+3. replay (the reference of the ratio): a fresh env of the same kind, seeded as ``train``
+   seeds it, stepped with the recorded actions. The simulator is deterministic, so this is
+   the training run's own trajectories (checked: every step's observations, rewards and
+   dones) without the learner: the env work is exactly the same. Small random actions are
+   not: the policies' larger actions make contacts and joint limits, so each step costs the
+   workers more CPU (measured: ~1.7x), and a ratio against them charges that to the loop.
 
 Rates are control steps per second (a chunk of Ta counts Ta). The train rate is
 ``TrainResult.steps_per_s`` (the learn loop: worker start-up, model build and the final
 checkpoint excluded, as the ``train`` summary line reports it); the ratio is train /
-reference, summed over rounds. The breakdown of the learn loop's wall time comes from
+replay, summed over rounds (train / random actions beside it). The breakdown of the learn loop's wall time comes from
 ``time.perf_counter`` around the phases (exclusive: a phase nested in another counts
 only in the inner one):
 
@@ -244,12 +251,82 @@ def reference(config: Any, steps: int, seed: int) -> tuple[float, float, int]:
         env.close()
 
 
+class ActionRecorder:
+    """Records every action batch ``train`` sends to its :class:`agents.vec_env.SB3VecEnv` and a checksum of what
+    came back, so that :func:`replay` can step the same env through the very same trajectories."""
+
+    def __init__(self) -> None:
+        self.actions: list[np.ndarray] = []
+        self.checksums: list[float] = []
+        self.recording = False
+
+    @contextlib.contextmanager
+    def record(self) -> Iterator[None]:
+        from agents.vec_env import SB3VecEnv
+
+        step_async, step_wait = SB3VecEnv.__dict__["step_async"], SB3VecEnv.__dict__["step_wait"]
+        recorder = self
+        self.actions, self.checksums = [], []
+
+        def recording_step_async(env: Any, actions: np.ndarray) -> None:
+            recorder.actions.append(np.array(actions, copy=True))
+            step_async(env, actions)
+
+        def recording_step_wait(env: Any) -> Any:
+            result = step_wait(env)
+            recorder.checksums.append(checksum(result))
+            return result
+
+        SB3VecEnv.step_async, SB3VecEnv.step_wait = recording_step_async, recording_step_wait
+        try:
+            yield
+        finally:
+            SB3VecEnv.step_async, SB3VecEnv.step_wait = step_async, step_wait
+
+
+def checksum(step: Any) -> float:
+    """A float that changes with any observation, reward or done of an SB3 ``step`` return."""
+    obs, rewards, dones, _ = step
+    arrays = list(obs.values()) if isinstance(obs, dict) else [obs]
+    return float(sum(np.asarray(a, dtype=np.float64).sum() for a in arrays) + np.sum(rewards) + np.sum(dones))
+
+
+def replay(config: Any, recorder: ActionRecorder) -> tuple[float, float, int, bool]:
+    """Env-only stepping of the very trajectories ``train`` ran: a fresh vector env as ``train`` builds it, seeded
+    as ``train`` seeds it, stepped with the recorded actions (the simulator is deterministic, so the workers do
+    exactly the work they did in training, contacts, resets and all). (control steps/s, workers' CPU seconds,
+    control steps, whether every step's observations, rewards and dones matched the training run's)."""
+    from agents.registry import spec_of
+    from agents.train import _plan_agent, env_config_for, make_env
+
+    chunk = _plan_agent(config, spec_of(config.agent), None).chunk_size
+    env = make_env(env_config_for(config, chunk), config.num_envs)
+    try:
+        env.seed(config.seed)
+        env.reset()  # the workers' simulators are built here, outside the timing
+        done_steps, checksums = 0, []
+        workers = descendants_cpu()
+        start = time.perf_counter()
+        for actions in recorder.actions:
+            step = env.step(actions)
+            checksums.append(checksum(step))
+            done_steps += sum(int(info.get("chunk_steps", 1)) for info in step[3])
+        seconds = time.perf_counter() - start
+        return done_steps / seconds, descendants_cpu() - workers, done_steps, checksums == recorder.checksums
+    finally:
+        env.close()
+
+
 @dataclasses.dataclass
 class Measurement:
     agent: str
     ref_steps_per_s: list[float] = dataclasses.field(default_factory=list)
     ref_worker_cpu: float = 0.0
     ref_steps: int = 0
+    replay_steps_per_s: list[float] = dataclasses.field(default_factory=list)
+    replay_worker_cpu: float = 0.0
+    replay_steps: int = 0
+    replay_same: list[bool] = dataclasses.field(default_factory=list)
     train_worker_cpu: float = 0.0
     train_own_cpu: float = 0.0
     train_steps: int = 0
@@ -263,11 +340,15 @@ class Measurement:
         return float(np.mean(self.ref_steps_per_s))
 
     @property
+    def replay(self) -> float:
+        return float(np.mean(self.replay_steps_per_s))
+
+    @property
     def rate(self) -> float:
         return self.train_steps / self.learn_s
 
 
-def measure_train(config: Any, timer: PhaseTimer, into: Measurement) -> None:
+def measure_train(config: Any, timer: PhaseTimer, into: Measurement, recorder: ActionRecorder) -> None:
     from agents.train import train
 
     timer.totals.clear()
@@ -275,7 +356,8 @@ def measure_train(config: Any, timer: PhaseTimer, into: Measurement) -> None:
     timer.enabled = True
     start = time.perf_counter()
     try:
-        result = train(config)
+        with recorder.record():
+            result = train(config)
     finally:
         timer.enabled = False
     into.call_s += time.perf_counter() - start
@@ -310,6 +392,7 @@ def main() -> None:
     timer = PhaseTimer()
     undo = instrument(timer)
     results = {agent: Measurement(agent) for agent in args.agents}
+    recorder = ActionRecorder()
     try:
         with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
             for round_ in range(args.rounds):
@@ -320,17 +403,26 @@ def main() -> None:
                     m.ref_steps_per_s.append(rate)
                     m.ref_worker_cpu += worker_cpu
                     m.ref_steps += ref_steps
-                    measure_train(config, timer, m)
-                    print(f"round {round_} {agent}: reference {m.ref_steps_per_s[-1]:.1f} steps/s, train so far "
-                          f"{m.rate:.1f} steps/s", flush=True)  # fmt: skip
+                    measure_train(config, timer, m, recorder)
+                    rate, worker_cpu, replay_steps, same = replay(config, recorder)
+                    m.replay_steps_per_s.append(rate)
+                    m.replay_worker_cpu += worker_cpu
+                    m.replay_steps += replay_steps
+                    m.replay_same.append(same)
+                    print(f"round {round_} {agent}: small random actions {m.ref_steps_per_s[-1]:.1f} steps/s, "
+                          f"train's actions replayed {m.replay_steps_per_s[-1]:.1f} steps/s (same trajectories: "
+                          f"{same}), train so far {m.rate:.1f} steps/s", flush=True)  # fmt: skip
     finally:
         for fn in undo:
             fn()
     print(f"# load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
-    print("| agent | env-only steps/s | train steps/s | train / env-only | train() call incl. start-up (s) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| agent | env-only, train's actions replayed (steps/s) | train steps/s | **train / replay** | "
+          "env-only, small random actions (steps/s) | train / random | replay = train's trajectories | "
+          "train() call incl. start-up (s) |")
+    print("| --- " * 8 + "|")
     for m in results.values():
-        print(f"| {m.agent} | {m.ref:.1f} | {m.rate:.1f} | **{m.rate / m.ref:.2f}** | {m.call_s:.1f} |")
+        print(f"| {m.agent} | {m.replay:.1f} | {m.rate:.1f} | **{m.rate / m.replay:.2f}** | {m.ref:.1f} | "
+              f"{m.rate / m.ref:.2f} | {all(m.replay_same)} | {m.call_s:.1f} |")  # fmt: skip
     print("\nShare of the learn loop's wall time:\n")
     print("| agent | " + " | ".join(PHASES) + " | other |")
     print("| --- " * (len(PHASES) + 2) + "|")
@@ -345,12 +437,13 @@ def main() -> None:
         total = 1e3 * m.learn_s / m.train_steps
         print(f"| {m.agent} | " + " | ".join(f"{x:.2f}" for x in per) + f" | {total - sum(per):.2f} | {total:.2f} |")
     print("\nCPU milliseconds per env step (load-independent; learner phases in the main thread's CPU time):\n")
-    print("| agent | env workers, env-only | env workers, in train | learner (whole process) | "
+    print("| agent | env workers, random actions | env workers, replay | env workers, in train | learner (whole process) | "
           + " | ".join(f"learner: {name}" for name in PHASES) + " |")
-    print("| --- " * (len(PHASES) + 4) + "|")
+    print("| --- " * (len(PHASES) + 5) + "|")
     for m in results.values():
         per = [1e3 * m.phases_cpu.get(name, 0.0) / m.train_steps for name in PHASES]
-        print(f"| {m.agent} | {1e3 * m.ref_worker_cpu / m.ref_steps:.2f} | {1e3 * m.train_worker_cpu / m.train_steps:.2f} | "
+        print(f"| {m.agent} | {1e3 * m.ref_worker_cpu / m.ref_steps:.2f} | {1e3 * m.replay_worker_cpu / m.replay_steps:.2f} | "
+              f"{1e3 * m.train_worker_cpu / m.train_steps:.2f} | "
               f"{1e3 * m.train_own_cpu / m.train_steps:.2f} | " + " | ".join(f"{x:.2f}" for x in per) + " |")
     print("\nWhat the CPU times predict for an idle machine with one core per worker (W: workers' CPU per env step,\n"
           "L: learner's; sync loop, learner and workers taking turns: W/n / (W/n + L); learner perfectly overlapped\n"

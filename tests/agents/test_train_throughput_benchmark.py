@@ -47,3 +47,23 @@ def test_nested_phases_count_exclusively() -> None:
     assert set(timer.totals) == {"update", "inference"}
     assert all(seconds > 0 for seconds in timer.totals.values())
     assert timer.inside("update") is False  # the stack is empty again
+
+
+def test_action_recorder_restores_the_adapter_and_checksum_sees_every_field() -> None:
+    """The replay reference: recording patches SB3VecEnv only while it lasts, and the checksum that proves the
+    replay ran the training's trajectories changes with any observation, reward or done."""
+    import numpy as np
+
+    from agents.vec_env import SB3VecEnv
+
+    bench = _module()
+    before = (SB3VecEnv.step_async, SB3VecEnv.step_wait)
+    recorder = bench.ActionRecorder()
+    with recorder.record():
+        assert (SB3VecEnv.step_async, SB3VecEnv.step_wait) != before
+    assert (SB3VecEnv.step_async, SB3VecEnv.step_wait) == before
+    step = ({"proprio": np.zeros((2, 3))}, np.zeros(2), np.zeros(2, dtype=bool), [{}, {}])
+    base = bench.checksum(step)
+    for changed in (({"proprio": np.full((2, 3), 0.5)}, *step[1:]), (step[0], np.ones(2), *step[2:]),
+                    (*step[:2], np.ones(2, dtype=bool), step[3])):  # fmt: skip
+        assert bench.checksum(changed) != base
