@@ -28,6 +28,15 @@ def _observations(obs_mode: str = "state", n: int = 6, seed: int = 0, **env_kwar
     return env, {key: np.stack([np.asarray(s[key]) for s in samples]) for key in samples[0]}
 
 
+def _normalised_policy(config: Any) -> tuple[DiffusionPolicy, dict[str, torch.Tensor]]:
+    """A policy from seed 0 with an action normaliser fitted to fixed data, and a batch of observations."""
+    env, obs = _observations()
+    torch.manual_seed(0)
+    policy = DiffusionPolicy(env.observation_space, config)
+    policy.action_normalizer.fit(np.random.default_rng(0).uniform(-0.3, 0.5, (50, 7)))
+    return policy, obs_as_tensor(obs, "cpu")
+
+
 def test_log_probs_equal_torch_normal() -> None:
     torch.manual_seed(0)
     env, obs = _observations()
@@ -107,11 +116,7 @@ def _sample_with_step_mean_std(
 def test_sample_is_bitwise_the_step_by_step_chain(mode: str, ddim_steps: int, predict_epsilon: bool) -> None:
     """The precomputed per-step coefficients change no bit of the sampled chains (a pure speed-up)."""
     config = dataclasses.replace(SMALL, ddim_steps=ddim_steps, predict_epsilon=predict_epsilon)
-    env, obs = _observations()
-    torch.manual_seed(0)
-    policy = DiffusionPolicy(env.observation_space, config)
-    policy.action_normalizer.fit(np.random.default_rng(0).uniform(-0.3, 0.5, (50, 7)))
-    obs_t = obs_as_tensor(obs, "cpu")
+    policy, obs_t = _normalised_policy(config)
     with torch.no_grad():
         torch.manual_seed(3)
         actions, chain = policy.sample(obs_t, mode=mode)  # type: ignore[arg-type]
@@ -298,11 +303,7 @@ def _dppo_reference_sample(
 def test_sampler_matches_dppo_on_fixed_weights() -> None:
     """DDPM (S = K, all steps fine-tuned), normalised actions: same chain, actions and per-step log-probs as DPPO's."""
     config = dataclasses.replace(SMALL, ddim_steps=10, ft_denoising_steps=10)
-    env, obs = _observations()
-    torch.manual_seed(0)
-    policy = DiffusionPolicy(env.observation_space, config)
-    policy.action_normalizer.fit(np.random.default_rng(0).uniform(-0.3, 0.5, (50, 7)))
-    obs_t = obs_as_tensor(obs, "cpu")
+    policy, obs_t = _normalised_policy(config)
     with torch.no_grad():
         torch.manual_seed(7)
         actions, chain = policy.sample(obs_t, mode="stochastic")
