@@ -44,6 +44,20 @@ def suites_where_default(*default: str) -> list[Any]:
     return [pytest.param(name, marks=[] if name in default else [pytest.mark.slow]) for name in suites.SUITES]
 
 
+@pytest.fixture(scope="module")
+def local_ray() -> Any:
+    """One local Ray for the using module (2 logical CPUs, as this project's CI machines); its workers inherit
+    PYTHONPATH, set to this checkout so that they import it and the test policies under tests/."""
+    from libero_gym.backend import shutdown, start_or_connect
+
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
+    start_or_connect(None, num_cpus=2)
+    yield
+    shutdown()
+    os.environ["PYTHONPATH"] = path
+
+
 def assert_runs_cleanly(code: str) -> None:
     """Run ``code`` in a fresh interpreter: exit 0, prints ``done`` last, no EGL error or traceback at exit."""
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,13 @@ import agents.train
 import cli
 from agents.configs import TrainConfig
 from agents.train import train
-from libero_gym.backend import shutdown, start_or_connect
 from tests.agents.conftest import SMALL_GAUSSIAN, agent_config, agent_flags
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 32, "n_epochs": 1}
 """One 32-step rollout (2 envs x 16) per update."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Any:
-    """One local Ray for the module (2 logical CPUs); its workers inherit PYTHONPATH (this checkout)."""
-    path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
-    start_or_connect(None, num_cpus=2)
-    yield
-    shutdown()
-    os.environ["PYTHONPATH"] = path
+pytestmark = pytest.mark.usefixtures("local_ray")  # tests/conftest.py: one local Ray for the module
 
 
 def _rows(run_dir: Path) -> list[dict[str, str]]:

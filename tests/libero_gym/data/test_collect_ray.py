@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +20,11 @@ from libero_gym.data.dataset import read_dataset
 from libero_gym.data.policies import PolicySpec
 from tests.libero_gym.data.conftest import ENV_ID, SETTLE_STEPS, TASK_ID
 
-REPO = Path(__file__).resolve().parents[3]
 STEPS = 20
 """Episode limit: short episodes keep the module cheap."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Any:
-    """One local Ray for the module (2 logical CPUs, as this project's CI machines); its workers import this
-    checkout (PYTHONPATH, which they inherit) and the test policies under tests/."""
-    path = os.environ.get("PYTHONPATH", "")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), path) if p)
-    start_or_connect(None, num_cpus=2)
-    yield
-    shutdown()
-    os.environ["PYTHONPATH"] = path
+pytestmark = pytest.mark.usefixtures("local_ray")  # tests/conftest.py: one local Ray for the module
 
 
 def _episodes(out: Path) -> dict[int, Any]:
