@@ -108,6 +108,33 @@ def _reached(s: Scene, joint: JointInfo, q_goal: float, q_start: float) -> bool:
     return (q - q_goal) * np.sign(q_goal - q_start) >= 0
 
 
+STALL_STEPS = 8
+"""A push or pull during which neither the drawer nor the hand moved over this many steps has
+met a stop (the drawer's end before ``q_goal``, or an obstacle) and ends there. Pushing on until
+the step cap changes nothing in the state, and behaviour cloning on such demonstrations learns to
+push forever: the state where the expert finally moves on is the same as the one it pushed in."""
+STALL_JOINT = 0.001
+"""Joint motion (m or rad) over ``STALL_STEPS`` below which the joint counts as still."""
+STALL_HAND = 0.002
+"""Hand motion (m) over ``STALL_STEPS`` below which the hand counts as still."""
+
+
+class _Stall:
+    """Tells, step by step, whether a drawer and the hand driving it have both stopped moving."""
+
+    def __init__(self, scene: Scene, joint: JointInfo) -> None:
+        self.scene, self.joint = scene, joint
+        self.history: list[tuple[float, np.ndarray]] = []
+
+    def __call__(self) -> bool:
+        """Record this step's joint and hand positions; True once neither moved over ``STALL_STEPS`` steps."""
+        self.history.append((self.scene.qpos(self.joint), self.scene.eef_pos.copy()))
+        if len(self.history) <= STALL_STEPS:
+            return False
+        (q0, hand0), (q1, hand1) = self.history[-1 - STALL_STEPS], self.history[-1]
+        return abs(q1 - q0) < STALL_JOINT and float(np.linalg.norm(hand1 - hand0)) < STALL_HAND
+
+
 LOW_HANDLE = 0.09
 """Handles lower than this above the floor in front of them (m) are dragged open by
 friction (:func:`_drag_handle`) instead of grasped."""
@@ -137,8 +164,9 @@ def _pull_handle(
     yield from actuate_gripper(ctl, CLOSE)
     start = s.eef_pos
     end = start + outward * travel
+    stalled = _Stall(s, joint)
     for _ in range(80):
-        if _reached(s, joint, q_goal, q_start):
+        if _reached(s, joint, q_goal, q_start) or stalled():
             break
         yield ctl.servo(end, rot, CLOSE, speed=0.35)
     yield from actuate_gripper(ctl, OPEN)
@@ -199,8 +227,9 @@ def _drag_handle(ctl: Controller, joint: JointInfo, outward: np.ndarray, q_goal:
     press = contact - np.array([0.0, 0.0, DRAG_PRESS])
     for _ in range(10):
         yield ctl.servo(press, rot, CLOSE, speed=0.3)
+    stalled = _Stall(s, joint)
     for _ in range(DRAG_STEPS):
-        if _reached(s, joint, q_goal, q_start):
+        if _reached(s, joint, q_goal, q_start) or stalled():
             break
         # A target just ahead of the hand keeps the downward press from being
         # scaled away by the speed cap on the (long) pull.
@@ -230,8 +259,9 @@ def _push_front(
     yield from actuate_gripper(ctl, CLOSE, steps=GRIPPER_STEPS if s.finger_opening > 0.02 else 0)
     yield from move_above(ctl, start, rot, start[2] + 0.10, CLOSE)
     end = start - outward * (travel + 0.03)
+    stalled = _Stall(s, joint)
     for _ in range(80):
-        if _reached(s, joint, q_goal, q_start):
+        if _reached(s, joint, q_goal, q_start) or stalled():
             break
         yield ctl.servo(end, rot, CLOSE, speed=0.4)
     yield from move_to(ctl, s.eef_pos + outward * 0.05, rot, CLOSE, tol=0.015, max_steps=20)

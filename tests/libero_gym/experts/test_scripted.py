@@ -63,6 +63,38 @@ def test_expert_solves_one_task_per_predicate(predicate: str) -> None:
     assert steps <= suites.MAX_EPISODE_STEPS[suite]
 
 
+def test_expert_moves_on_once_a_pushed_drawer_stops() -> None:
+    """Closing the bottom drawer (LIBERO-90 23, init 0) pushes it against its end before the goal position
+    the expert aims for. The expert must move on once drawer and hand stop (articulation.STALL_STEPS), not
+    push on until its step cap: a long still stretch is a state where the demonstrator both pushes and moves
+    on, and behaviour cloning on it learns to push forever (BC from 10 such demos did here: 0%, the hand
+    still at the closed drawer to the step limit; the old expert stood still 38 steps in a row)."""
+    from libero_gym.experts.articulation import STALL_STEPS
+
+    env = gym.make("LIBERO-90-v0", task_id=23, obs_mode="state")
+    expert = ScriptedExpert()
+    try:
+        obs, info = env.reset(seed=0, options={"init_state_id": 0})
+        expert.reset(env.unwrapped)
+        sim = env.unwrapped.sim
+        site = sim.model.site_name2id("gripper0_grip_site")
+        hand = [sim.data.site_xpos[site].copy()]
+        for _ in range(suites.MAX_EPISODE_STEPS["libero_90"]):
+            obs, _, terminated, truncated, info = env.step(expert.act(obs))
+            hand.append(sim.data.site_xpos[site].copy())
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+    assert info["is_success"]
+    still = np.linalg.norm(np.diff(np.array(hand), axis=0), axis=1) < 5e-4  # [T] the hand moved < 0.5 mm
+    longest, run = 0, 0
+    for flag in still:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    assert longest <= STALL_STEPS + 4, f"the hand stood still for {longest} steps in a row"
+
+
 def test_actions_are_bounded_and_finite() -> None:
     # Two different tasks (articulation + placement), partial episodes: every
     # action the expert emits must be a valid env action.
