@@ -111,8 +111,8 @@ def _reached(s: Scene, joint: JointInfo, q_goal: float, q_start: float) -> bool:
 STALL_STEPS = 8
 """A push or pull during which neither the drawer nor the hand moved over this many steps has
 met a stop (the drawer's end before ``q_goal``, or an obstacle) and ends there. Pushing on until
-the step cap changes nothing in the state, and behaviour cloning on such demonstrations learns to
-push forever: the state where the expert finally moves on is the same as the one it pushed in."""
+the step cap changes nothing in the state: the demonstration would hold a state in which the
+expert both pushes and (at the cap) moves on."""
 STALL_JOINT = 0.001
 """Joint motion (m or rad) over ``STALL_STEPS`` below which the joint counts as still."""
 STALL_HAND = 0.002

@@ -66,9 +66,8 @@ def test_expert_solves_one_task_per_predicate(predicate: str) -> None:
 def test_expert_moves_on_once_a_pushed_drawer_stops() -> None:
     """Closing the bottom drawer (LIBERO-90 23, init 0) pushes it against its end before the goal position
     the expert aims for. The expert must move on once drawer and hand stop (articulation.STALL_STEPS), not
-    push on until its step cap: a long still stretch is a state where the demonstrator both pushes and moves
-    on, and behaviour cloning on it learns to push forever (BC from 10 such demos did here: 0%, the hand
-    still at the closed drawer to the step limit; the old expert stood still 38 steps in a row)."""
+    push on until its step cap (the old expert stood still 38 steps in a row here): a long still stretch is
+    a state in which the demonstrator both pushes and moves on, which a demonstration should not hold."""
     from libero_gym.experts.articulation import STALL_STEPS
 
     env = gym.make("LIBERO-90-v0", task_id=23, obs_mode="state")
