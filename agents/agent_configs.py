@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Sampling = Literal["deterministic", "stochastic", "zero-init"]
+SAMPLINGS: tuple[str, ...] = ("deterministic", "stochastic", "zero-init")
+"""How a trained agent acts (``eval --sampling``, ``collect --sampling``): its evaluation action, its
+training-rollout sampling, or (diffusion-ppo) the x_T = 0 path."""
 
 
 def check_ppo_fields(config: Any, rollout_field: str) -> None:

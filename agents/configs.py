@@ -14,14 +14,12 @@ from typing import Annotated, Any, Literal, Union
 
 import tyro
 
-from agents.agent_configs import DiffusionPPOConfig, GaussianPPOConfig, SB3AgentConfig
+from agents.agent_configs import SAMPLINGS, DiffusionPPOConfig, GaussianPPOConfig, Sampling, SB3AgentConfig
 from agents.registry import available_agents
 from libero_gym.backend import BackendConfig
 from libero_gym.errors import InvalidInputError
 
 ObsMode = Literal["state", "pixels", "both"]
-Sampling = Literal["deterministic", "stochastic", "zero-init"]
-SAMPLINGS: tuple[str, ...] = ("deterministic", "stochastic", "zero-init")
 
 
 def parse_sb3_kwargs(text: str) -> dict[str, Any]:

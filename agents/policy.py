@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 
 from agents.checkpoint import load_agent, read_checkpoint
+from agents.agent_configs import SAMPLINGS
 from libero_gym.data.policies import PolicySpec
 from libero_gym.env_config import EnvConfig
 from libero_gym.errors import InvalidInputError
 
 ACTION_DIM = 7
 """libero-gym's per-step action (OSC delta pose 6 + gripper 1); ``collect`` steps plain envs."""
+ZERO_INIT_AGENTS: tuple[str, ...] = ("diffusion-ppo",)
+"""Registered agents whose checkpoints can act with ``zero-init`` sampling."""
+
+
+def _check_sampling_name(sampling: str) -> None:
+    if sampling not in SAMPLINGS:
+        raise InvalidInputError(f"sampling must be one of {list(SAMPLINGS)}, got {sampling!r}")
 
 
 class CheckpointPolicy:
@@ -35,11 +43,23 @@ class CheckpointPolicy:
         image_size: its camera image size (``None`` for state agents).
     """
 
-    def __init__(self, path: str, deterministic: bool = True) -> None:
+    def __init__(self, path: str, sampling: str = "deterministic") -> None:
+        """Load the agent at ``path``, acting in ``sampling`` mode (:data:`agents.agent_configs.SAMPLINGS`).
+
+        Raises:
+            InvalidInputError: an unknown sampling mode, or ``zero-init`` for an agent without it.
+            CheckpointError: the checkpoint cannot be loaded.
+        """
+        _check_sampling_name(sampling)
         self.path = path
-        self.deterministic = deterministic
+        self.sampling = sampling
+        self.deterministic = sampling != "stochastic"
         # CPU: one env per collection worker, and a worker must not grab a GPU per process.
         self.model, meta = load_agent(path, device="cpu")
+        if sampling == "zero-init":
+            if not hasattr(self.model, "deterministic_mode"):
+                raise InvalidInputError(f"sampling 'zero-init' needs a diffusion agent, got {meta['agent']}")
+            self.model.deterministic_mode = "zero-init"
         env = EnvConfig.from_json(meta["env"])
         self.obs_mode = env.obs_mode
         self.image_size = env.image_size
@@ -51,19 +71,24 @@ class CheckpointPolicy:
         """Verify the checkpoint once, before any collection worker starts (each would fail on it).
 
         Raises:
-            InvalidInputError: no checkpoint given.
+            InvalidInputError: no checkpoint given, an unknown sampling mode, or ``zero-init`` for a
+                non-diffusion agent.
             CheckpointError: unreadable checkpoint.
         """
         if not spec.checkpoint:
             raise InvalidInputError("policy 'checkpoint' needs --checkpoint DIR")
-        read_checkpoint(spec.checkpoint)
+        _check_sampling_name(spec.sampling)
+        meta, _ = read_checkpoint(spec.checkpoint)
+        if spec.sampling == "zero-init" and meta.get("agent") not in ZERO_INIT_AGENTS:
+            raise InvalidInputError(f"sampling 'zero-init' needs a diffusion agent ({', '.join(ZERO_INIT_AGENTS)}), "
+                                    f"got {meta.get('agent')}")
 
     @classmethod
     def from_spec(cls, spec: PolicySpec) -> CheckpointPolicy:
-        """Load ``spec.checkpoint``, acting with ``spec.deterministic``."""
+        """Load ``spec.checkpoint``, acting in ``spec.sampling`` mode."""
         if not spec.checkpoint:
             raise InvalidInputError("policy 'checkpoint' needs --checkpoint DIR")
-        return cls(spec.checkpoint, deterministic=spec.deterministic)
+        return cls(spec.checkpoint, sampling=spec.sampling)
 
     def seed(self, seed: int) -> None:
         """Re-seed the agent's sampling (torch, numpy, its action space) before each episode, so that an

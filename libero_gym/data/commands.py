@@ -40,9 +40,10 @@ class CollectConfig(BackendConfig):
     `cli.py agents`, from --checkpoint), or a policy class as module:Class."""
     checkpoint: str | None = None
     """Checkpoint folder (or run folder) of a trained agent, for --policy checkpoint."""
-    sampling: Literal["deterministic", "stochastic"] = "deterministic"
+    sampling: Literal["deterministic", "stochastic", "zero-init"] = "deterministic"
     """How a trained agent acts (--policy checkpoint): its evaluation action (SB3 ``deterministic=True``; for
-    DiffusionPPO, DPPO's: random x_T, no exploration noise) or its training-rollout sampling (stochastic)."""
+    DiffusionPPO, DPPO's: random x_T, no exploration noise), its training-rollout sampling (stochastic), or
+    (diffusion-ppo only) zero-init: x_T = 0 and eta = 0, each chunk a function of the observation."""
     env: str = "LIBERO-Goal-v0"
     """libero-gym env id (suite id or single-task id)."""
     task_id: tuple[int, ...] = (0,)
@@ -87,7 +88,7 @@ def collect(config: CollectConfig) -> int:
         raise InvalidInputError(f"episodes must be >= 1, got {config.episodes}")
     if config.num_workers < 1:
         raise InvalidInputError(f"num_workers must be >= 1, got {config.num_workers}")
-    policy = PolicySpec(config.policy, config.checkpoint, deterministic=config.sampling == "deterministic", seed=config.seed)
+    policy = PolicySpec(config.policy, config.checkpoint, sampling=config.sampling, seed=config.seed)
     check_policy_spec(policy, factory)  # once, here, before any worker starts (each would fail on it)
     if config.max_episode_steps is not None and config.max_episode_steps < 1:
         raise InvalidInputError(f"max_episode_steps must be >= 1, got {config.max_episode_steps}")

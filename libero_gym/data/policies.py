@@ -50,8 +50,10 @@ class PolicySpec:
     """Registry name (``random``, ``scripted``, what an application registered) or ``module:Class``."""
     checkpoint: str | None = None
     """Checkpoint folder (for policies that load one, e.g. ``checkpoint``)."""
-    deterministic: bool = True
-    """Use the mean/mode action of a trained agent (SB3 ``predict`` semantics)."""
+    sampling: str = "deterministic"
+    """How a trained agent acts: ``deterministic`` (its evaluation action, SB3 ``predict(deterministic=True)``),
+    ``stochastic`` (its training-rollout sampling), or a further mode the agent names (diffusion-ppo:
+    ``zero-init``); the policy builder checks it."""
     seed: int = 0
     """Seed of the policy's own randomness (``random``)."""
 

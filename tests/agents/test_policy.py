@@ -48,14 +48,12 @@ def test_checkpoint_policy_acts_like_the_saved_agent(tmp_path: Path) -> None:
     env.close()
 
 
-@pytest.mark.parametrize("deterministic", [True, False], ids=["deterministic", "stochastic"])
-def test_checkpoint_policy_replays_an_episode_from_its_seed(tmp_path: Path, deterministic: bool) -> None:
-    """A diffusion policy samples x_T even in deterministic mode: collect's per-episode seed fixes it."""
+def _diffusion_checkpoint(tmp_path: Path) -> Path:
+    """A small untrained diffusion-ppo checkpoint on the fake env's spaces."""
     from agents.checkpoint import save_checkpoint
     from agents.registry import build_agent, resolve_agent
     from libero_gym.env_config import EnvConfig
 
-    from libero_gym.testing import FakeLiberoEnv
     from tests.agents.conftest import SMALL_DIFFUSION, fake_vec
 
     spec = resolve_agent("diffusion-ppo")
@@ -64,7 +62,15 @@ def test_checkpoint_policy_replays_an_episode_from_its_seed(tmp_path: Path, dete
     model = build_agent(spec, env, config, seed=0, device="cpu")
     path = save_checkpoint(model, tmp_path / "ck", agent="diffusion-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "state"))
     env.close()
-    policy = make_policy(PolicySpec("checkpoint", checkpoint=str(path), deterministic=deterministic))
+    return path
+
+
+@pytest.mark.parametrize("sampling", ["deterministic", "stochastic"])
+def test_checkpoint_policy_replays_an_episode_from_its_seed(tmp_path: Path, sampling: str) -> None:
+    """A diffusion policy samples x_T even in deterministic mode: collect's per-episode seed fixes it."""
+    from libero_gym.testing import FakeLiberoEnv
+
+    policy = make_policy(PolicySpec("checkpoint", checkpoint=str(_diffusion_checkpoint(tmp_path)), sampling=sampling))
     obs, _ = FakeLiberoEnv("state").reset(seed=5)
 
     def episode(seed: int) -> np.ndarray:
@@ -75,3 +81,50 @@ def test_checkpoint_policy_replays_an_episode_from_its_seed(tmp_path: Path, dete
     first = episode(3)
     np.testing.assert_array_equal(first, episode(3))
     assert not np.array_equal(first, episode(4))
+
+
+def test_zero_init_sampling_acts_on_the_x_T_zero_path(tmp_path: Path) -> None:
+    """``collect --sampling zero-init``: every chunk is the agent's x_T = 0 chunk, whatever the episode's seed."""
+    from agents.checkpoint import load_agent
+    from libero_gym.testing import FakeLiberoEnv
+
+    path = _diffusion_checkpoint(tmp_path)
+    spec = PolicySpec("checkpoint", checkpoint=str(path), sampling="zero-init")
+    check_policy_spec(spec)
+    policy = make_policy(spec)
+    obs, _ = FakeLiberoEnv("state").reset(seed=5)
+    model, _ = load_agent(path, device="cpu")
+    model.deterministic_mode = "zero-init"
+    expected, _ = model.predict(obs, deterministic=True)
+    actions = []
+    for seed in (3, 4):
+        policy.seed(seed)
+        policy.reset(None)
+        actions.append(policy.act(obs))
+    np.testing.assert_allclose(actions[0], np.asarray(expected, dtype=np.float64).reshape(7), rtol=1e-6)
+    np.testing.assert_array_equal(actions[0], actions[1])
+    deterministic = make_policy(PolicySpec("checkpoint", checkpoint=str(path)))  # random x_T: differs
+    deterministic.seed(3)
+    deterministic.reset(None)
+    assert not np.array_equal(deterministic.act(obs), actions[0])
+
+
+def test_zero_init_sampling_needs_a_diffusion_agent(tmp_path: Path) -> None:
+    from agents.checkpoint import save_checkpoint
+    from agents.registry import build_agent, resolve_agent
+    from libero_gym.env_config import EnvConfig
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from libero_gym.testing import FakeLiberoEnv
+
+    spec = resolve_agent("gaussian-ppo")
+    env = DummyVecEnv([lambda: FakeLiberoEnv("state")])
+    model = build_agent(spec, env, spec.make_config({"n_steps": 16, "batch_size": 16}), seed=0, device="cpu")
+    path = save_checkpoint(model, tmp_path / "ck", agent="gaussian-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "state"))
+    env.close()
+    with pytest.raises(InvalidInputError, match="zero-init.*needs a diffusion agent.*gaussian-ppo"):
+        check_policy_spec(PolicySpec("checkpoint", checkpoint=str(path), sampling="zero-init"))
+    with pytest.raises(InvalidInputError, match="zero-init.*needs a diffusion agent"):
+        make_policy(PolicySpec("checkpoint", checkpoint=str(path), sampling="zero-init"))
+    with pytest.raises(InvalidInputError, match=r"sampling must be one of \['deterministic', 'stochastic', 'zero-init'\]"):
+        check_policy_spec(PolicySpec("checkpoint", checkpoint=str(path), sampling="greedy"))
