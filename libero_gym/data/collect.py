@@ -153,6 +153,19 @@ def _prefix(summaries: dict[int, dict[str, Any]], skipped: set[int], plan: Colle
     return None, finished, successes
 
 
+def _remove_overshoot(out: Path, summaries: dict[int, dict[str, Any]], last: int) -> None:
+    """Delete every episode after ``last``: those the parent heard of (``summaries``, updated) and those a
+    worker finished and wrote while the parent was stopping, which it never heard of; the export reads
+    the folder, so either kind left there would end up in the dataset beyond the goal."""
+    folder = out / EPISODES_DIR
+    names = [path.stem.removeprefix("ep_") for pattern in ("ep_*.json", "ep_*.hdf5") for path in folder.glob(pattern)]
+    on_disk = {int(name) for name in names if name.isdigit()}
+    for index in sorted({i for i in summaries if i > last} | {i for i in on_disk if i > last}):
+        for path in (shard_path(out, index), summary_path(out, index)):
+            path.unlink(missing_ok=True)
+        summaries.pop(index, None)
+
+
 class ProcessWorkers:
     """The local backend's episode workers: ``forkserver`` processes fed one index at a time.
 
@@ -327,11 +340,7 @@ def run_collection(plan: CollectPlan, *, num_workers: int = 1, resume: bool = Fa
         bar.close()
 
     cut, finished, successes = _prefix(summaries, skipped, plan)
-    last = cut if cut is not None else max(summaries, default=-1)
-    for index in [i for i in summaries if i > last]:  # overshoot of parallel workers
-        for path in (shard_path(out, index), summary_path(out, index)):
-            path.unlink(missing_ok=True)
-        del summaries[index]
+    _remove_overshoot(out, summaries, cut if cut is not None else max(summaries, default=-1))
     ds.remove_stale_temporaries(episodes_dir)
     kept = sorted(i for i, s in summaries.items() if s.get("kept"))
     _write_manifest(plan, summaries, dropped, skipped, finished=cut is not None)

@@ -60,7 +60,8 @@ def _diffusion_checkpoint(tmp_path: Path) -> Path:
     config = spec.make_config(SMALL_DIFFUSION)
     env = fake_vec(1, chunk_size=config.policy.horizon_steps, obs_mode="state")
     model = build_agent(spec, env, config, seed=0, device="cpu")
-    path = save_checkpoint(model, tmp_path / "ck", agent="diffusion-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "state"))
+    env_config = EnvConfig("LIBERO-Goal-v0", (0,), "state")
+    path = save_checkpoint(model, tmp_path / "ck", agent="diffusion-ppo", env=env_config)
     env.close()
     return path
 
@@ -70,7 +71,8 @@ def test_checkpoint_policy_replays_an_episode_from_its_seed(tmp_path: Path, samp
     """A diffusion policy samples x_T even in deterministic mode: collect's per-episode seed fixes it."""
     from libero_gym.testing import FakeLiberoEnv
 
-    policy = make_policy(PolicySpec("checkpoint", checkpoint=str(_diffusion_checkpoint(tmp_path)), sampling=sampling))
+    path = _diffusion_checkpoint(tmp_path)
+    policy = make_policy(PolicySpec("checkpoint", checkpoint=str(path), sampling=sampling))
     obs, _ = FakeLiberoEnv("state").reset(seed=5)
 
     def episode(seed: int) -> np.ndarray:
@@ -120,11 +122,12 @@ def test_zero_init_sampling_needs_a_diffusion_agent(tmp_path: Path) -> None:
     spec = resolve_agent("gaussian-ppo")
     env = DummyVecEnv([lambda: FakeLiberoEnv("state")])
     model = build_agent(spec, env, spec.make_config({"n_steps": 16, "batch_size": 16}), seed=0, device="cpu")
-    path = save_checkpoint(model, tmp_path / "ck", agent="gaussian-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "state"))
+    env_config = EnvConfig("LIBERO-Goal-v0", (0,), "state")
+    path = save_checkpoint(model, tmp_path / "ck", agent="gaussian-ppo", env=env_config)
     env.close()
     with pytest.raises(InvalidInputError, match="zero-init.*needs a diffusion agent.*gaussian-ppo"):
         check_policy_spec(PolicySpec("checkpoint", checkpoint=str(path), sampling="zero-init"))
     with pytest.raises(InvalidInputError, match="zero-init.*needs a diffusion agent"):
         make_policy(PolicySpec("checkpoint", checkpoint=str(path), sampling="zero-init"))
-    with pytest.raises(InvalidInputError, match=r"sampling must be one of \['deterministic', 'stochastic', 'zero-init'\]"):
+    with pytest.raises(InvalidInputError, match=r"sampling must be one of \[.deterministic., .stochastic., .zero-init"):
         check_policy_spec(PolicySpec("checkpoint", checkpoint=str(path), sampling="greedy"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from libero_gym.data.collect import CollectPlan, _prefix
+from pathlib import Path
+
+from libero_gym.data.collect import CollectPlan, _prefix, _remove_overshoot
 from libero_gym.data.policies import PolicySpec
 
 
@@ -32,3 +34,20 @@ def test_success_goal_cuts_at_the_nth_success() -> None:
 def test_skipped_indices_count_as_passed_but_not_finished() -> None:
     plan = _plan(2, until_successes=False)
     assert _prefix(_summaries({0: True, 2: True}), {1}, plan) == (2, 2, 2)
+
+
+def test_overshoot_is_removed_from_the_folder_even_if_the_parent_never_heard_of_it(tmp_path: Path) -> None:
+    """A worker can finish and write an episode past the goal while the parent stops: the export reads the
+    folder, so that episode must go too (it once made a 50-success collection export 51)."""
+    from libero_gym.data.worker import shard_path, summary_path
+
+    for index in range(5):
+        for path in (shard_path(tmp_path, index), summary_path(tmp_path, index)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("x")
+    summaries = _summaries({0: True, 1: True, 2: True, 3: True})  # 4 was written, never reported
+    _remove_overshoot(tmp_path, summaries, last=2)
+    assert sorted(summaries) == [0, 1, 2]
+    assert sorted(p.name for p in (tmp_path / "episodes").iterdir()) == [
+        f"ep_{i:06d}.{ext}" for i in range(3) for ext in ("hdf5", "json")
+    ]
