@@ -126,9 +126,10 @@ class GenerateConfig(BackendConfig):
     """Successful episodes to keep per task."""
     max_attempts: int = 10
     """Give up on a task's rollouts after max_attempts x --episodes episodes (the report says so)."""
-    sampling: Literal["stochastic", "deterministic"] = "stochastic"
+    sampling: Literal["stochastic", "deterministic", "zero-init"] = "stochastic"
     """How the fine-tuned policy acts for rollouts and evaluation: as in its training rollouts (stochastic),
-    or its evaluation action (deterministic)."""
+    its evaluation action (deterministic), or (diffusion-ppo) its x_T = 0 path (zero-init: the least jerky
+    and least varied data of the three on LIBERO-Goal 0, docs/results.md)."""
     images: bool = True
     """Store agentview and wrist images in the datasets (rendered from the stored states)."""
     image_size: int = 128
@@ -201,6 +202,8 @@ class GenerateConfig(BackendConfig):
             raise InvalidInputError("formats needs at least one of ['hdf5', 'lerobot']")
         if "lerobot" in self.formats and not self.images:
             raise InvalidInputError("formats lerobot needs camera images: drop --no-images or the lerobot format")
+        if self.sampling == "zero-init" and self.agent != "diffusion-ppo":
+            raise InvalidInputError(f"sampling zero-init needs agent diffusion-ppo, got {self.agent}")
         if self.restart_from is not None and self.restart_from not in self.stages:
             raise InvalidInputError(f"restart_from must be one of {list(self.stages)}, got {self.restart_from!r}")
 
