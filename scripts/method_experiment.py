@@ -61,6 +61,7 @@ TASKS: dict[str, TaskSpec] = {
     "spatial4": TaskSpec("LIBERO-Spatial-v0", 4, "a weak-expert task (scripted expert 54%, docs/experts.md)"),
     "long5": TaskSpec("LIBERO-10-v0", 5, "a LIBERO-10 (long-horizon, two-stage) task, the shortest one (expert 100%)"),
     "l90_23": TaskSpec("LIBERO-90-v0", 23, "a weak-expert LIBERO-90 task (scripted expert 58%)"),
+    "goal3": TaskSpec("LIBERO-Goal-v0", 3, "the weakest expert on LIBERO-Goal (12%: the bowl sits under the opened drawer)"),
 }
 
 def run(argv: list[str], log: Path) -> None:
