@@ -20,6 +20,26 @@ SAMPLINGS: tuple[str, ...] = ("deterministic", "stochastic", "zero-init")
 training-rollout sampling, or (diffusion-ppo) the x_T = 0 path."""
 
 
+def agent_samplings(agent: Any) -> tuple[str, ...]:
+    """The sampling modes an agent class or instance acts in: its ``samplings`` attribute if it has one
+    (``DiffusionPPO``: all of :data:`SAMPLINGS`), else SB3's ``predict(deterministic=...)`` two."""
+    return tuple(getattr(agent, "samplings", SAMPLINGS[:2]))
+
+
+def check_agent_sampling(agent: Any, sampling: str, name: str) -> None:
+    """Refuse a sampling mode the agent (class or instance, registered as ``name``) cannot act in.
+
+    Raises:
+        InvalidInputError: ``sampling`` is not among :func:`agent_samplings` of ``agent``.
+    """
+    modes = agent_samplings(agent)
+    if sampling not in modes:
+        from libero_gym.errors import InvalidInputError
+
+        needs = "a diffusion agent" if sampling == "zero-init" else "an agent that has it"
+        raise InvalidInputError(f"sampling {sampling!r} needs {needs}; {name} acts in {list(modes)}")
+
+
 def check_ppo_fields(config: Any, rollout_field: str) -> None:
     """Validate the PPO fields every agent config has.
 

@@ -40,7 +40,7 @@ Shape legend:
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ from stable_baselines3.common.utils import explained_variance
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from agents.agent_configs import DiffusionPPOConfig
+from agents.agent_configs import SAMPLINGS, DiffusionPPOConfig
 from agents.buffers import ChunkRolloutBuffer, denoising_discount
 from agents.checkpoint import CheckpointSaveLoad
 from agents.critic import ValueNetwork
@@ -98,6 +98,9 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         InvalidInputError: the action space is neither ``Box(-1, 1, (7,))`` nor the chunk
             ``Box(-1, 1, (Ta, 7))`` with Ta = ``config.policy.horizon_steps``.
     """
+
+    samplings: ClassVar[tuple[str, ...]] = SAMPLINGS
+    """How it acts (:func:`agents.agent_configs.agent_samplings`): DPPO's evaluation, its rollouts, the x_T = 0 path."""
 
     policy: DiffusionPolicy  # type: ignore[assignment]
 

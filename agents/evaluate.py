@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from agents.agent_configs import check_agent_sampling
 from agents.checkpoint import load_agent, read_meta
 from agents.configs import EvalConfig
+from agents.registry import resolve_agent
 from agents.train import make_env
 from agents.vec_env import SB3VecEnv
 from libero_gym import suites
@@ -149,6 +151,9 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
     suite, single = lookup_env(env.env_id)
     single_task = single is not None
     suites.resolve_task_ids(suite, list(task_ids))  # raises InvalidInputError on a bad id
+    agent_class = type(model) if model is not None else resolve_agent(meta["agent"]).load_class()
+    for sampling in config.sampling:  # before any env worker starts
+        check_agent_sampling(agent_class, sampling, meta["agent"])
     if config.max_episode_steps is not None:
         env = dataclasses.replace(env, max_episode_steps=config.max_episode_steps)
     extra: dict[str, Any] = {}
@@ -169,8 +174,6 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
             if model is None:
                 model, _ = load_agent(config.checkpoint, vec_env, device=config.device)
             for index, sampling in enumerate(config.sampling):
-                if sampling == "zero-init" and not hasattr(model, "deterministic_mode"):
-                    raise InvalidInputError(f"sampling 'zero-init' needs a diffusion agent, got {meta['agent']}")
                 vec_env.seed(config.seed)  # every mode from the same starts
                 torch.manual_seed(config.seed)
                 video_dir = config.video_dir if index == 0 else None

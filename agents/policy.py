@@ -16,15 +16,14 @@ from typing import Any
 import numpy as np
 
 from agents.checkpoint import load_agent, read_checkpoint
-from agents.agent_configs import SAMPLINGS
+from agents.registry import resolve_agent
+from agents.agent_configs import SAMPLINGS, check_agent_sampling
 from libero_gym.data.policies import PolicySpec
 from libero_gym.env_config import EnvConfig
 from libero_gym.errors import InvalidInputError
 
 ACTION_DIM = 7
 """libero-gym's per-step action (OSC delta pose 6 + gripper 1); ``collect`` steps plain envs."""
-ZERO_INIT_AGENTS: tuple[str, ...] = ("diffusion-ppo",)
-"""Registered agents whose checkpoints can act with ``zero-init`` sampling."""
 
 
 def _check_sampling_name(sampling: str) -> None:
@@ -56,9 +55,8 @@ class CheckpointPolicy:
         self.deterministic = sampling != "stochastic"
         # CPU: one env per collection worker, and a worker must not grab a GPU per process.
         self.model, meta = load_agent(path, device="cpu")
+        check_agent_sampling(self.model, sampling, meta["agent"])
         if sampling == "zero-init":
-            if not hasattr(self.model, "deterministic_mode"):
-                raise InvalidInputError(f"sampling 'zero-init' needs a diffusion agent, got {meta['agent']}")
             self.model.deterministic_mode = "zero-init"
         env = EnvConfig.from_json(meta["env"])
         self.obs_mode = env.obs_mode
@@ -71,17 +69,15 @@ class CheckpointPolicy:
         """Verify the checkpoint once, before any collection worker starts (each would fail on it).
 
         Raises:
-            InvalidInputError: no checkpoint given, an unknown sampling mode, or ``zero-init`` for a
-                non-diffusion agent.
+            InvalidInputError: no checkpoint given, an unknown sampling mode, or one the checkpoint's
+                agent class does not have (``zero-init`` for a non-diffusion agent).
             CheckpointError: unreadable checkpoint.
         """
         if not spec.checkpoint:
             raise InvalidInputError("policy 'checkpoint' needs --checkpoint DIR")
         _check_sampling_name(spec.sampling)
         meta, _ = read_checkpoint(spec.checkpoint)
-        if spec.sampling == "zero-init" and meta.get("agent") not in ZERO_INIT_AGENTS:
-            raise InvalidInputError(f"sampling 'zero-init' needs a diffusion agent ({', '.join(ZERO_INIT_AGENTS)}), "
-                                    f"got {meta.get('agent')}")
+        check_agent_sampling(resolve_agent(meta["agent"]).load_class(), spec.sampling, meta["agent"])
 
     @classmethod
     def from_spec(cls, spec: PolicySpec) -> CheckpointPolicy:

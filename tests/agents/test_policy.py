@@ -131,3 +131,21 @@ def test_zero_init_sampling_needs_a_diffusion_agent(tmp_path: Path) -> None:
         make_policy(PolicySpec("checkpoint", checkpoint=str(path), sampling="zero-init"))
     with pytest.raises(InvalidInputError, match=r"sampling must be one of \[.deterministic., .stochastic., .zero-init"):
         check_policy_spec(PolicySpec("checkpoint", checkpoint=str(path), sampling="greedy"))
+
+
+
+
+def test_sampling_modes_come_from_the_agent_class(tmp_path: Path) -> None:
+    """A ``module:Class`` agent is judged by what its class can do, not by its name."""
+    from agents.agent_configs import SAMPLINGS, agent_samplings, check_agent_sampling
+    from agents.diffusion_ppo import DiffusionPPO
+    from stable_baselines3 import PPO
+
+    class SubDiffusion(DiffusionPPO):
+        pass
+
+    assert agent_samplings(DiffusionPPO) == agent_samplings(SubDiffusion) == SAMPLINGS
+    assert agent_samplings(PPO) == ("deterministic", "stochastic")
+    check_agent_sampling(SubDiffusion, "zero-init", "my.module:SubDiffusion")
+    with pytest.raises(InvalidInputError, match=r"'zero-init' needs a diffusion agent; PPO acts in \['deterministic', 'stochastic'\]"):
+        check_agent_sampling(PPO, "zero-init", "PPO")

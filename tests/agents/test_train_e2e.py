@@ -18,6 +18,7 @@ from agents.checkpoint import read_meta
 from agents.configs import EvalConfig, TrainConfig
 from agents.evaluate import evaluate
 from agents.train import train
+from libero_gym.errors import InvalidInputError
 from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN, agent_config
 
 PPO_METRICS = {"rollout/success_rate", "rollout/ep_len_mean", "train/explained_variance"}
@@ -92,6 +93,8 @@ def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
     assert out.tasks[0].language == "open the middle drawer of the cabinet"
     videos = sorted((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
+    with pytest.raises(InvalidInputError, match="'zero-init' needs a diffusion agent; gaussian-ppo acts in"):
+        evaluate(EvalConfig(checkpoint=run_dir, episodes=2, device="cpu", sampling=("deterministic", "zero-init")))
 
 
 # Pixels cost ~0.1-0.3 s per rendered step on these CPUs (both cameras, settle steps included):
