@@ -202,8 +202,11 @@ class GenerateConfig(BackendConfig):
             raise InvalidInputError("formats needs at least one of ['hdf5', 'lerobot']")
         if "lerobot" in self.formats and not self.images:
             raise InvalidInputError("formats lerobot needs camera images: drop --no-images or the lerobot format")
-        if self.sampling == "zero-init" and self.agent != "diffusion-ppo":
-            raise InvalidInputError(f"sampling zero-init needs agent diffusion-ppo, got {self.agent}")
+        if self.sampling != "stochastic":  # what the agent's class can do (imports it: torch)
+            from agents.agent_configs import check_agent_sampling
+            from agents.registry import resolve_agent
+
+            check_agent_sampling(resolve_agent(self.agent).load_class(), self.sampling, self.agent)
         if self.restart_from is not None and self.restart_from not in self.stages:
             raise InvalidInputError(f"restart_from must be one of {list(self.stages)}, got {self.restart_from!r}")
 

@@ -92,7 +92,7 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
         (["--config", "{tmp}/missing.yaml"], "cannot read it"),
         (["--formats", "hdf5", "lerobot", "--no-images"], "formats lerobot needs camera images"),
         (["--formats", "rlds"], "rlds"),
-        (["--agent", "gaussian-ppo", "--sampling", "zero-init"], "sampling zero-init needs agent diffusion-ppo"),
+        (["--agent", "gaussian-ppo", "--sampling", "zero-init"], "sampling 'zero-init' needs a diffusion agent; gaussian-ppo acts in"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
