@@ -235,6 +235,10 @@ class DiffusionPPOConfig:
     """Hidden sizes of the value MLP (DPPO's CriticObs: 256 x 3, Mish)."""
     critic_encoder: EncoderConfig = field(default_factory=EncoderConfig)
     """Observation encoder of the value network (its own weights, same kind as the policy's)."""
+    action_rate_penalty: float = 0.0
+    """A smoothness term (not in DPPO; 0: off): each chunk's reward loses this times the sum over its executed
+    steps of |a_t - a_(t-1)|^2 over the arm dims (0-5, env units), the previous chunk's last action joining it
+    within an episode. The rollouts' mean per-step value is logged as rollout/action_rate either way."""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, dict):  # rebuilt from JSON (agent.json)
@@ -249,6 +253,8 @@ class DiffusionPPOConfig:
             raise ValueError(f"clip ranges must satisfy 0 < clip_range_base <= clip_range, got {self.clip_range_base}, {self.clip_range}")
         if self.n_critic_warmup_iterations < 0:
             raise ValueError(f"n_critic_warmup_iterations must be >= 0, got {self.n_critic_warmup_iterations}")
+        if not self.action_rate_penalty >= 0:
+            raise ValueError(f"action_rate_penalty must be >= 0, got {self.action_rate_penalty}")
 
     @property
     def chunk_size(self) -> int:

@@ -152,6 +152,7 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         """What ``predict(deterministic=True)`` samples: ``deterministic`` (DPPO's evaluation) or ``zero-init``."""
         self._action_queue: np.ndarray | None = None  # predict(): current chunk per env [E, Ta, Da]
         self._queue_pos: np.ndarray | None = None  # predict(): next action index per env [E]
+        self._prev_arm: np.ndarray | None = None  # rollouts: each env's last executed arm action [E, 6]
         if _init_setup_model:
             self._setup_model()
 
@@ -249,6 +250,8 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         rollout_buffer.reset()
         callback.on_rollout_start()
         self.policy.train(False)
+        rate_sums: list[float] = []
+        step_counts: list[int] = []
         while not rollout_buffer.full:
             # Plan one chunk per env, with its chain and value [E].
             plan_obs = self._last_obs
@@ -263,7 +266,12 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
             outcome = self._finish_chunk(env, callback) if self.is_chunked else self._execute_steps(env, callback, actions_np)
             if outcome is None:
                 return False
-            chunk_rewards, chunk_dones = outcome
+            chunk_rewards, chunk_dones, chunk_steps = outcome
+            rates = self._action_rates(actions_np, chunk_steps)  # [E]
+            rate_sums.append(rates.sum())
+            step_counts.append(chunk_steps.sum())
+            if self.config.action_rate_penalty:
+                chunk_rewards = chunk_rewards - np.float32(self.config.action_rate_penalty) * rates
 
             # Store the chunk; the next one starts an episode where this one ended.
             rollout_buffer.add(plan_obs, chain.cpu().numpy(), chunk_rewards, self._last_episode_starts, values.cpu().numpy())  # type: ignore[arg-type]
@@ -272,12 +280,14 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         with torch.no_grad():
             last_values = self.critic(obs_as_tensor(self._last_obs, self.device)).cpu().numpy()  # type: ignore[arg-type]
         rollout_buffer.compute_returns_and_advantage(last_values, self._last_episode_starts, self.config.chunk_gamma, self.config.gae_lambda)
+        self.logger.record("rollout/action_rate", float(np.sum(rate_sums) / max(int(np.sum(step_counts)), 1)))
         callback.update_locals(locals())
         callback.on_rollout_end()
         return True
 
-    def _finish_chunk(self, env: VecEnv, callback: BaseCallback) -> tuple[np.ndarray, np.ndarray] | None:
-        """The chunk step started by ``env.step_async`` on a chunk env: (rewards [E], dones [E]), or None if stopped."""
+    def _finish_chunk(self, env: VecEnv, callback: BaseCallback) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The chunk step started by ``env.step_async`` on a chunk env: (rewards [E], dones [E], control steps run
+        [E]), or None if stopped."""
         new_obs, rewards, dones, infos = env.step_wait()
         steps = np.array([int(info.get("chunk_steps", 0)) for info in infos])  # 0: a dropped (restarted) slot
         self.num_timesteps += int(steps.sum())
@@ -295,17 +305,20 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
                 final_values = self.critic(obs_as_tensor(final_obs, self.device)).cpu().numpy()
             chunk_rewards[truncated] += self.config.gamma ** steps[truncated] * final_values
         self._last_obs = new_obs  # type: ignore[assignment]
-        return chunk_rewards, np.asarray(dones, dtype=bool)
+        return chunk_rewards, np.asarray(dones, dtype=bool), steps
 
     def _execute_steps(
         self, env: VecEnv, callback: BaseCallback, actions_np: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The chunks [E, Ta, Da] step by step on a per-step env: (rewards [E], dones [E]), or None if stopped."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The chunks [E, Ta, Da] step by step on a per-step env: (rewards [E], dones [E], steps of its own chunk
+        each env ran [E]), or None if stopped."""
         n_envs, horizon = env.num_envs, self.config.policy.horizon_steps
         # Execute it step by step; an env whose episode ends stops using its chunk.
         chunk_rewards = np.zeros(n_envs, dtype=np.float32)
         chunk_dones = np.zeros(n_envs, dtype=bool)
+        chunk_steps = np.zeros(n_envs, dtype=np.int64)
         for k in range(horizon):
+            chunk_steps += ~chunk_dones
             step_actions = np.where(chunk_dones[:, None], HOLD_ACTION, actions_np[:, k])
             new_obs, rewards, dones, infos = env.step(step_actions)
             self.num_timesteps += n_envs
@@ -324,7 +337,31 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
                 chunk_rewards[truncated] += self.config.gamma ** (k + 1) * final_values
             chunk_dones |= ended
             self._last_obs = new_obs  # type: ignore[assignment]
-        return chunk_rewards, chunk_dones
+        return chunk_rewards, chunk_dones, chunk_steps
+
+    def _action_rates(self, actions: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Sum of |a_t - a_(t-1)|^2 over the arm dims (0-5) of each env's executed chunk steps [E].
+
+        The chunk's first action is compared with the env's previous executed action, except where the chunk
+        starts an episode (``_last_episode_starts``, read before it is updated) or none is known yet (the first
+        chunk after a (re)start). Env ``i`` ran ``steps[i]`` of its ``Ta`` actions (0: a restarted worker slot).
+
+        Args:
+            actions: the planned chunks [E, Ta, Da], env units.
+            steps: control steps of them that ran [E].
+        """
+        arm = actions[..., :6].astype(np.float64)  # [E, Ta, 6]
+        n_envs, horizon = arm.shape[:2]
+        if self._prev_arm is None or self._prev_arm.shape[0] != n_envs:
+            self._prev_arm = np.full((n_envs, 6), np.nan)
+        fresh = np.isnan(self._prev_arm).any(axis=1) | np.asarray(self._last_episode_starts, dtype=bool)  # [E]
+        previous = np.where(fresh[:, None], arm[:, 0], self._prev_arm)  # [E, 6]: no change at a fresh start
+        changes = np.square(np.diff(np.concatenate([previous[:, None], arm], axis=1), axis=1)).sum(axis=2)  # [E, Ta]
+        ran = np.arange(horizon)[None, :] < steps[:, None]  # [E, Ta]
+        rates = (changes * ran).sum(axis=1)
+        last = arm[np.arange(n_envs), np.clip(steps - 1, 0, horizon - 1)]  # [E, 6]
+        self._prev_arm = np.where((steps > 0)[:, None], last, self._prev_arm)
+        return rates.astype(np.float32)
 
     # ------------------------------------------------------------------ training
 

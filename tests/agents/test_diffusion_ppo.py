@@ -123,6 +123,60 @@ def test_chunked_rollout_episode_ends_inside_a_chunk() -> None:
     assert model._last_episode_starts.tolist() == [True]
 
 
+def _executed_rates(episodes: list[np.ndarray], chunk_steps: list[list[int]]) -> list[float]:
+    """Per chunk, the sum of |a_t - a_(t-1)|^2 (arm dims) over its steps, t - 1 within the same episode."""
+    rates = []
+    for actions, steps in zip(episodes, chunk_steps):
+        changes = np.concatenate([[0.0], np.square(np.diff(actions[:, :6].astype(np.float64), axis=0)).sum(axis=1)])
+        bounds = np.cumsum([0, *steps])
+        rates += [float(changes[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
+    return rates
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_action_rate_penalty_charges_each_chunk_its_executed_changes(chunked: bool) -> None:
+    """The smoothness term: a chunk's reward loses penalty x sum |a_t - a_(t-1)|^2 over the steps that ran,
+    joined to the previous chunk within an episode, never across an episode start or to unexecuted actions
+    (the same episodes as above: 10-step limit, a chunk cut after 2 steps, then a new episode)."""
+    from tests.agents.conftest import fake_vec
+
+    def rollout(penalty: float) -> tuple[np.ndarray, list[np.ndarray], DiffusionPPO]:
+        env = (fake_vec(1, chunk_size=4, max_episode_steps=10, success_radius=0.0) if chunked
+               else DummyVecEnv([lambda: Monitor(FakeLiberoEnv("state", max_episode_steps=10, success_radius=0.0))]))  # fmt: skip
+        model = DiffusionPPO(env, dataclasses.replace(SMALL, n_chunks=5, gamma=0.9, action_rate_penalty=penalty),
+                             seed=0, device="cpu")  # fmt: skip
+        model.critic = ConstantCritic()
+        planned: list[np.ndarray] = []
+        sample = model.policy.sample
+
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            actions, chain = sample(*args, **kwargs)
+            planned.append(actions.cpu().numpy()[0])  # [Ta, Da]
+            return actions, chain
+
+        model.policy.sample = spy  # type: ignore[method-assign]
+        _, callback = model._setup_learn(20)
+        model.collect_rollouts(model.env, callback, model.rollout_buffer)
+        env.close()
+        return model.rollout_buffer.rewards[:, 0].copy(), planned, model
+
+    plain, planned, _ = rollout(0.0)
+    penalised, planned_again, model = rollout(0.5)
+    for a, b in zip(planned, planned_again):  # same seed: the same chunks
+        np.testing.assert_array_equal(a, b)
+    episodes = [np.concatenate([planned[0], planned[1], planned[2][:2]]), np.concatenate(planned[3:5])]
+    rates = _executed_rates(episodes, [[4, 4, 2], [4, 4]])
+    assert all(rate > 0 for rate in rates)
+    np.testing.assert_allclose(penalised, plain - 0.5 * np.asarray(rates, dtype=np.float32), rtol=1e-5, atol=1e-6)
+    # the last executed arm action carries into the next rollout's first chunk
+    np.testing.assert_array_equal(model._prev_arm[0], planned[4][3, :6])
+
+
+def test_action_rate_penalty_must_be_non_negative() -> None:
+    with pytest.raises(ValueError, match="action_rate_penalty must be >= 0"):
+        dataclasses.replace(SMALL, action_rate_penalty=-0.1)
+
+
 class StepCounter(BaseCallback):
     """Counts env.step calls (one on_step each)."""
 
@@ -207,7 +261,7 @@ def test_learn_logs_sb3_metrics_and_calls_callbacks() -> None:
     assert model.num_timesteps == 80 and callback.steps == 40 and callback.rollouts == 2
     last = writer.records[-1]
     for key in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "rollout/success_rate", "train/policy_gradient_loss",
-                "train/value_loss", "train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/ratio_mean"):  # fmt: skip
+                "train/value_loss", "train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/ratio_mean", "rollout/action_rate"):  # fmt: skip
         assert key in last, key
     assert last["time/total_timesteps"] == 80
 
