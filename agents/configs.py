@@ -235,7 +235,8 @@ class EvalConfig(BackendConfig):
     torch_threads: int = 1
     """CPU threads of torch (small networks: one thread leaves the cores to the env workers)."""
     json_out: Path | None = None
-    """Also write the results as JSON here."""
+    """Also write the results as JSON here (per task and mode: success rate, 95% interval, and each episode's init
+    state, success and length)."""
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` for values no run can use (called by the command, so the

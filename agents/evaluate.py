@@ -74,6 +74,10 @@ class TaskResult:
     sampling: str = "deterministic"
     init_state_ids: tuple[int, ...] = ()
     """The init state of each counted episode, in the order they finished."""
+    episode_successes: tuple[bool, ...] = ()
+    """Each counted episode's success, in the same order (which init states fail)."""
+    episode_lengths: tuple[int, ...] = ()
+    """Each counted episode's length in control steps, in the same order."""
 
     @property
     def success_rate(self) -> float:
@@ -215,7 +219,7 @@ def _run_task(
     language = str(vec_env.reset_infos[0].get("language_instruction", ""))
     episode_start = np.ones(n, dtype=bool)
     frames: list[list[np.ndarray]] = [[] for _ in range(n)]
-    lengths, successes, init_ids, videos = [], 0, [], []
+    lengths, outcomes, init_ids, videos = [], [], [], []
     try:
         while len(lengths) < config.episodes:
             if video_dir is not None:
@@ -233,7 +237,7 @@ def _run_task(
                     continue
                 counted[i] += 1
                 success = bool(infos[i].get("is_success", False))
-                successes += success
+                outcomes.append(success)
                 lengths.append(int(infos[i]["episode"]["l"]))
                 init_ids.append(int(infos[i].get("init_state_id", -1)))
                 if video_dir is not None:
@@ -248,7 +252,8 @@ def _run_task(
     finally:
         if hasattr(model, "deterministic_mode"):
             model.deterministic_mode = "deterministic"
-    result = TaskResult(task_id, len(lengths), successes, float(np.mean(lengths)), language, sampling, tuple(init_ids))
+    result = TaskResult(task_id, len(lengths), sum(outcomes), float(np.mean(lengths)), language, sampling, tuple(init_ids),
+                        tuple(outcomes), tuple(lengths))  # fmt: skip
     return result, videos
 
 

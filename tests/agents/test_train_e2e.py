@@ -131,7 +131,9 @@ def test_diffusion_ppo(tmp_path: Path, obs_mode: str) -> None:
         assert out.tasks[0].episodes == 2 and out.agent == "diffusion-ppo"
         assert tuple(out.by_sampling) == modes and out.tasks == out.by_sampling["deterministic"]
         for mode in modes:  # every mode from the same init states, 0 and 1 (cycled in LIBERO's order)
-            assert out.by_sampling[mode][0].init_state_ids == (0, 1)
+            result = out.by_sampling[mode][0]
+            assert result.init_state_ids == (0, 1) and len(result.episode_successes) == 2
+            assert sum(result.episode_successes) == result.successes and result.episode_lengths == (8, 8)
         row = out.to_json()["by_sampling"]["stochastic"][0]
         assert row["episodes"] == 2 and 0 <= row["interval95"][0] <= row["success_rate"] <= row["interval95"][1] <= 1
 
