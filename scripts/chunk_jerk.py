@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project besi
 from libero_gym.data.dataset import read_dataset  # noqa: E402
 
 
-def step_changes(path: Path, chunk: int) -> tuple[float, float]:
-    """(mean squared change at chunk starts, inside chunks) over every episode of a dataset file."""
+def step_changes(path: Path, chunk: int) -> tuple[float, float, float]:
+    """(mean squared change at chunk starts, inside chunks, at every step) over every episode of a dataset file.
+    The last is what ``train agent:diffusion-ppo --agent.action-rate-penalty`` charges per step."""
     at_start, inside = [], []
     for episode in read_dataset(path, images=False).episodes:
         arm = episode.actions[episode.settle_steps :, :6]  # (T, 6) the policy's arm actions
@@ -32,7 +33,8 @@ def step_changes(path: Path, chunk: int) -> tuple[float, float]:
         starts = np.arange(1, len(arm)) % chunk == 0
         at_start.append(change[starts])
         inside.append(change[~starts])
-    return float(np.concatenate(at_start).mean()), float(np.concatenate(inside).mean())
+    every = np.concatenate(at_start + inside)
+    return float(np.concatenate(at_start).mean()), float(np.concatenate(inside).mean()), float(every.mean())
 
 
 def main() -> None:
@@ -40,14 +42,14 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", type=Path, help="LIBERO HDF5 files or collect folders")
     parser.add_argument("--chunk", type=int, default=4, help="the policy's action chunk (DiffusionPPO's horizon_steps)")
     args = parser.parse_args()
-    print(f"| dataset | at chunk starts | inside chunks | ratio |\n| --- | ---: | ---: | ---: |")
+    print("| dataset | at chunk starts | inside chunks | ratio | every step |\n| --- | ---: | ---: | ---: | ---: |")
     for folder in args.datasets:
         files = [folder] if folder.is_file() else sorted(folder.glob("*.hdf5"))
         if not files:
             raise SystemExit(f"{folder}: no LIBERO HDF5 file (collect writes FOLDER/<task>_demo.hdf5)")
         for path in files:
-            start, inside = step_changes(path, args.chunk)
-            print(f"| {folder.name} | {start:.4f} | {inside:.4f} | {start / inside:.2f} |")
+            start, inside, every = step_changes(path, args.chunk)
+            print(f"| {folder.name} | {start:.4f} | {inside:.4f} | {start / inside:.2f} | {every:.4f} |")
 
 
 if __name__ == "__main__":
