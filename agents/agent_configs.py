@@ -239,6 +239,11 @@ class DiffusionPPOConfig:
     """A smoothness term (not in DPPO; 0: off): each chunk's reward loses this times the sum over its executed
     steps of |a_t - a_(t-1)|^2 over the arm dims (0-5, env units), the previous chunk's last action joining it
     within an episode. The rollouts' mean per-step value is logged as rollout/action_rate either way."""
+    smoothness_coef: float = 0.0
+    """A smoothness loss on the denoiser (not in DPPO; 0: off): the actor's loss gains this times the mean, over
+    the rollout's chains and fine-tuned steps, of the clean chunk each step predicts scored by the sum over the
+    chunk of |a_(t+1) - a_t|^2 (arm dims 0-5, env units), logged as train/chunk_change. Unlike the action-rate
+    penalty it acts on what the policy computes, not on the sampled actions."""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, dict):  # rebuilt from JSON (agent.json)
@@ -255,6 +260,8 @@ class DiffusionPPOConfig:
             raise ValueError(f"n_critic_warmup_iterations must be >= 0, got {self.n_critic_warmup_iterations}")
         if not self.action_rate_penalty >= 0:
             raise ValueError(f"action_rate_penalty must be >= 0, got {self.action_rate_penalty}")
+        if not self.smoothness_coef >= 0:
+            raise ValueError(f"smoothness_coef must be >= 0, got {self.smoothness_coef}")
 
     @property
     def chunk_size(self) -> int:

@@ -210,14 +210,19 @@ class DiffusionPolicy(nn.Module):
 
     # ---------- one denoising step ----------
 
+    def _predict_x0(self, net: NoisePredictionNet, x: torch.Tensor, i: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """The clean chunk [N, Ta, Da] (normalised, clamped to denoised_clip) that ``net`` predicts from x_i at DDIM steps i [N]."""
+        alpha = self.alpha[i][:, None, None]
+        prediction = net(x, self.ddim_t[i], features)
+        x0 = (x - (1 - alpha).sqrt() * prediction) / alpha.sqrt() if self.config.predict_epsilon else prediction
+        return x0.clamp(-self.config.denoised_clip, self.config.denoised_clip)
+
     def _step_mean_std(
         self, net: NoisePredictionNet, x: torch.Tensor, i: torch.Tensor, features: torch.Tensor, eta: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean [N, Ta, Da] and std [N, 1, 1] of p(x_{i+1} | x_i) for DDIM steps i [N] (before any floor)."""
         alpha, alpha_prev = self.alpha[i][:, None, None], self.alpha_prev[i][:, None, None]
-        prediction = net(x, self.ddim_t[i], features)
-        x0 = (x - (1 - alpha).sqrt() * prediction) / alpha.sqrt() if self.config.predict_epsilon else prediction
-        x0 = x0.clamp(-self.config.denoised_clip, self.config.denoised_clip)
+        x0 = self._predict_x0(net, x, i, features)
         eps = (x - alpha.sqrt() * x0) / (1 - alpha).sqrt()  # consistent with the clamped x0
         std = eta * self.sigma[i][:, None, None]
         mean = alpha_prev.sqrt() * x0 + (1 - alpha_prev - std**2).clamp(min=0).sqrt() * eps
@@ -305,6 +310,25 @@ class DiffusionPolicy(nn.Module):
         std = std.clamp(min=self.config.min_logprob_std).expand_as(mean)
         shape = (batch, n_ft, *self.chunk_shape)
         return mean.reshape(shape), std.reshape(shape)
+
+    def predicted_chunks(self, observation: dict[str, torch.Tensor], chain: torch.Tensor) -> torch.Tensor:
+        """The clean chunk each fine-tuned step predicts from its input, in the env's units.
+
+        What the chain is heading for at every fine-tuned step (the last step's prediction is
+        the chunk the deterministic modes execute); gradients flow into ``actor_ft``.
+
+        Args:
+            observation: the B observations the chains were sampled for.
+            chain: [B, K'+1, Ta, Da] from :meth:`sample`.
+
+        Returns:
+            [B, K', Ta, Da] predicted chunks, unnormalised (not clamped to the action bounds).
+        """
+        batch, n_ft = chain.shape[0], self.config.ft_denoising_steps
+        features = self.actor_ft.encode(observation).repeat_interleave(n_ft, dim=0)  # [B*K', F]
+        index = torch.arange(self.first_ft_step, self.config.ddim_steps, device=chain.device).repeat(batch)  # [B*K']
+        x0 = self._predict_x0(self.actor_ft, chain[:, :-1].reshape(batch * n_ft, *self.chunk_shape), index, features)
+        return self.action_normalizer.unnormalize(x0.reshape(batch, n_ft, *self.chunk_shape))
 
     def log_prob_chain(self, observation: dict[str, torch.Tensor], chain: torch.Tensor) -> torch.Tensor:
         """Log-probability of each fine-tuned denoising transition, per action dimension.

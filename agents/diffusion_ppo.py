@@ -372,7 +372,7 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         self.policy.train(True)
         self.critic.train(True)
         buffer = self.rollout_buffer
-        policy_losses, value_losses, approx_kls, clip_fractions, ratios = [], [], [], [], []
+        policy_losses, value_losses, approx_kls, clip_fractions, ratios, chunk_changes = [], [], [], [], [], []
 
         # Old log-probs [N*E, K'], on the very minibatches of the first epoch (DPPO computes them
         # after the rollout too): the same inputs through the same kernels make its first ratio exactly 1.
@@ -428,6 +428,10 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
                     if self.verbose >= 1:
                         print(f"Early stopping at epoch {epoch} with approx_kl {approx_kl:.3f}")
                     break
+                if c.smoothness_coef:
+                    chunk_change = self._chunk_change(batch.observations, batch.chains)
+                    chunk_changes.append(chunk_change.item())
+                    policy_loss = policy_loss + c.smoothness_coef * chunk_change
                 self.actor_optimizer.zero_grad()
                 policy_loss.backward()
                 self._clip_grad(self.policy.actor_ft)
@@ -446,9 +450,17 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
             self.logger.record("train/approx_kl", float(np.mean(approx_kls)))
             self.logger.record("train/clip_fraction", float(np.mean(clip_fractions)))
             self.logger.record("train/ratio_mean", float(np.mean(ratios)))
+        if chunk_changes:
+            self.logger.record("train/chunk_change", float(np.mean(chunk_changes)))
         self.logger.record("train/actor_lr", self.config.actor_lr)
         self.logger.record("train/critic_lr", self.config.critic_lr)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+
+    def _chunk_change(self, observations: dict[str, torch.Tensor], chains: torch.Tensor) -> torch.Tensor:
+        """The smoothness loss: mean over chains and fine-tuned steps of sum_t |a_(t+1) - a_t|^2 (arm dims) of the
+        predicted clean chunks [B, K', Ta, Da]."""
+        arm = self.policy.predicted_chunks(observations, chains)[..., :6]  # [B, K', Ta, 6], env units
+        return (arm[..., 1:, :] - arm[..., :-1, :]).pow(2).sum(dim=(-2, -1)).mean()
 
     def _clip_grad(self, module: nn.Module) -> None:
         if self.config.max_grad_norm is not None:

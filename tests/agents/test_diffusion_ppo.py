@@ -177,6 +177,53 @@ def test_action_rate_penalty_must_be_non_negative() -> None:
         dataclasses.replace(SMALL, action_rate_penalty=-0.1)
 
 
+@pytest.mark.parametrize("coef", [0.0, 10.0])
+def test_smoothness_loss_smooths_the_predicted_chunks(coef: float) -> None:
+    """With the PPO term silenced (zero advantages), ``smoothness_coef`` alone moves the denoiser: it lowers the
+    within-chunk change of the chunks it predicts on the rollout's chains; at 0 the actor does not move at all."""
+    env = make_vec_env(2, seed=0)
+    model = DiffusionPPO(env, dataclasses.replace(SMALL, n_epochs=20, actor_lr=1e-3, smoothness_coef=coef), seed=0, device="cpu")
+    _, callback = model._setup_learn(40)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer)
+    buffer = model.rollout_buffer
+    buffer.advantages[:] = 0.0
+    every = buffer.batch(np.arange(buffer.n_chunks * buffer.n_envs))
+    with torch.no_grad():
+        before = model._chunk_change(every.observations, every.chains).item()
+        weights = [p.clone() for p in model.policy.actor_ft.parameters()]
+    model.train()
+    with torch.no_grad():
+        after = model._chunk_change(every.observations, every.chains).item()
+        moved = any(not torch.equal(a, b) for a, b in zip(weights, model.policy.actor_ft.parameters()))
+    env.close()
+    assert before > 0
+    if coef:
+        assert moved and after < 0.9 * before, (before, after)
+        assert model.logger.name_to_value["train/chunk_change"] > 0
+    else:
+        assert not moved and after == before
+        assert "train/chunk_change" not in model.logger.name_to_value
+
+
+def test_smoothness_loss_is_the_mean_squared_step_change_of_the_predicted_arm_actions() -> None:
+    env = make_vec_env(1, seed=0)
+    model = DiffusionPPO(env, SMALL, seed=0, device="cpu")
+    obs = {k: torch.as_tensor(v) for k, v in env.reset().items()}
+    with torch.no_grad():
+        _, chain = model.policy.sample(obs)  # [1, K'+1, Ta, Da]
+        chunks = model.policy.predicted_chunks(obs, chain).numpy()[0]  # [K', Ta, Da]
+        loss = model._chunk_change(obs, chain).item()
+    env.close()
+    assert chunks.shape == (SMALL_POLICY.ft_denoising_steps, 4, 7)
+    expected = np.mean([np.square(np.diff(chunk[:, :6], axis=0)).sum() for chunk in chunks])
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_smoothness_coef_must_be_non_negative() -> None:
+    with pytest.raises(ValueError, match="smoothness_coef must be >= 0"):
+        dataclasses.replace(SMALL, smoothness_coef=-1.0)
+
+
 class StepCounter(BaseCallback):
     """Counts env.step calls (one on_step each)."""
 
