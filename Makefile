@@ -34,7 +34,7 @@ train: install
 	$(BIN)/python scripts/method_experiment.py --task goal0 --out $(TRAIN_DIR) --agents diffusion --no-data \
 		--demos 5 --bc-epochs 800 --rl-steps 40000 --eval-episodes 20 --eval-sampling stochastic
 
-# The full experiment of docs/results.md for one task (TASK=goal0|spatial4|long5|l90_23; hours on 2 cores).
+# The full experiment of docs/results.md for one task (TASK=goal0|spatial4|spatial6|long5|l90_23|goal3; hours on 2 cores).
 TASK ?= goal0
 experiment: install
 	$(BIN)/python scripts/method_experiment.py --task $(TASK) --out runs/method
