@@ -428,12 +428,13 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
                     if self.verbose >= 1:
                         print(f"Early stopping at epoch {epoch} with approx_kl {approx_kl:.3f}")
                     break
+                actor_loss = policy_loss
                 if c.smoothness_coef:
                     chunk_change = self._chunk_change(batch.observations, batch.chains)
                     chunk_changes.append(chunk_change.item())
-                    policy_loss = policy_loss + c.smoothness_coef * chunk_change
+                    actor_loss = policy_loss + c.smoothness_coef * chunk_change  # train/policy_gradient_loss stays PPO's
                 self.actor_optimizer.zero_grad()
-                policy_loss.backward()
+                actor_loss.backward()
                 self._clip_grad(self.policy.actor_ft)
                 self.actor_optimizer.step()
                 policy_losses.append(policy_loss.item())
