@@ -302,14 +302,21 @@ class DiffusionPolicy(nn.Module):
             observation: the B observations the chains were sampled for.
             chain: [B, K'+1, Ta, Da] from :meth:`sample`.
         """
-        batch, n_ft = chain.shape[0], self.config.ft_denoising_steps
-        features = self.actor_ft.encode(observation).repeat_interleave(n_ft, dim=0)  # [B*K', F]
-        index = torch.arange(self.first_ft_step, self.config.ddim_steps, device=chain.device).repeat(batch)  # [B*K']
-        x_prev = chain[:, :-1].reshape(batch * n_ft, *self.chunk_shape)
+        x_prev, index, features = self._finetuned_inputs(observation, chain)
         mean, std = self._step_mean_std(self.actor_ft, x_prev, index, features, eta=1.0)
         std = std.clamp(min=self.config.min_logprob_std).expand_as(mean)
-        shape = (batch, n_ft, *self.chunk_shape)
+        shape = (chain.shape[0], self.config.ft_denoising_steps, *self.chunk_shape)
         return mean.reshape(shape), std.reshape(shape)
+
+    def _finetuned_inputs(
+        self, observation: dict[str, torch.Tensor], chain: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every fine-tuned step of B chains as one batch: inputs x_i [B*K', Ta, Da], step indices i [B*K'],
+        ``actor_ft`` features [B*K', F]."""
+        batch, n_ft = chain.shape[0], self.config.ft_denoising_steps
+        features = self.actor_ft.encode(observation).repeat_interleave(n_ft, dim=0)
+        index = torch.arange(self.first_ft_step, self.config.ddim_steps, device=chain.device).repeat(batch)
+        return chain[:, :-1].reshape(batch * n_ft, *self.chunk_shape), index, features
 
     def predicted_chunks(self, observation: dict[str, torch.Tensor], chain: torch.Tensor) -> torch.Tensor:
         """The clean chunk each fine-tuned step predicts from its input, in the env's units.
@@ -324,11 +331,8 @@ class DiffusionPolicy(nn.Module):
         Returns:
             [B, K', Ta, Da] predicted chunks, unnormalised (not clamped to the action bounds).
         """
-        batch, n_ft = chain.shape[0], self.config.ft_denoising_steps
-        features = self.actor_ft.encode(observation).repeat_interleave(n_ft, dim=0)  # [B*K', F]
-        index = torch.arange(self.first_ft_step, self.config.ddim_steps, device=chain.device).repeat(batch)  # [B*K']
-        x0 = self._predict_x0(self.actor_ft, chain[:, :-1].reshape(batch * n_ft, *self.chunk_shape), index, features)
-        return self.action_normalizer.unnormalize(x0.reshape(batch, n_ft, *self.chunk_shape))
+        x0 = self._predict_x0(self.actor_ft, *self._finetuned_inputs(observation, chain))
+        return self.action_normalizer.unnormalize(x0.reshape(chain.shape[0], self.config.ft_denoising_steps, *self.chunk_shape))
 
     def log_prob_chain(self, observation: dict[str, torch.Tensor], chain: torch.Tensor) -> torch.Tensor:
         """Log-probability of each fine-tuned denoising transition, per action dimension.
