@@ -245,6 +245,10 @@ class DiffusionPPOConfig:
     chunk of |a_(t+1) - a_t|^2 (arm dims 0-5, env units), logged as train/chunk_change. Unlike the action-rate
     penalty it acts on what the policy computes, not on the sampled actions. On LIBERO-Goal 0, 0.01 halved the data's
     jerk at about the same success; 0.1 and 1 broke learning (docs/results.md)."""
+    smoothness_joins: bool = False
+    """With smoothness_coef: also charge where chunks join, |first arm action - previous chunk's last|^2 between
+    the clean chunks the same denoising step predicts for a chunk and for the one before it in the same episode
+    (both take the gradient). Off: each chunk is scored alone."""
 
     def __post_init__(self) -> None:
         if isinstance(self.policy, dict):  # rebuilt from JSON (agent.json)
@@ -263,6 +267,8 @@ class DiffusionPPOConfig:
             raise ValueError(f"action_rate_penalty must be >= 0, got {self.action_rate_penalty}")
         if not self.smoothness_coef >= 0:
             raise ValueError(f"smoothness_coef must be >= 0, got {self.smoothness_coef}")
+        if self.smoothness_joins and not self.smoothness_coef:
+            raise ValueError("smoothness_joins needs smoothness_coef > 0 (it adds the joins to that loss)")
 
     @property
     def chunk_size(self) -> int:

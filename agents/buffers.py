@@ -140,6 +140,16 @@ class ChunkRolloutBuffer:
         """Store the old log-probabilities [len(indices), K'] of the chunks at flat ``indices``."""
         self.log_probs.reshape(-1, self.log_probs.shape[-1])[indices] = log_probs
 
+    def previous(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The chunks just before the chunks at flat ``indices`` in the same env's episode: (their flat indices
+        [M], the positions in ``indices`` [M] of the chunks they precede). A chunk that starts an episode or the
+        rollout has none."""
+        step, env = np.divmod(np.asarray(indices), self.n_envs)
+        has_previous = step > 0
+        has_previous[has_previous] = self.episode_starts[step[has_previous], env[has_previous]] == 0
+        (positions,) = np.nonzero(has_previous)
+        return np.asarray(indices)[positions] - self.n_envs, positions
+
     def batch(self, indices: np.ndarray) -> ChunkRolloutBatch:
         """The chunks at flat indices (chunk-major: ``step * E + env``)."""
         def flat(array: np.ndarray) -> torch.Tensor:

@@ -54,7 +54,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.agent_configs import SAMPLINGS, DiffusionPPOConfig
-from agents.buffers import ChunkRolloutBuffer, denoising_discount
+from agents.buffers import ChunkRolloutBatch, ChunkRolloutBuffer, denoising_discount
 from agents.checkpoint import CheckpointSaveLoad
 from agents.critic import ValueNetwork
 from agents.diffusion_policy import DiffusionPolicy, SamplingMode
@@ -430,7 +430,7 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
                     break
                 actor_loss = policy_loss
                 if c.smoothness_coef:
-                    chunk_change = self._chunk_change(batch.observations, batch.chains)
+                    chunk_change = self._chunk_change(batch.observations, batch.chains, self._previous_chunks(indices))
                     chunk_changes.append(chunk_change.item())
                     actor_loss = policy_loss + c.smoothness_coef * chunk_change  # train/policy_gradient_loss stays PPO's
                 self.actor_optimizer.zero_grad()
@@ -457,11 +457,31 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         self.logger.record("train/critic_lr", self.config.critic_lr)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
-    def _chunk_change(self, observations: dict[str, torch.Tensor], chains: torch.Tensor) -> torch.Tensor:
+    def _previous_chunks(self, indices: np.ndarray) -> tuple[ChunkRolloutBatch, torch.Tensor] | None:
+        """For the smoothness loss's joins: the chunks before those at ``indices`` and where they go in the
+        minibatch [M]; None when joins are not charged."""
+        if not self.config.smoothness_joins:
+            return None
+        previous, positions = self.rollout_buffer.previous(indices)
+        return self.rollout_buffer.batch(previous), torch.as_tensor(positions, device=self.device)
+
+    def _chunk_change(
+        self,
+        observations: dict[str, torch.Tensor],
+        chains: torch.Tensor,
+        previous: tuple[ChunkRolloutBatch, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """The smoothness loss: mean over chains and fine-tuned steps of sum_t |a_(t+1) - a_t|^2 (arm dims) of the
-        predicted clean chunks [B, K', Ta, Da]."""
+        predicted clean chunks [B, K', Ta, Da]; with ``previous`` (the M chunks before some of them and their
+        positions [M]), plus |a_0 - previous a_(Ta-1)|^2 at those joins, both predicted by the same step."""
         arm = self.policy.predicted_chunks(observations, chains)[..., :6]  # [B, K', Ta, 6], env units
-        return (arm[..., 1:, :] - arm[..., :-1, :]).pow(2).sum(dim=(-2, -1)).mean()
+        change = (arm[..., 1:, :] - arm[..., :-1, :]).pow(2).sum(dim=(-2, -1))  # [B, K']
+        if previous is not None and len(previous[1]):
+            before, positions = previous
+            last = self.policy.predicted_chunks(before.observations, before.chains)[..., -1, :6]  # [M, K', 6]
+            join = (arm[positions, :, 0, :] - last).pow(2).sum(dim=-1)  # [M, K']
+            change = change.index_add(0, positions, join)
+        return change.mean()
 
     def _clip_grad(self, module: nn.Module) -> None:
         if self.config.max_grad_norm is not None:

@@ -78,3 +78,21 @@ def test_batches_cover_every_chunk_once_with_aligned_fields() -> None:
 def test_denoising_discount_weights_last_step_one() -> None:
     discount = denoising_discount(4, 0.9)
     torch.testing.assert_close(discount, torch.tensor([0.9**3, 0.9**2, 0.9, 1.0]))
+
+
+def test_previous_chunk_is_the_same_envs_chunk_before_within_its_episode() -> None:
+    buffer = _filled(np.random.default_rng(2))
+    every = np.arange(N_CHUNKS * N_ENVS)
+    previous, positions = buffer.previous(every[::-1])  # any order; positions index the order given
+    expected = [
+        (step * N_ENVS + env, (step - 1) * N_ENVS + env)
+        for step in range(1, N_CHUNKS)
+        for env in range(N_ENVS)
+        if not buffer.episode_starts[step, env]
+    ]
+    got = sorted((int(every[::-1][p]), int(q)) for p, q in zip(positions, previous))
+    assert got == sorted(expected)
+    # episode starts ([1,1],[0,0],[0,1],[1,0],[0,0],[0,1]) leave env 0 four joins and env 1 three
+    assert len(expected) == 7
+    chunk = buffer.batch(previous[:1]).chains
+    np.testing.assert_array_equal(chunk.numpy()[0], buffer.chains.reshape(-1, *CHAIN)[previous[0]])

@@ -219,9 +219,64 @@ def test_smoothness_loss_is_the_mean_squared_step_change_of_the_predicted_arm_ac
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
 
 
+def test_smoothness_loss_with_joins_adds_the_change_from_the_previous_predicted_chunk() -> None:
+    """``smoothness_joins``: each chunk with a predecessor in its episode also pays |a_0 - previous a_(Ta-1)|^2
+    between the two chunks the same denoising step predicts; chunks that start an episode or the rollout do not."""
+    env = make_vec_env(2, seed=0, max_episode_steps=8)  # 2-chunk episodes: some chunks start one
+    model = DiffusionPPO(env, dataclasses.replace(SMALL, smoothness_coef=1.0, smoothness_joins=True), seed=0, device="cpu")
+    _, callback = model._setup_learn(40)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer)
+    env.close()
+    buffer = model.rollout_buffer
+    indices = np.random.default_rng(0).permutation(buffer.n_chunks * buffer.n_envs)
+    batch = buffer.batch(indices)
+    with torch.no_grad():
+        loss = model._chunk_change(batch.observations, batch.chains, model._previous_chunks(indices)).item()
+        inside = model._chunk_change(batch.observations, batch.chains).item()
+        every = buffer.batch(np.arange(buffer.n_chunks * buffer.n_envs))
+        arm = model.policy.predicted_chunks(every.observations, every.chains).numpy()[..., :6]  # [N*E, K', Ta, 6]
+    arm = arm.reshape(buffer.n_chunks, buffer.n_envs, *arm.shape[1:])
+    total = np.square(np.diff(arm, axis=-2)).sum(axis=(-2, -1))  # [N, E, K']
+    joins = 0
+    for step in range(1, buffer.n_chunks):
+        for e in range(buffer.n_envs):
+            if not buffer.episode_starts[step, e]:
+                total[step, e] += np.square(arm[step, e, :, 0] - arm[step - 1, e, :, -1]).sum(axis=-1)
+                joins += 1
+    assert 0 < joins < (buffer.n_chunks - 1) * buffer.n_envs  # some joins, and some episode starts inside
+    np.testing.assert_allclose(loss, total.mean(), rtol=1e-5)
+    assert loss > inside
+
+
+def test_smoothness_loss_with_joins_smooths_the_joins() -> None:
+    """With the PPO term silenced, the joined loss lowers the change across joins of the predicted chunks."""
+    env = make_vec_env(2, seed=0)
+    config = dataclasses.replace(SMALL, n_epochs=20, actor_lr=1e-3, smoothness_coef=10.0, smoothness_joins=True)
+    model = DiffusionPPO(env, config, seed=0, device="cpu")
+    _, callback = model._setup_learn(40)
+    model.collect_rollouts(model.env, callback, model.rollout_buffer)
+    env.close()
+    buffer = model.rollout_buffer
+    buffer.advantages[:] = 0.0
+    indices = np.arange(buffer.n_chunks * buffer.n_envs)
+    batch = buffer.batch(indices)
+
+    def join_change() -> float:
+        with torch.no_grad():
+            joined = model._chunk_change(batch.observations, batch.chains, model._previous_chunks(indices)).item()
+            return joined - model._chunk_change(batch.observations, batch.chains).item()
+
+    before = join_change()
+    model.train()
+    after = join_change()
+    assert before > 0 and after < 0.9 * before, (before, after)
+
+
 def test_smoothness_coef_must_be_non_negative() -> None:
     with pytest.raises(ValueError, match="smoothness_coef must be >= 0"):
         dataclasses.replace(SMALL, smoothness_coef=-1.0)
+    with pytest.raises(ValueError, match="smoothness_joins needs smoothness_coef > 0"):
+        dataclasses.replace(SMALL, smoothness_joins=True)
 
 
 class StepCounter(BaseCallback):
