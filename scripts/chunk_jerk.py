@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project beside this script
 from libero_gym.data.dataset import read_dataset  # noqa: E402
+from libero_gym.data.metrics import third_difference  # noqa: E402
 
 
 def step_changes(path: Path, chunk: int) -> tuple[float, float, float, float, float]:
@@ -36,7 +37,7 @@ def step_changes(path: Path, chunk: int) -> tuple[float, float, float, float, fl
         starts = np.arange(1, len(arm)) % chunk == 0
         at_start.append(change[starts])
         inside.append(change[~starts])
-        jerk.append(np.diff(actions, n=3, axis=0) ** 2)  # (T-3, 7)
+        jerk.append(third_difference(actions) ** 2)  # (T-3, 7)
     every = np.concatenate(at_start + inside)
     squared_jerk = np.concatenate(jerk)
     return (float(np.concatenate(at_start).mean()), float(np.concatenate(inside).mean()), float(every.mean()),
