@@ -99,20 +99,30 @@ def top_down(yaw: float) -> np.ndarray:
     return rot_z(yaw) @ TOP_DOWN
 
 
-def yaw_for_closing_axis(direction: np.ndarray, current: np.ndarray) -> float:
+YAW_TIE_MARGIN = np.deg2rad(15.0)
+"""Two grasp yaws whose turns from the current wrist yaw differ by less than this are a tie, broken by a
+fixed rule instead of by which is nearer: a closing axis square to home puts both yaws at +-pi/2, and
+sub-degree noise in the object's pose would otherwise pick the turn direction at random (a demo set split
+about half and half, from states that look the same, which behaviour cloning averages to no turn)."""
+
+
+def yaw_for_closing_axis(direction: np.ndarray, current: np.ndarray, *, symmetric: bool = False) -> float:
     """Yaw of :func:`top_down` whose fingers close along horizontal ``direction``.
 
-    Of the two yaws (the closing axis has no sign), picks the one nearer the
-    current wrist yaw, wrapped to (-pi, pi].
+    The closing axis has no sign, so two yaws close along it (four when ``symmetric``: the object
+    is as wide along the perpendicular axis, which closes as well). Of those within pi/2 of home
+    (the last wrist joint keeps its range), the one nearest the current wrist yaw; a tie
+    (:data:`YAW_TIE_MARGIN`) goes to the larger (counter-clockwise) yaw, so that the choice is
+    a function of the scene that sub-degree noise does not flip. Wrapped to (-pi, pi].
     """
     base = float(np.arctan2(-direction[0], direction[1]))
     cur = float(np.arctan2(-current[0, 0], current[1, 0]))
-    # The two yaws that close along the axis, both wrapped to (-pi, pi]; of these,
-    # the one within pi/2 of home (the last wrist joint keeps its range), and if both
-    # are (the axis is square to home), the one nearer the current yaw.
-    options = [_wrap(base), _wrap(base + np.pi)]
+    turns = (0.0, np.pi / 2, np.pi, 3 * np.pi / 2) if symmetric else (0.0, np.pi)
+    options = [_wrap(base + turn) for turn in turns]
     in_range = [y for y in options if abs(y) <= np.pi / 2 + 1e-6] or options
-    return min(in_range, key=lambda y: abs(_wrap(y - cur)))
+    nearest = min(abs(_wrap(y - cur)) for y in in_range)
+    tied = [y for y in in_range if abs(_wrap(y - cur)) < nearest + YAW_TIE_MARGIN]
+    return max(tied)
 
 
 def _wrap(angle: float) -> float:

@@ -30,6 +30,9 @@ RIM_OBJECTS = ("bowl", "plate", "mug", "cup", "pan", "basket", "tray")
 
 FINGER_SPAN = 0.075
 """Widest object (m) the open Panda fingers can straddle (0.08 m travel, minus margin)."""
+SYMMETRIC_RATIO = 1.15
+"""An object whose horizontal widths are within this ratio (a bottle, a can, a square box) is
+closed on along whichever horizontal axis needs the least wrist turn."""
 RIM_DEPTH = 0.012
 """How far below the rim top the finger pads close (m): deep enough to hold the wall,
 shallow enough for the fingertips to stay above the container's floor."""
@@ -100,7 +103,11 @@ def plan_grasp(scene: Scene, name: str, place_xy: np.ndarray | None = None) -> G
         height = top - bottom
         z = max(top - min(TOP_DEPTH, 0.5 * height), bottom + TABLE_CLEARANCE)
         pos = np.array([center[0], center[1], z])
-        return GraspPlan(pos, yaw_for_closing_axis(axis, current), widths[narrow])
+        # As wide one way as the other (a bottle, a can): either horizontal axis closes on it.
+        wide = max(widths.values())
+        symmetric = wide <= min(SYMMETRIC_RATIO * widths[narrow], FINGER_SPAN)
+        width = wide if symmetric else widths[narrow]
+        return GraspPlan(pos, yaw_for_closing_axis(axis, current, symmetric=symmetric), width)
     # Rim: the wall sits at the smaller horizontal half extent (a handle only widens one).
     origin = scene.pos(name)
     radius = min(widths.values()) / 2 - 0.008
