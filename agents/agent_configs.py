@@ -71,6 +71,10 @@ class EncoderConfig:
     """Features per camera after the spatial softmax and a linear layer."""
     groups: int = 8
     """GroupNorm groups in the residual blocks (Wu & He 2018's default is 32; our stages are narrow)."""
+    velocities: bool = False
+    """Feed proprio's joint and finger velocities to the network. Off by default: the scripted expert's
+    jerk-limited actions make velocity a stand-in for its last action, and a policy cloned from them copies
+    its own momentum instead of doing the task."""
 
     def __post_init__(self) -> None:
         for name in ("state_dims", "image_channels"):  # JSON gives lists

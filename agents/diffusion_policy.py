@@ -53,7 +53,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.agent_configs import DiffusionPolicyConfig
-from agents.encoders import low_dim_vector, make_encoder, mlp
+from agents.encoders import make_encoder, mlp
 from agents.normalization import Normalizer
 from libero_gym.spaces import ACTION_DIM
 
@@ -182,9 +182,8 @@ class DiffusionPolicy(nn.Module):
             observations: key -> [N, ...] numpy observations (``proprio``, ``object``...).
             actions: [N, ..., Da] demonstrated actions in the env's units.
         """
-        vector = low_dim_vector(observations)
         for net in (self.actor, self.actor_ft):
-            net.encoder.normalizer.fit(vector)
+            net.encoder.fit_normalizer(observations)
         self.action_normalizer.fit(actions)
 
     # ---------- behaviour cloning ----------

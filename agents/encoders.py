@@ -17,7 +17,7 @@ Shape legend:
     B: batch size
     C: image channels (3 in, ``channels[i]`` inside)
     H, W: image height and width
-    Dp: proprioception size (39), Do: object-state size (120), N: number of tasks
+    Dp: proprioception values the policy sees (39 with velocities, 30 without), Do: object-state size (120), N: number of tasks
     F: output feature size (``encoder.output_dim``)
 """
 
@@ -36,10 +36,24 @@ from agents.agent_configs import EncoderConfig
 from agents.normalization import Normalizer
 from libero_gym.env import CAMERAS
 from libero_gym.errors import InvalidInputError
+from libero_gym.spaces import PROPRIO_DIM, PROPRIO_SLICES
 
 LOW_DIM_KEYS = ("proprio", "object")
 """Vector observations, concatenated in this order (``object`` only when present)."""
 TASK_KEY = "task_index"
+VELOCITY_KEYS = ("joint_vel", "gripper_qvel")
+"""Parts of ``proprio`` a policy sees only with ``EncoderConfig.velocities``: the scripted expert's
+jerk-limited actions (step-to-step correlation 0.99) make the arm's velocity a stand-in for its last
+action, and a policy cloned from them follows its own momentum instead of the task (docs/agents.md)."""
+
+
+def proprio_columns(velocities: bool) -> np.ndarray:
+    """Indices of the ``proprio`` values a policy sees: all 39, or the 30 without :data:`VELOCITY_KEYS`."""
+    columns = np.arange(PROPRIO_DIM)
+    if velocities:
+        return columns
+    dropped = np.concatenate([columns[PROPRIO_SLICES[key]] for key in VELOCITY_KEYS])
+    return np.setdiff1d(columns, dropped)
 
 
 def obs_as_tensor(observation: Mapping[str, Any], device: torch.device | str) -> dict[str, torch.Tensor]:
@@ -48,34 +62,53 @@ def obs_as_tensor(observation: Mapping[str, Any], device: torch.device | str) ->
 
 
 def low_dim_input(
-    observation: Mapping[str, torch.Tensor], n_tasks: int, normalizer: Normalizer | None = None
+    observation: Mapping[str, torch.Tensor],
+    n_tasks: int,
+    normalizer: Normalizer | None = None,
+    velocities: bool = True,
 ) -> torch.Tensor:
     """Proprioception, object state (if any), scaled by ``normalizer``, and the one-hot task as one vector.
 
     Args:
-        observation: tensors ``proprio`` [B, Dp], optionally ``object`` [B, Do], and
+        observation: tensors ``proprio`` [B, 39], optionally ``object`` [B, Do], and
             ``task_index`` [B] or [B, 1] (integers).
         n_tasks: size of the ``task_index`` space N.
-        normalizer: per-dimension scaling of ``concat(proprio, object)`` [Dp (+ Do)]; None: raw.
+        normalizer: per-dimension scaling of the vector part [Dp (+ Do)]; None: raw.
+        velocities: keep the velocities of ``proprio`` (Dp = 39), else drop them (Dp = 30).
 
     Returns:
         [B, Dp (+ Do) + N] float32.
     """
-    vector = torch.cat([observation[key].float() for key in LOW_DIM_KEYS if key in observation], dim=-1)
-    if normalizer is not None:
-        vector = normalizer.normalize(vector)
     task = observation[TASK_KEY].reshape(-1).long()
-    return torch.cat([vector, F.one_hot(task, n_tasks).float()], dim=-1)
+    return torch.cat([low_dim_scaled(observation, normalizer, velocities), F.one_hot(task, n_tasks).float()], dim=-1)
 
 
-def low_dim_size(observation_space: spaces.Dict) -> int:
+def low_dim_scaled(
+    observation: Mapping[str, torch.Tensor], normalizer: Normalizer | None = None, velocities: bool = True
+) -> torch.Tensor:
+    """The vector part of :func:`low_dim_input`: ``normalize(concat(proprio, object))`` [B, Dp (+ Do)]."""
+    vector = torch.cat([_seen(observation[key].float(), key, velocities) for key in LOW_DIM_KEYS if key in observation], dim=-1)
+    return vector if normalizer is None else normalizer.normalize(vector)
+
+
+def low_dim_size(observation_space: spaces.Dict, velocities: bool = True) -> int:
     """Dp (+ Do): size of the scaled vector part of :func:`low_dim_input`."""
-    return sum(int(observation_space[key].shape[0]) for key in LOW_DIM_KEYS if key in observation_space.spaces)
+    sizes = {"proprio": len(proprio_columns(velocities))}
+    return sum(
+        sizes.get(key, int(observation_space[key].shape[0])) for key in LOW_DIM_KEYS if key in observation_space.spaces
+    )
 
 
-def low_dim_vector(observations: Mapping[str, np.ndarray]) -> np.ndarray:
-    """``concat(proprio, object)`` of a batch of numpy observations [N, Dp (+ Do)] (what normalizers fit on)."""
-    return np.concatenate([np.asarray(observations[key], dtype=np.float32) for key in LOW_DIM_KEYS if key in observations], axis=-1)
+def low_dim_vector(observations: Mapping[str, np.ndarray], velocities: bool = True) -> np.ndarray:
+    """The vector part of :func:`low_dim_input`, unscaled, of a batch of numpy observations [N, Dp (+ Do)]
+    (what normalizers fit on)."""
+    parts = [_seen(np.asarray(observations[key], dtype=np.float32), key, velocities) for key in LOW_DIM_KEYS if key in observations]
+    return np.concatenate(parts, axis=-1)
+
+
+def _seen(value: Any, key: str, velocities: bool) -> Any:
+    """The columns of observation ``key`` [..., D] the network sees (numpy or torch)."""
+    return value if key != "proprio" or velocities else value[..., proprio_columns(False)]
 
 
 def mlp(in_dim: int, dims: tuple[int, ...], activation: type[nn.Module] = nn.Mish) -> nn.Sequential:
@@ -92,19 +125,25 @@ class StateEncoder(nn.Module):
 
     Attributes:
         normalizer: the per-dimension scaling of proprio + object (identity until fitted).
+        velocities: whether ``proprio``'s velocities are among the inputs.
     """
 
     def __init__(self, observation_space: spaces.Dict, config: EncoderConfig) -> None:
         super().__init__()
         self.n_tasks = int(observation_space[TASK_KEY].n)
-        in_dim = low_dim_size(observation_space)
-        self.normalizer = Normalizer(in_dim)
+        self.velocities = config.velocities
+        in_dim = low_dim_size(observation_space, self.velocities)
+        self.normalizer = Normalizer(in_dim, bounded=True)
         self.net = mlp(in_dim + self.n_tasks, config.state_dims)
         self.output_dim = config.state_dims[-1]
 
     def forward(self, observation: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Features [B, F] of a batch of observations."""
-        return self.net(low_dim_input(observation, self.n_tasks, self.normalizer))
+        return self.net(low_dim_input(observation, self.n_tasks, self.normalizer, self.velocities))
+
+    def fit_normalizer(self, observations: Mapping[str, np.ndarray]) -> None:
+        """Fit the input scaling on a batch of numpy observations (demonstrations)."""
+        self.normalizer.fit(low_dim_vector(observations, self.velocities))
 
 
 class FiLMBlock(nn.Module):
@@ -181,15 +220,21 @@ class PixelEncoder(nn.Module):
     def __init__(self, observation_space: spaces.Dict, config: EncoderConfig) -> None:
         super().__init__()
         self.n_tasks = int(observation_space[TASK_KEY].n)
+        self.velocities = config.velocities
         self.cameras = [key for key in CAMERAS if key in observation_space.spaces]
-        self.normalizer = Normalizer(low_dim_size(observation_space))
-        cond_dim = self.n_tasks + low_dim_size(observation_space)
+        low_dim = low_dim_size(observation_space, self.velocities)
+        self.normalizer = Normalizer(low_dim, bounded=True)
+        cond_dim = self.n_tasks + low_dim
         self.backbones = nn.ModuleDict({key: FiLMResNet(cond_dim, config) for key in self.cameras})
         self.output_dim = len(self.cameras) * config.image_feature_dim + cond_dim
 
+    def fit_normalizer(self, observations: Mapping[str, np.ndarray]) -> None:
+        """Fit the low-dim input scaling on a batch of numpy observations (demonstrations)."""
+        self.normalizer.fit(low_dim_vector(observations, self.velocities))
+
     def forward(self, observation: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Features [B, F]; images may be [B, H, W, 3] (gymnasium) or [B, 3, H, W] (SB3's VecTransposeImage)."""
-        cond = low_dim_input(observation, self.n_tasks, self.normalizer)
+        cond = low_dim_input(observation, self.n_tasks, self.normalizer, self.velocities)
         features = [self.backbones[key](_as_chw_float(observation[key]), cond) for key in self.cameras]
         return torch.cat([*features, cond], dim=-1)
 

@@ -46,7 +46,7 @@ from torch.distributions import Normal
 
 from agents.agent_configs import GaussianPPOConfig
 from agents.checkpoint import CheckpointSaveLoad
-from agents.encoders import LOW_DIM_KEYS, TASK_KEY, low_dim_size, low_dim_vector
+from agents.encoders import TASK_KEY, low_dim_scaled, low_dim_size, low_dim_vector
 from agents.normalization import Normalizer
 from libero_gym.env import CAMERAS
 from libero_gym.spaces import ACTION_DIM
@@ -63,18 +63,20 @@ class NormalizedExtractor(BaseFeaturesExtractor):
         normalizer: per-dimension scaling of ``concat(proprio, object)`` (identity until fitted).
     """
 
-    def __init__(self, observation_space: spaces.Dict, cnn_output_dim: int = 256) -> None:
+    def __init__(self, observation_space: spaces.Dict, cnn_output_dim: int = 256, velocities: bool = False) -> None:
         cameras = [key for key in CAMERAS if key in observation_space.spaces]
-        n_low, n_tasks = low_dim_size(observation_space), int(observation_space[TASK_KEY].n)
+        n_low, n_tasks = low_dim_size(observation_space, velocities), int(observation_space[TASK_KEY].n)
         super().__init__(observation_space, features_dim=n_low + n_tasks + len(cameras) * cnn_output_dim)
-        self.normalizer = Normalizer(n_low)
+        self.normalizer = Normalizer(n_low, bounded=True)
+        self.velocities = velocities
         self.cameras = cameras
         self.cnns = nn.ModuleDict({key: NatureCNN(observation_space[key], cnn_output_dim) for key in cameras})
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         """Features [B, features_dim]."""
-        vector = torch.cat([observations[key].float() for key in LOW_DIM_KEYS if key in observations], dim=-1)
-        parts = [self.normalizer.normalize(vector), observations[TASK_KEY].float().reshape(len(vector), -1)]
+        vector = low_dim_scaled(observations, self.normalizer, self.velocities)
+        # SB3 gives the task index one-hot already: [B, N].
+        parts = [vector, observations[TASK_KEY].float().reshape(len(vector), -1)]
         parts += [self.cnns[key](observations[key]) for key in self.cameras]
         return torch.cat(parts, dim=-1)
 
@@ -225,7 +227,7 @@ class GaussianPPO(CheckpointSaveLoad, PPO):
         """Fit the observation and action scalings on demonstrations ([N, ...] and [N, ..., Da])."""
         extractor = self.policy.features_extractor
         assert isinstance(extractor, NormalizedExtractor)
-        extractor.normalizer.fit(low_dim_vector(observations))
+        extractor.normalizer.fit(low_dim_vector(observations, extractor.velocities))
         self.policy.action_normalizer.fit(actions)
 
     def bc_loss(self, observation: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:

@@ -26,9 +26,17 @@ import torch
 from torch import nn
 
 MIN_HALF_RANGE = 1e-3
-"""Floor on (max - min) / 2. A dimension that is constant in the demos (zero padding,
-fixture poses) is centred, not blown up: DPPO's ``max - min + 1e-6`` would multiply any
-later deviation by 1e6. 1e-3 keeps the smallest informative range seen on LIBERO (0.008)."""
+"""Floor on (max - min) / 2 of actions. A dimension that is constant in the demos is centred,
+not blown up: DPPO's ``max - min + 1e-6`` would multiply any later deviation by 1e6."""
+OBS_MIN_HALF_RANGE = 1e-2
+"""Floor on (max - min) / 2 of observations (``bounded``). Features that barely vary in the demos
+(an upright bottle's quaternion z, w: +-0.001) carry nothing a clone can learn from; with the action
+floor a few degrees of disturbance scaled them to 20-700 and the policy never recovered. At 1e-2
+a 3-degree tilt (0.026 in a quaternion value) scales to ~2.6, and the smallest informative range
+seen on LIBERO (0.008, object positions) still spans 0.8 of the scaled unit."""
+OBS_BOUND = 5.0
+"""Scaled observations are clipped to [-5, 5] (``bounded``): 2.5x the demos' range on either side
+of it, so that no state the demos never reach puts the network far outside its training inputs."""
 
 
 class Normalizer(nn.Module):
@@ -36,12 +44,17 @@ class Normalizer(nn.Module):
 
     Args:
         dim: D, the number of dimensions.
+        bounded: observation scaling: half ranges floored at :data:`OBS_MIN_HALF_RANGE` and
+            :meth:`normalize` clipped to +-:data:`OBS_BOUND` (not invertible outside it). Otherwise
+            (actions) floored at :data:`MIN_HALF_RANGE` and unclipped.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, bounded: bool = False) -> None:
         super().__init__()
         self.register_buffer("low", -torch.ones(dim))
         self.register_buffer("high", torch.ones(dim))
+        self.min_half_range = OBS_MIN_HALF_RANGE if bounded else MIN_HALF_RANGE
+        self.bound = OBS_BOUND if bounded else None
 
     @property
     def center(self) -> torch.Tensor:
@@ -50,8 +63,8 @@ class Normalizer(nn.Module):
 
     @property
     def half_range(self) -> torch.Tensor:
-        """(high - low) / 2 [D], floored at :data:`MIN_HALF_RANGE`."""
-        return ((self.high - self.low) / 2).clamp(min=MIN_HALF_RANGE)
+        """(high - low) / 2 [D], floored at ``min_half_range``."""
+        return ((self.high - self.low) / 2).clamp(min=self.min_half_range)
 
     @property
     def is_identity(self) -> bool:
@@ -59,8 +72,9 @@ class Normalizer(nn.Module):
         return bool(torch.all(self.low == -1) and torch.all(self.high == 1))
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[..., D] in data units -> [..., D], [low, high] mapped onto [-1, 1]."""
-        return (x - self.center) / self.half_range
+        """[..., D] in data units -> [..., D], [low, high] mapped onto [-1, 1] (clipped to +-bound if bounded)."""
+        y = (x - self.center) / self.half_range
+        return y if self.bound is None else y.clamp(-self.bound, self.bound)
 
     def unnormalize(self, y: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`normalize`: [..., D] scaled -> data units."""
@@ -82,4 +96,4 @@ class Normalizer(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"dim={self.low.shape[0]}, identity={self.is_identity}"
+        return f"dim={self.low.shape[0]}, identity={self.is_identity}, bound={self.bound}"

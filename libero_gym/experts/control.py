@@ -119,7 +119,8 @@ def yaw_for_closing_axis(direction: np.ndarray, current: np.ndarray, *, symmetri
     cur = float(np.arctan2(-current[0, 0], current[1, 0]))
     turns = (0.0, np.pi / 2, np.pi, 3 * np.pi / 2) if symmetric else (0.0, np.pi)
     options = [_wrap(base + turn) for turn in turns]
-    in_range = [y for y in options if abs(y) <= np.pi / 2 + 1e-6] or options
+    # The range edge has the same tie: a yaw just past pi/2 is kept (the wrist turns to +-2.9 rad).
+    in_range = [y for y in options if abs(y) <= np.pi / 2 + YAW_TIE_MARGIN] or options
     nearest = min(abs(_wrap(y - cur)) for y in in_range)
     tied = [y for y in in_range if abs(_wrap(y - cur)) < nearest + YAW_TIE_MARGIN]
     return max(tied)

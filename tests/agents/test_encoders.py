@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 
 import pytest
 import torch
@@ -41,3 +42,26 @@ def test_encoders_on_fake_env(obs_mode: str) -> None:
 def test_make_encoder_rejects_non_libero_spaces() -> None:
     with pytest.raises(InvalidInputError, match="proprio"):
         make_encoder(spaces.Box(-1, 1, (3,)), EncoderConfig())
+
+
+@pytest.mark.parametrize("obs_mode", ["state", "pixels"])
+@pytest.mark.parametrize("velocities", [False, True])
+def test_velocities_reach_the_network_only_when_asked(obs_mode: str, velocities: bool) -> None:
+    """By default the policy cannot see proprio's joint and finger velocities (nor copy its momentum)."""
+    from libero_gym.spaces import PROPRIO_SLICES
+
+    env, obs = _observations(obs_mode, image_size=32)
+    encoder = make_encoder(env.observation_space, dataclasses.replace(SMALL.encoder, velocities=velocities))
+    expected = 39 if velocities else 30
+    assert encoder.normalizer.low.shape[0] - (env.observation_space.spaces.get("object", spaces.Box(0, 1, (0,))).shape[0]) == expected
+    encoder.fit_normalizer(obs)
+    obs_t = obs_as_tensor(obs, "cpu")
+    features = encoder(obs_t)
+    for key in ("joint_vel", "gripper_qvel"):
+        moved = obs_t["proprio"].clone()
+        moved[:, PROPRIO_SLICES[key]] += 0.5
+        changed = not torch.allclose(encoder(dict(obs_t, proprio=moved)), features)
+        assert changed == velocities, key
+    moved = obs_t["proprio"].clone()
+    moved[:, PROPRIO_SLICES["eef_pos"]] += 0.05
+    assert not torch.allclose(encoder(dict(obs_t, proprio=moved)), features)

@@ -183,3 +183,20 @@ def test_bc_protocol_lowers_the_loss(agent: str) -> None:
 def test_gaussian_config_rejects_bad_std_clamps() -> None:
     with pytest.raises(ValueError, match="min_std"):
         dataclasses.replace(GaussianPPOConfig(), min_std=0.3, max_std=0.2)
+
+
+def test_bounded_normalizer_floors_and_clips_observations() -> None:
+    """Observation scaling: a near-constant feature is not blown up, and nothing leaves +-OBS_BOUND."""
+    from agents.normalization import OBS_BOUND, OBS_MIN_HALF_RANGE
+
+    normalizer = Normalizer(2, bounded=True)
+    normalizer.fit(np.array([[0.0, 0.999], [1.0, 1.001]]))  # dim 1 varies by +-0.001 in the demos
+    assert torch.allclose(normalizer.half_range, torch.tensor([0.5, OBS_MIN_HALF_RANGE]))
+    # A 3-degree tilt of a quaternion value (~0.026) stays a few units; a large one is clipped.
+    scaled = normalizer.normalize(torch.tensor([[0.5, 1.026], [0.5, 1.5], [100.0, -3.0]]))
+    assert abs(float(scaled[0, 1]) - 2.6) < 1e-4
+    assert float(scaled.abs().max()) == OBS_BOUND
+    # Action scaling keeps its fine floor and is unclipped (the inverse must hold).
+    actions = Normalizer(1)
+    actions.fit(np.array([[0.0], [0.002]]))
+    assert torch.allclose(actions.unnormalize(actions.normalize(torch.tensor([[5.0]]))), torch.tensor([[5.0]]))

@@ -150,6 +150,16 @@ def test_top_down_yaw_closes_along_direction(direction: tuple[float, float]) -> 
     np.testing.assert_allclose(rot[:, 2], [0, 0, -1], atol=1e-9)  # pointing down
 
 
+@pytest.mark.parametrize("noise", [-1e-3, 0.0, 1e-3, 0.05])
+def test_grasp_yaw_tie_is_broken_by_rule_not_by_noise(noise: float) -> None:
+    """A closing axis square to home puts both yaws at +-pi/2 from the wrist: noise must not pick the turn."""
+    d = np.array([np.cos(noise), np.sin(noise), 0.0])  # yaws ~ +-pi/2, nearly equidistant from home
+    yaw = P.yaw_for_closing_axis(d, P.TOP_DOWN)
+    assert yaw == pytest.approx(np.pi / 2, abs=abs(noise) + 1e-9)  # the same side every time
+    # An object as wide one way as the other is taken without turning the wrist.
+    assert P.yaw_for_closing_axis(d, P.TOP_DOWN, symmetric=True) == pytest.approx(0.0, abs=abs(noise) + 1e-9)
+
+
 def test_controller_saturates_and_limits_jerk() -> None:
     scene = SimpleNamespace(eef_pos=np.zeros(3), eef_mat=P.TOP_DOWN.copy())
     ctl = P.Controller(scene)  # type: ignore[arg-type]
