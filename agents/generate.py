@@ -146,6 +146,9 @@ class GenerateConfig(BackendConfig):
     """Base seed of every stage (demo episode i: seed + i; rollouts: seed + 10000 + i)."""
     restart_from: Stage | None = None
     """Discard this stage and every later one of every task, then run them again."""
+    stop_after: Stage | None = None
+    """Run the stages up to and including this one, then report (e.g. bc_eval: the BC start of every task before
+    paying for RL). Rerun without it to continue."""
     config: Path | None = None
     """A saved config (YAML or JSON, e.g. an OUT/generate.json): its values are the defaults that flags override."""
     progress: bool = True
@@ -161,6 +164,8 @@ class GenerateConfig(BackendConfig):
     def stages(self) -> tuple[str, ...]:
         """The stages a task runs, in order."""
         stages = RL_STAGES if self.source == "rl" else SCRIPTED_STAGES
+        if self.stop_after in stages:
+            stages = stages[: stages.index(self.stop_after) + 1]
         return tuple(s for s in stages if s != "bc_eval" or self.eval_episodes > 0)
 
     def stage_settings(self, stage: str) -> dict[str, Any]:
@@ -207,6 +212,9 @@ class GenerateConfig(BackendConfig):
             from agents.registry import resolve_agent
 
             check_agent_sampling(resolve_agent(self.agent).load_class(), self.sampling, self.agent)
+        every = RL_STAGES if self.source == "rl" else SCRIPTED_STAGES
+        if self.stop_after is not None and self.stop_after not in every:
+            raise InvalidInputError(f"stop_after must be one of {list(every)}, got {self.stop_after!r}")
         if self.restart_from is not None and self.restart_from not in self.stages:
             raise InvalidInputError(f"restart_from must be one of {list(self.stages)}, got {self.restart_from!r}")
 
