@@ -10,6 +10,8 @@ stage          what runs (each stage is one ``cli.py`` command, the one a user w
 ``bc_eval``    ``eval``: the BC start's success, sampled as the rollouts sample             ``bc_eval.json``
 ``rl``         ``train --init-from bc --target-success``: fine-tuning until the rolling     ``rl/``
                success reaches the target or the env-step budget is spent
+``rl_eval``    ``eval``: the fine-tuned policy over the init states, deterministic,         ``rl_eval.json``
+               stochastic and (if another) as the rollouts sample
 ``rollouts``   ``collect --policy checkpoint --until-successes``: K successful episodes,    ``rollouts/``
                images rendered from the stored states
 ``export``     ``export --only-success``: one LIBERO-layout HDF5 per task; with             ``export/``
@@ -67,14 +69,16 @@ from agents.generate_report import TASKS_DIR, collection_counts, learning_curve,
 from libero_gym.backend import BackendConfig
 from libero_gym.errors import InvalidInputError
 
-Stage = Literal["demos", "bc", "bc_eval", "rl", "rollouts", "export"]
-RL_STAGES: tuple[str, ...] = ("demos", "bc", "bc_eval", "rl", "rollouts", "export")
+Stage = Literal["demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export"]
+RL_STAGES: tuple[str, ...] = ("demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export")
+EVAL_STAGES: tuple[str, ...] = ("bc_eval", "rl_eval")
+"""Stages skipped with --eval-episodes 0."""
 SCRIPTED_STAGES: tuple[str, ...] = ("rollouts", "export")
 MANIFEST = "manifest.json"
 CONFIG_FILE = "generate.json"
 MANIFEST_VERSION = 1
 
-STAGE_WEIGHT = {"demos": 1.0, "bc": 1.5, "bc_eval": 1.0, "rl": 8.0, "rollouts": 3.0, "export": 0.3}
+STAGE_WEIGHT = {"demos": 1.0, "bc": 1.5, "bc_eval": 1.0, "rl": 8.0, "rl_eval": 2.0, "rollouts": 3.0, "export": 0.3}
 """Rough share of a task's wall time per stage (LIBERO-Goal task 0 on 2 cores: RL dominates), for the ETA."""
 
 GAUSSIAN_FINETUNE = {"learning_rate": 1e-4, "n_steps": 512, "batch_size": 256, "n_epochs": 5, "gamma": 0.999}
@@ -113,7 +117,8 @@ class GenerateConfig(BackendConfig):
     bc_batch_size: int = 64
     """BC minibatch size."""
     eval_episodes: int = 50
-    """Episodes of the BC start's evaluation (init states 0..N-1, --sampling); 0 skips it."""
+    """Episodes of the BC start's evaluation (init states 0..N-1, --sampling) and of the fine-tuned policy's (each
+    of deterministic, stochastic and --sampling); 0 skips both."""
     rl_steps: int = 100_000
     """Env-step budget of the RL stage per task."""
     target_success: float = 0.9
@@ -166,7 +171,7 @@ class GenerateConfig(BackendConfig):
         stages = RL_STAGES if self.source == "rl" else SCRIPTED_STAGES
         if self.stop_after in stages:
             stages = stages[: stages.index(self.stop_after) + 1]
-        return tuple(s for s in stages if s != "bc_eval" or self.eval_episodes > 0)
+        return tuple(s for s in stages if s not in EVAL_STAGES or self.eval_episodes > 0)
 
     def stage_settings(self, stage: str) -> dict[str, Any]:
         """The settings that determine a stage's result: a finished stage is stale when one changes."""
@@ -174,6 +179,7 @@ class GenerateConfig(BackendConfig):
             "demos": ("demos", "seed"),
             "bc": ("agent", "bc_epochs", "bc_batch_size", "seed"),
             "bc_eval": ("eval_episodes", "sampling", "max_episode_steps", "seed"),
+            "rl_eval": ("eval_episodes", "sampling", "max_episode_steps", "seed"),
             "rl": ("agent", "rl_steps", "target_success", "envs_per_task", "max_episode_steps", "seed"),
             "rollouts": ("source", "episodes", "max_attempts", "sampling", "images", "image_size", "max_episode_steps",
                          "seed"),
@@ -396,6 +402,12 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, r
                          str(config.eval_episodes), "--num-envs", workers, "--seed", str(config.seed), *sampling, *limit,
                          *config.ray_flags(ray_address), "--json-out", str(folder / "bc_eval.json")),
                         folder / "bc_eval.json", False)  # fmt: skip
+    if stage == "rl_eval":
+        modes = dict.fromkeys(("deterministic", "stochastic", config.sampling))  # ordered, no repeats
+        return StageRun(("eval", "--checkpoint", str(folder / "rl"), "--episodes", str(config.eval_episodes),
+                         "--num-envs", workers, "--seed", str(config.seed), "--sampling", *modes, *limit,
+                         *config.ray_flags(ray_address), "--json-out", str(folder / "rl_eval.json")),
+                        folder / "rl_eval.json", False)  # fmt: skip
     if stage == "rl":
         # The BC checkpoint's agent settings are the defaults; Gaussian PPO's fine-tuning overrides some.
         finetune = GAUSSIAN_FINETUNE if config.agent == "gaussian-ppo" else {}
