@@ -86,7 +86,7 @@ GAUSSIAN_FINETUNE = {"learning_rate": 1e-4, "n_steps": 512, "batch_size": 256, "
 (3e-4 washes out the BC policy) and DPPO's per-step discount 0.999 for sparse, 100-500-step episodes."""
 
 LOCAL_MAX_WORKERS = 2
-"""``--max-workers`` of ``--backend local`` when not given: the 2 cores of the machines this was built on."""
+"""``--max-workers`` of ``--backend local`` when not given: one task at a time with 2 envs, sized for a 2-core machine."""
 
 RL_SEED_OFFSET = 10_000
 """Rollout episodes are reset with seeds ``seed + 10000 + i``: never the demos' seeds (``seed + i``)."""

@@ -152,7 +152,7 @@ def _run(argv: list[str]) -> tuple[int, str]:
     try:
         _, err = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the command and its workers
+        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: the command and its workers
         proc.communicate()
         pytest.fail(f"still running after {TIMEOUT_S} s: the command started real work instead of refusing")
     return proc.returncode, err
