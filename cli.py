@@ -156,7 +156,7 @@ def _select_agent(argv: list[str]) -> list[str]:
     Raises:
         InvalidInputError: an unknown agent, or ``--agent`` without a value.
     """
-    if argv[:1] not in ([command] for command in AGENT_COMMANDS):
+    if not argv or argv[0] not in AGENT_COMMANDS:
         return argv
     chosen: list[str] = []
     rest: list[str] = []

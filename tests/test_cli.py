@@ -9,6 +9,10 @@ agent, a corrupt checkpoint, an empty folder), which must be unchanged.
 A case the commands do not handle yet can be marked ``xfail(strict=True)`` with
 its cause (the fourth column), so that fixing it turns the suite red until the mark
 is removed; none is marked now.
+
+In process (the parser only, no simulator): each spelling of ``--agent`` and the
+config it parses into, its ``--help``, and each way a ``generate --config`` file can
+be wrong.
 """
 
 from __future__ import annotations
@@ -75,7 +79,8 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("pretrain-not-hdf5", ["pretrain", "--dataset", "{fx}/text.hdf5", "--run-dir", "{out}"],
      "not an HDF5 file", None),
     ("pretrain-agent-without-bc", ["pretrain", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
-                                   "--agent", "stable_baselines3:SAC"], "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
+                                   "--agent", "stable_baselines3:SAC"],
+     "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
     # collect
     ("collect-single-task-id-other-task", ["collect", "--out", "{out}", "--env", "LIBERO-Goal-Task3-v0",
                                            "--task-id", "5"], "single-task id", None),
@@ -224,7 +229,8 @@ AGENT_FORMS: list[tuple[str, list[str], type, str, dict[str, Any]]] = [
     ("train-earlier-spelling", ["train", "agent:diffusion-ppo", "--agent.actor-lr", "1e-5"],
      TrainConfig, "DiffusionPPOConfig", {"actor_lr": 1e-5}),
     ("pretrain-gaussian", ["pretrain", "--dataset", "d.hdf5", "--run-dir", "r", "--agent", "gaussian-ppo",
-                           "--agent.net-arch", "32", "32"], PretrainConfig, "GaussianPPOConfig", {"net_arch": (32, 32)}),
+                           "--agent.net-arch", "32", "32"],
+     PretrainConfig, "GaussianPPOConfig", {"net_arch": (32, 32)}),
     ("pretrain-default", ["pretrain", "--dataset", "d.hdf5", "--run-dir", "r", "--agent.policy.horizon-steps", "8"],
      PretrainConfig, "DiffusionPPOConfig", {"chunk_size": 8}),
 ]
@@ -290,7 +296,8 @@ CONFIG_FILE_ERRORS: list[tuple[str, str, str | None, str]] = [
     ("unknown-field", "g.yaml", "out: x\nepisodez: 3\n", "unknown settings ['episodez']; valid: ['agent',"),
     ("wrong-type", "g.yaml", "out: x\nepisodes: ten\n", "episodes must be an integer, got 'ten'"),
     ("wrong-type-bool", "g.json", '{"images": "yes"}', "images must be true or false, got 'yes'"),
-    ("wrong-choice", "g.yaml", "formats: [hdf5, rlds]\n", "formats must be a list (each item one of ['hdf5', 'lerobot'])"),
+    ("wrong-choice", "g.yaml", "formats: [hdf5, rlds]\n",
+     "formats must be a list (each item one of ['hdf5', 'lerobot'])"),
     ("nested-value", "g.yaml", "seed: {a: 1}\n", "seed must be an integer, got {'a': 1}"),
 ]
 
