@@ -394,7 +394,7 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, r
                          "--no-progress"), folder / "demos", True)  # fmt: skip
     if stage == "bc":
         demos = sorted(str(p) for p in (folder / "demos").glob("*.hdf5"))
-        return StageRun(("pretrain", "--dataset", *demos, "--run-dir", str(folder / "bc"), f"agent:{config.agent}",
+        return StageRun(("pretrain", "--dataset", *demos, "--run-dir", str(folder / "bc"), "--agent", config.agent,
                          "--epochs", str(config.bc_epochs), "--batch-size", str(config.bc_batch_size),
                          "--seed", str(config.seed), "--no-progress"), folder / "bc", False)  # fmt: skip
     if stage == "bc_eval":
@@ -412,7 +412,7 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, r
         # The BC checkpoint's agent settings are the defaults; Gaussian PPO's fine-tuning overrides some.
         finetune = GAUSSIAN_FINETUNE if config.agent == "gaussian-ppo" else {}
         overrides = [f"--agent.{key.replace('_', '-')}={value}" for key, value in finetune.items()]
-        return StageRun(("train", f"agent:{config.agent}", *overrides, *env,
+        return StageRun(("train", "--agent", config.agent, *overrides, *env,
                          "--init-from", str(folder / "bc" / "checkpoint"),
                          "--total-timesteps", str(config.rl_steps), "--target-success", str(config.target_success),
                          "--num-envs", workers, "--checkpoint-every", str(config.checkpoint_every), *limit,
@@ -619,29 +619,23 @@ def expand_config_file(argv: Sequence[str]) -> list[str]:
     command line come later and so override it (argparse keeps the last value).
 
     Raises:
-        InvalidInputError: unreadable file, or a key that is no field of :class:`GenerateConfig`.
+        InvalidInputError: the file is unreadable or malformed, or names an unknown field or a value of the
+            wrong type (:func:`agents.config_file.read_config_file`).
     """
-    argv = list(argv)
-    if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
-        return argv
-    position = argv.index("--config")
-    path = Path(argv[position + 1])
-    try:
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    from agents.config_file import read_config_file
 
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except (OSError, ValueError) as error:
-        raise InvalidInputError(f"--config {path}: cannot read it ({error})") from None
-    if not isinstance(values, dict):
-        raise InvalidInputError(f"--config {path}: must hold a mapping of settings, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(GenerateConfig)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise InvalidInputError(f"--config {path}: unknown settings {unknown}; valid: {sorted(fields)}")
+    argv = list(argv)
+    given = [i for i, arg in enumerate(argv) if arg == "--config" or arg.startswith("--config=")]
+    if not given:
+        return argv
+    position = given[-1]
+    _, inline, path = argv[position].partition("=")
+    width = 1 if inline else 2  # --config=FILE or --config FILE
+    if not inline:
+        if position + 1 >= len(argv):
+            return argv  # the parser reports the missing value
+        path = argv[position + 1]
+    values = read_config_file(Path(path), GenerateConfig)
     flags: list[str] = []
     for name, value in values.items():
         if name in ("config", "restart_from") or value is None:
@@ -656,7 +650,7 @@ def expand_config_file(argv: Sequence[str]) -> list[str]:
     command = argv[:1] if argv and argv[0] == "generate" else []
     rest = argv[len(command):]
     position -= len(command)
-    return command + flags + rest[:position] + rest[position + 2:]
+    return command + flags + rest[:position] + rest[position + width:]
 
 
 # ---------------------------------------------------------------------- the command

@@ -150,7 +150,7 @@ def main() -> None:
         run_dir = folder / f"bc_{agent}"
         if not (run_dir / "checkpoint").exists() and run_dir.exists():
             shutil.rmtree(run_dir)
-        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), f"agent:{agent}-ppo",
+        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), "--agent", f"{agent}-ppo",
                            "--epochs", str(args.bc_epochs), "--batch-size", str(args.bc_batch_size),
                            "--seed", str(args.seed), "--no-progress"])  # fmt: skip
 
@@ -169,7 +169,7 @@ def main() -> None:
         overrides = [f"--agent.{k.replace('_', '-')}={v}" for k, v in (GAUSSIAN_FINETUNE if agent == "gaussian" else {}).items()]
         if agent == "diffusion":
             overrides += shlex.split(args.rl_flags)
-        go(f"rl_{agent}", ["train", f"agent:{agent}-ppo", *overrides, *env,
+        go(f"rl_{agent}", ["train", "--agent", f"{agent}-ppo", *overrides, *env,
                            "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
                            "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),
                            "--checkpoint-every", "10000", "--seed", str(args.seed),

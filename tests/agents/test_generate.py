@@ -90,6 +90,7 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
     yaml_file = tmp_path / "g.yaml"
     yaml_file.write_text("out: b\nrl_steps: 5000\n")
     assert expand_config_file(["generate", "--config", str(yaml_file)]) == ["generate", "--out", "b", "--rl-steps", "5000"]
+    assert expand_config_file(["generate", f"--config={yaml_file}"]) == ["generate", "--out", "b", "--rl-steps", "5000"]
     yaml_file.write_text("out: b\nrl_stepz: 5000\n")
     with pytest.raises(InvalidInputError, match=r"unknown settings \['rl_stepz'\]"):
         expand_config_file(["generate", "--config", str(yaml_file)])
