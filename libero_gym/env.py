@@ -15,7 +15,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from libero_gym import suites
+from libero_gym import camera_channels, control, suites
+from libero_gym.camera_channels import CameraOptions
 from libero_gym.errors import InvalidInputError
 from libero_gym.fast_physics import PHYSICS_MODES
 from libero_gym.libero_config import import_libero, resolve_assets_path
@@ -37,7 +38,6 @@ from libero_gym.spaces import (  # noqa: F401  (re-exported: the observation lay
     PROPRIO_KEYS,
     PROPRIO_SLICES,
     ObsMode,
-    action_space,
     observation_space,
 )
 from libero_gym.suites import Task
@@ -58,7 +58,8 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """A LIBERO task (or several) on robosuite 1.4 + MuJoCo, Gymnasium 1.x API.
 
     ## Action space
-    ``Box(-1, 1, (7,), float32)``, robosuite's ``OSC_POSE`` controller at 20 Hz:
+    ``control_mode="delta"`` (default): ``Box(-1, 1, (7,), float32)``, robosuite's ``OSC_POSE``
+    controller at 20 Hz:
 
     ====  ===================================================  ==========================
     idx   meaning                                              scale at 1.0
@@ -69,7 +70,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ====  ===================================================  ==========================
 
     A wrong shape, NaN or inf raises ``ValueError``. Values outside [-1, 1] are
-    clipped by the controller, as in LIBERO.
+    clipped by the controller, as in LIBERO. ``control_mode="absolute"``: the same controller
+    with ``control_delta=False`` (LeRobot's LIBERO env offers it): 0-2 the target end-effector
+    position (m), 3-5 its orientation as an axis-angle vector (rad), both in the world frame,
+    neither scaled nor clipped; 6 the gripper; ``Box`` bounds +-3 m, +-pi, +-1
+    (:mod:`libero_gym.control`). Settle steps then hold the pose of the init state. The mode is
+    in ``env.spec.kwargs`` (when given to ``gym.make``) and ``env.unwrapped.metadata["control_mode"]``.
 
     ## Observation space
     A flat ``Dict`` (Stable-Baselines3 rejects nested ones). Keys by ``obs_mode``:
@@ -88,6 +94,17 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ``eye_in_hand_image``  (S, S, 3) uint8          wrist camera                             pixels, both
     ``task_index``         Discrete(n_suite_tasks)  index of the current task in its suite   all
     =====================  =======================  ======================================  ===============
+
+    Camera options (any mode; :mod:`libero_gym.camera_channels`). ``cameras=(...)`` picks the
+    cameras (LIBERO's names: ``agentview``, ``robot0_eye_in_hand``, ``frontview``, ``birdview``,
+    ``sideview``, ``galleryview``, ``robot0_robotview``, ``paperview`` (kitchen, living room, study));
+    camera ``c`` gives key stem ``k`` = ``c`` without ``robot0_``, so ``<k>_image`` in pixel modes.
+    ``depth=True`` adds ``<k>_depth`` (S, S, 1) float32: metric planar depth (m) from the same
+    render as the image. ``segmentation=True`` adds ``<k>_segmentation`` (S, S, 1) uint8 instance
+    ids: 0 background, 1 robot, then objects and fixtures; the table is
+    ``info["segmentation_ids"]`` at reset. ``point_cloud=N`` adds ``point_cloud`` (N, 3) float32:
+    the cameras' depth back-projected into the robot base frame (m), N points by farthest-point
+    sampling (deterministic). Depth and masks are oriented like the images.
 
     Images are rotated 180 degrees (upright, as openvla-oft, openpi and LeRobot feed
     policies) when ``rotate_images=True`` (the default); LIBERO's own renders and
@@ -157,10 +174,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         step_limit: control steps after which ``step_chunk`` truncates (default:
             the suite's ``MAX_EPISODE_STEPS``).
         assets_path: LIBERO asset folder; default ``$LIBERO_GYM_ASSETS``.
+        cameras, depth, point_cloud, segmentation: camera options (see Observation space).
+        control_mode: ``"delta"`` or ``"absolute"`` (see Action space).
 
     ## Version history
-    - v0: initial release; ``step_chunk``, ``chunk_size`` and ``physics`` added
-      later in v0 (same results as before for ``step``).
+    - v0: initial release; ``step_chunk``, ``chunk_size``, ``physics``, the camera options and
+      ``control_mode`` added later in v0 (defaults give the same results as before).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -180,6 +199,11 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         step_limit: int | None = None,
         assets_path: str | os.PathLike[str] | None = None,
         init_state_ids: Sequence[int] | None = None,
+        cameras: Sequence[str] = camera_channels.DEFAULT_CAMERAS,
+        depth: bool = False,
+        point_cloud: int | None = None,
+        segmentation: bool = False,
+        control_mode: control.ControlMode = "delta",
     ) -> None:
         self.suite = suites.resolve_suite(suite)
         self.task_ids = suites.resolve_task_ids(self.suite, task_id)
@@ -215,6 +239,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             tuple(int(i) for i in init_state_ids) if init_state_ids is not None else None
         )
         self._init_state_turn = 0  # index into init_state_ids of the next reset
+        self.camera_options = CameraOptions.parse(cameras, depth, point_cloud, segmentation)
+        self.control_mode = control.check_control_mode(control_mode)
+        self.metadata = {**self.metadata, "control_mode": control_mode}
         self.physics = physics
         self.step_limit = step_limit if step_limit is not None else suites.MAX_EPISODE_STEPS[self.suite]
         self.chunk_size = chunk_size
@@ -233,8 +260,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.init_state_id: int | None = None
         self.layout_seed: int | None = None
 
-        self.action_space = action_space(chunk_size)
-        self.observation_space = observation_space(obs_mode, image_size, len(suites.get_suite(self.suite)))
+        self.camera_options.check_scenes([suites.get_task(self.suite, t).scene_family for t in self.task_ids])
+        self.action_space = control.action_space(chunk_size, control_mode)
+        self.observation_space = observation_space(
+            obs_mode, image_size, len(suites.get_suite(self.suite)),
+            None if self.camera_options.is_default else self.camera_options.spaces(image_size, self.uses_pixels),
+        )
 
         # Built lazily in the process that steps the env (see _build).
         self._libero_env: Any = None
@@ -244,6 +275,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._fixture_xml_poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_raw_obs: dict[str, np.ndarray] | None = None
         self._stepper: Any = None  # FastStepper of the current robosuite env, or None
+        self._near_far = (0.0, 0.0)  # the model's depth clipping distances (m)
         self.elapsed_steps = 0
         """Control steps since the last reset (``step`` and ``step_chunk``)."""
 
@@ -290,11 +322,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         rendering.install()
         self._close_simulator()
         bddl = os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
-        needs_renderer = self.uses_pixels or self.render_mode == "rgb_array"
+        options = self.camera_options
+        needs_renderer = self.uses_pixels or self.render_mode == "rgb_array" or options.needs_renderer
         env_cls = OffScreenRenderEnv if needs_renderer else ControlEnv
         self._libero_env = env_cls(
             bddl_file_name=bddl,
-            use_camera_obs=self.uses_pixels,
+            use_camera_obs=self.uses_pixels or options.needs_camera_obs,
             has_offscreen_renderer=needs_renderer,
             camera_heights=self.image_size,
             camera_widths=self.image_size,
@@ -303,8 +336,19 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # The model was just built by the constructor; a hard reset would build it
             # again. reset() below decides per call.
             hard_reset=False,
+            **options.libero_kwargs(),
         )
         self._built_task = task
+        robosuite_env = self._libero_env.env
+        if not options.is_default:
+            camera_channels.check_scene_cameras(robosuite_env.sim, options.cameras)
+            camera_channels.install(robosuite_env, options, self.image_size)
+            model = robosuite_env.sim.model
+            self._near_far = camera_channels.sensors.depth_extents(
+                model.stat.extent, model.vis.map.znear, model.vis.map.zfar
+            )
+        if self.control_mode != "delta":
+            control.set_control_mode(robosuite_env, self.control_mode)
         self._fixture_qpos_addr = fixture_joint_addresses(self._libero_env.sim)
         self._fixture_xml_poses = fixture_xml_poses(self._libero_env.env)
 
@@ -389,16 +433,25 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # Only the last settle step's observation is returned: render nothing before.
             with cameras_off(robosuite_env):
                 libero_env.set_init_state(init_state)
+            settle = self._settle_action()
             for i in range(self.settle_steps):
                 observe = "all" if i == self.settle_steps - 1 else "state"
-                _, _, raw_obs = self._stepper.step(SETTLE_ACTION, observe=observe)
+                _, _, raw_obs = self._stepper.step(settle, observe=observe)
         else:
             raw_obs = libero_env.set_init_state(init_state)
+            settle = self._settle_action()
             for _ in range(self.settle_steps):
-                raw_obs, _, _, _ = libero_env.step(SETTLE_ACTION)
+                raw_obs, _, _, _ = libero_env.step(settle)
         self.elapsed_steps = 0
         self._last_raw_obs = raw_obs
-        return self._observation(raw_obs), self._info(success=False)
+        info = self._info(success=False)
+        if self.camera_options.segmentation:
+            info[camera_channels.SEGMENTATION_IDS_KEY] = camera_channels.segmentation_table(robosuite_env)
+        return self._observation(raw_obs), info
+
+    def _settle_action(self) -> np.ndarray:
+        """What settle steps send: no motion, gripper open (absolute mode: hold the current pose)."""
+        return SETTLE_ACTION if self.control_mode == "delta" else control.hold_action(self._libero_env.env)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self.chunk_size is not None:
@@ -502,7 +555,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             start = suites.MAX_OBJECTS * OBJECT_STATE_PER_OBJECT
             obj[start : start + fixtures.shape[0]] = fixtures
             obs["object"] = obj
-        if self.uses_pixels:
+        if not self.camera_options.is_default:
+            obs.update(self.camera_options.observation(raw, self.uses_pixels, self._orient, self._near_far))
+        elif self.uses_pixels:
             for key, camera in CAMERAS.items():
                 obs[key] = self._orient(raw[f"{camera}_image"])
         obs["task_index"] = self.task.index
