@@ -110,9 +110,12 @@ class CameraOptions:
             raise InvalidInputError(f"point_cloud must be None or an int in [1, {MAX_POINTS}], got {point_cloud!r}")
         return cls(cameras, bool(depth), int(point_cloud), bool(segmentation))
 
-    def check_scenes(self, scene_families: Sequence[str]) -> None:
-        """Raise :class:`InvalidInputError` naming a scene's cameras if one chosen camera is not in it."""
+    def check_scenes(self, scene_families: Sequence[str | None]) -> None:
+        """Raise :class:`InvalidInputError` naming a scene's cameras if one chosen camera is not in it
+        (``None``: a scene outside LIBERO's benchmark, checked against its model when built)."""
         for family in scene_families:
+            if family is None:
+                continue
             valid = scene_cameras(family)
             missing = [name for name in self.cameras if name not in valid]
             if missing:
@@ -213,15 +216,20 @@ def _geom_instances(robosuite_env: Any, table: dict[str, int]) -> np.ndarray:
     return sensors.geom_instances(model.geom_bodyid, model.body_parentid, names, roots)
 
 
-def install(robosuite_env: Any, options: CameraOptions, image_size: int) -> None:
-    """Add the segmentation and point-cloud observables of ``options`` to a built robosuite env.
+def install(robosuite_env: Any, options: CameraOptions, image_size: int) -> tuple[float, float]:
+    """Check the cameras and add the segmentation and point-cloud observables of ``options`` to a built
+    robosuite env; return the model's depth clipping distances (near, far) in metres.
 
-    They are added after robosuite's own, so they run after the camera sensors in each
-    sampling pass (the point cloud reads the depth those put in the observation cache).
+    The observables are added after robosuite's own, so they run after the camera sensors in
+    each sampling pass (the point cloud reads the depth those put in the observation cache).
     robosuite keeps added observables across hard resets; the sensors look the simulator
     up at every call, so they follow a rebuilt model.
     """
     from robosuite.utils.observables import Observable, sensor
+
+    check_scene_cameras(robosuite_env.sim, options.cameras)
+    model = robosuite_env.sim.model
+    near_far = sensors.depth_extents(model.stat.extent, model.vis.map.znear, model.vis.map.zfar)
 
     rate = robosuite_env.control_freq
     if options.segmentation:
@@ -265,6 +273,7 @@ def install(robosuite_env: Any, options: CameraOptions, image_size: int) -> None
 
         point_cloud.__name__ = POINT_CLOUD_KEY
         robosuite_env.add_observable(Observable(name=POINT_CLOUD_KEY, sensor=point_cloud, sampling_rate=rate))
+    return near_far
 
 
 def _render_segmentation(sim: Any, camera: str, size: int, geom_instance: np.ndarray) -> np.ndarray:

@@ -62,6 +62,8 @@ def set_control_mode(robosuite_env: Any, control_mode: str) -> None:
     """Make the OSC controllers of a built robosuite env take ``control_mode`` actions, from now on and
     after every later reset or rebuild."""
     delta = control_mode == "delta"
+    if delta:
+        return  # LIBERO's controller config already says control_delta=True
     for config in getattr(robosuite_env, "robot_configs", []):
         config["controller_config"]["control_delta"] = delta
     for robot in robosuite_env.robots:

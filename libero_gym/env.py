@@ -17,6 +17,7 @@ import numpy as np
 
 from libero_gym import camera_channels, control, suites
 from libero_gym.camera_channels import CameraOptions
+from libero_gym.env_checks import check_action, check_actions, check_choice, check_init_state_ids, check_int
 from libero_gym.errors import InvalidInputError
 from libero_gym.fast_physics import PHYSICS_MODES
 from libero_gym.libero_config import import_libero, resolve_assets_path
@@ -205,45 +206,22 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         segmentation: bool = False,
         control_mode: control.ControlMode = "delta",
     ) -> None:
-        self.suite = suites.resolve_suite(suite)
-        self.task_ids = suites.resolve_task_ids(self.suite, task_id)
-        if obs_mode not in OBS_MODES:
-            raise InvalidInputError(f"obs_mode must be one of {list(OBS_MODES)}, got {obs_mode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise InvalidInputError(
-                f"render_mode must be one of {[None, *self.metadata['render_modes']]}, got {render_mode!r}"
-            )
-        if reset_mode not in RESET_MODES:
-            raise InvalidInputError(f"reset_mode must be one of {list(RESET_MODES)}, got {reset_mode!r}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 1024:
-            raise InvalidInputError(f"image_size must be an int in [16, 1024], got {image_size!r}")
-        if isinstance(settle_steps, bool) or not isinstance(settle_steps, int) or settle_steps < 0:
-            raise InvalidInputError(f"settle_steps must be an int >= 0, got {settle_steps!r}")
-        if physics not in PHYSICS_MODES:
-            raise InvalidInputError(f"physics must be one of {list(PHYSICS_MODES)}, got {physics!r}")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise InvalidInputError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
-        if step_limit is not None and (isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1):
-            raise InvalidInputError(f"step_limit must be None or an int >= 1, got {step_limit!r}")
-        if init_state_ids is not None:
-            init_state_ids = tuple(init_state_ids)
-            if not init_state_ids or any(
-                isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < suites.NUM_INIT_STATES
-                for i in init_state_ids
-            ):
-                raise InvalidInputError(
-                    f"init_state_ids must be a non-empty sequence of ints in [0, {suites.NUM_INIT_STATES - 1}], "
-                    f"got {init_state_ids!r}"
-                )
-        self.init_state_ids: tuple[int, ...] | None = (
-            tuple(int(i) for i in init_state_ids) if init_state_ids is not None else None
-        )
+        self.suite, self.task_ids, n_tasks, default_step_limit = self._catalogue(suite, task_id)
+        check_choice("obs_mode", obs_mode, OBS_MODES)
+        check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
+        check_choice("reset_mode", reset_mode, RESET_MODES)
+        check_int("image_size", image_size, 16, 1024)
+        check_int("settle_steps", settle_steps, 0)
+        check_choice("physics", physics, PHYSICS_MODES)
+        check_int("chunk_size", chunk_size, 1, optional=True)
+        check_int("step_limit", step_limit, 1, optional=True)
+        self.init_state_ids = check_init_state_ids(init_state_ids, self.num_init_states)
         self._init_state_turn = 0  # index into init_state_ids of the next reset
         self.camera_options = CameraOptions.parse(cameras, depth, point_cloud, segmentation)
         self.control_mode = control.check_control_mode(control_mode)
         self.metadata = {**self.metadata, "control_mode": control_mode}
         self.physics = physics
-        self.step_limit = step_limit if step_limit is not None else suites.MAX_EPISODE_STEPS[self.suite]
+        self.step_limit = step_limit if step_limit is not None else default_step_limit
         self.chunk_size = chunk_size
         self.obs_mode = obs_mode
         self.image_size = image_size
@@ -256,14 +234,14 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # Fail at construction, in the caller's process, not in a worker.
             resolve_assets_path(assets_path)
 
-        self.task: Task = suites.get_task(self.suite, self.task_ids[0])
+        self.task: Task = self._get_task(self.task_ids[0])
         self.init_state_id: int | None = None
         self.layout_seed: int | None = None
 
-        self.camera_options.check_scenes([suites.get_task(self.suite, t).scene_family for t in self.task_ids])
+        self.camera_options.check_scenes([suites.SCENE_FAMILIES.get(self._get_task(t).problem_name) for t in self.task_ids])
         self.action_space = control.action_space(chunk_size, control_mode)
         self.observation_space = observation_space(
-            obs_mode, image_size, len(suites.get_suite(self.suite)),
+            obs_mode, image_size, n_tasks,
             None if self.camera_options.is_default else self.camera_options.spaces(image_size, self.uses_pixels),
         )
 
@@ -311,7 +289,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _build(self, task: Task) -> None:
         """Build LIBERO's env for ``task``, closing the previous one."""
 
-        libero_pkg = import_libero(self.assets_path)
+        import_libero(self.assets_path)
         from libero.libero.envs import OffScreenRenderEnv
         from libero.libero.envs.env_wrapper import ControlEnv
 
@@ -321,7 +299,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # this process (another env, a closed one): see libero_gym.rendering.
         rendering.install()
         self._close_simulator()
-        bddl = os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+        bddl = self._bddl_path(task)
         options = self.camera_options
         needs_renderer = self.uses_pixels or self.render_mode == "rgb_array" or options.needs_renderer
         env_cls = OffScreenRenderEnv if needs_renderer else ControlEnv
@@ -339,34 +317,45 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             **options.libero_kwargs(),
         )
         self._built_task = task
-        robosuite_env = self._libero_env.env
         if not options.is_default:
-            camera_channels.check_scene_cameras(robosuite_env.sim, options.cameras)
-            camera_channels.install(robosuite_env, options, self.image_size)
-            model = robosuite_env.sim.model
-            self._near_far = camera_channels.sensors.depth_extents(
-                model.stat.extent, model.vis.map.znear, model.vis.map.zfar
-            )
-        if self.control_mode != "delta":
-            control.set_control_mode(robosuite_env, self.control_mode)
+            self._near_far = camera_channels.install(self._libero_env.env, options, self.image_size)
+        control.set_control_mode(self._libero_env.env, self.control_mode)
         self._fixture_qpos_addr = fixture_joint_addresses(self._libero_env.sim)
         self._fixture_xml_poses = fixture_xml_poses(self._libero_env.env)
 
+    # ------------------------------------------------------------------ task catalogue (subclass hooks)
+    num_init_states: int = suites.NUM_INIT_STATES
+    """Init states per task (LIBERO's 50)."""
+
+    def _catalogue(self, suite: str, task_id: int | Sequence[int] | str) -> tuple[str, tuple[int, ...], int, int]:
+        """(suite key, task indices, tasks in the suite, default step limit) of the constructor's arguments."""
+        key = suites.resolve_suite(suite)
+        return key, suites.resolve_task_ids(key, task_id), len(suites.get_suite(key)), suites.MAX_EPISODE_STEPS[key]
+
+    def _get_task(self, task_id: int) -> Task:
+        return suites.get_task(self.suite, task_id)
+
+    def _bddl_path(self, task: Task) -> str:
+        libero_pkg = import_libero(self.assets_path)
+        return os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+
+    def _read_init_states(self, task: Task) -> np.ndarray:
+        import torch
+
+        libero_pkg = import_libero(self.assets_path)
+        path = os.path.join(libero_pkg.get_libero_path("init_states"), task.problem_folder, task.init_states_file)
+        # LIBERO saved these with torch.save; they hold a numpy array, hence
+        # weights_only=False (torch >= 2.6 defaults to True).
+        return np.asarray(torch.load(path, weights_only=False))
+
     def _load_init_states(self, task: Task) -> np.ndarray:
         if task.index not in self._init_states:
-            import torch
-
-            libero_pkg = import_libero(self.assets_path)
-            path = os.path.join(libero_pkg.get_libero_path("init_states"), task.problem_folder, task.init_states_file)
-            # LIBERO saved these with torch.save; they hold a numpy array, hence
-            # weights_only=False (torch >= 2.6 defaults to True).
-            states = np.asarray(torch.load(path, weights_only=False))
-            self._init_states[task.index] = states
+            self._init_states[task.index] = self._read_init_states(task)
         return self._init_states[task.index]
 
     def init_states(self, task_id: int | None = None) -> np.ndarray:
-        """The 50 fixed init states (flattened MuJoCo states) of a task, (50, S) float64."""
-        task = self.task if task_id is None else suites.get_task(self.suite, task_id)
+        """The fixed init states (flattened MuJoCo states) of a task, (num_init_states, S) float64."""
+        task = self.task if task_id is None else self._get_task(task_id)
         return self._load_init_states(task)
 
     def _close_simulator(self) -> None:
@@ -390,7 +379,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             task_id = self.task_ids[0] if len(self.task_ids) == 1 else int(self.np_random.choice(self.task_ids))
         elif task_id not in self.task_ids:
             raise InvalidInputError(f"options['task_id'] must be one of {list(self.task_ids)}, got {task_id!r}")
-        self.task = suites.get_task(self.suite, int(task_id))
+        self.task = self._get_task(int(task_id))
 
         init_state_id = options.get("init_state_id")
         if seed is not None:
@@ -399,12 +388,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             init_state_id = self.init_state_ids[self._init_state_turn % len(self.init_state_ids)]
             self._init_state_turn += 1
         elif init_state_id is None:
-            init_state_id = int(self.np_random.integers(suites.NUM_INIT_STATES))
+            init_state_id = int(self.np_random.integers(self.num_init_states))
         elif isinstance(init_state_id, bool) or not isinstance(init_state_id, (int, np.integer)) or not (
-            0 <= init_state_id < suites.NUM_INIT_STATES
+            0 <= init_state_id < self.num_init_states
         ):
             raise InvalidInputError(
-                f"options['init_state_id'] must be an int in [0, {suites.NUM_INIT_STATES - 1}], got {init_state_id!r}"
+                f"options['init_state_id'] must be an int in [0, {self.num_init_states - 1}], got {init_state_id!r}"
             )
         self.init_state_id = int(init_state_id)
 
@@ -458,7 +447,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             return self.step_chunk(action)
         if self._libero_env is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
-        action = self._check_action(action)
+        action = check_action(action)
         _, success, raw_obs = self._control_step(action, observe="all")
         self._last_raw_obs = raw_obs
         return self._observation(raw_obs), float(success), success, False, self._info(success)
@@ -478,7 +467,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """
         if self._libero_env is None:
             raise gym.error.ResetNeeded("Call reset() before step_chunk().")
-        actions = self._check_actions(actions)
+        actions = check_actions(actions)
         limit = self.step_limit
         total_reward, success, raw_obs, ran = 0.0, False, None, 0
         for i, action in enumerate(actions):
@@ -524,22 +513,6 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         super().close()
 
     # ------------------------------------------------------------------ helpers
-    def _check_action(self, action: Any) -> np.ndarray:
-        array = np.asarray(action, dtype=np.float64)
-        if array.shape != (ACTION_DIM,):
-            raise InvalidInputError(f"action must have shape ({ACTION_DIM},), got {array.shape}")
-        if not np.all(np.isfinite(array)):
-            raise InvalidInputError(f"action must be finite, got {array.tolist()} (NaN or inf)")
-        return array
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        array = np.asarray(actions, dtype=np.float64)
-        if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != ACTION_DIM:
-            raise InvalidInputError(f"actions must have shape (Ta, {ACTION_DIM}) with Ta >= 1, got {array.shape}")
-        if not np.all(np.isfinite(array)):
-            raise InvalidInputError("actions must be finite (got NaN or inf)")
-        return array
-
     def _orient(self, image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(image[::-1, ::-1]) if self.rotate_images else image
 
