@@ -198,3 +198,16 @@ def test_channels_in_chunks_and_hard_resets() -> None:
     finally:
         chunked.close()
         single.close()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # unbounded Box bounds of depth, point cloud, state
+def test_check_env_with_every_option() -> None:
+    """Gymnasium's env checker (spaces, seeding, determinism of reset) with all options and absolute control."""
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make(TASK, obs_mode="both", image_size=16, cameras=("agentview",), depth=True, point_cloud=32,
+                   segmentation=True, control_mode="absolute", settle_steps=2)
+    try:
+        check_env(env.unwrapped, skip_render_check=True)
+    finally:
+        env.close()
