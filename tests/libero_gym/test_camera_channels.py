@@ -139,6 +139,7 @@ def test_bad_camera_options(kwargs: dict, match: str) -> None:
         gym.make(TASK, **kwargs)
 
 
+@pytest.mark.slow
 def test_scene_camera_table_matches_the_models() -> None:
     """Every camera :func:`scene_cameras` promises is in each scene family's model (state mode: no renderer)."""
     families: dict[str, suites.Task] = {}
