@@ -82,7 +82,9 @@ def parse_task(bddl_file: str | os.PathLike[str]) -> suites.Task:
             f"LIBERO cannot parse BDDL file {path.name}: {type(error).__name__}{': ' + detail if detail else ''}"
         ) from None
     if problem not in PROBLEM_CLASSES:
-        raise InvalidInputError(f"BDDL file {path.name}: problem must be one of {list(PROBLEM_CLASSES)}, got {problem!r}")
+        raise InvalidInputError(
+            f"BDDL file {path.name}: problem must be one of {list(PROBLEM_CLASSES)}, got {problem!r}"
+        )
     if objects > suites.MAX_OBJECTS:
         raise InvalidInputError(
             f"BDDL file {path.name} has {objects} objects; the object observation holds at most {suites.MAX_OBJECTS}"

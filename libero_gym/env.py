@@ -238,7 +238,8 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self.init_state_id: int | None = None
         self.layout_seed: int | None = None
 
-        self.camera_options.check_scenes([suites.SCENE_FAMILIES.get(self._get_task(t).problem_name) for t in self.task_ids])
+        families = [suites.SCENE_FAMILIES.get(self._get_task(t).problem_name) for t in self.task_ids]
+        self.camera_options.check_scenes(families)
         self.action_space = control.action_space(chunk_size, control_mode)
         self.observation_space = observation_space(
             obs_mode, image_size, n_tasks,

@@ -54,7 +54,9 @@ def test_options_add_channels_and_leave_images_and_physics_alone(env_pair) -> No
     full, plain, obs, obs_plain, _ = env_pair
     assert full.observation_space.contains(obs)
     expected = {"proprio", "task_index", "point_cloud"} | {
-        f"{stem}_{kind}" for stem in ("agentview", "eye_in_hand", "frontview") for kind in ("image", "depth", "segmentation")
+        f"{stem}_{kind}"
+        for stem in ("agentview", "eye_in_hand", "frontview")
+        for kind in ("image", "depth", "segmentation")
     }
     assert set(obs) == expected == set(full.observation_space.spaces)
     for key in ("agentview_image", "eye_in_hand_image", "proprio"):
@@ -105,7 +107,8 @@ def test_point_cloud_in_robot_base_frame(env_pair) -> None:
 
 
 def test_same_seed_same_depth_point_cloud_and_masks() -> None:
-    kwargs = dict(obs_mode="state", image_size=32, cameras=("agentview",), depth=True, point_cloud=128, segmentation=True)
+    kwargs = dict(obs_mode="state", image_size=32, cameras=("agentview",), depth=True, point_cloud=128,
+                  segmentation=True)
     envs = [gym.make(TASK, **kwargs) for _ in range(2)]
     try:
         first = [env.reset(seed=5)[0] for env in envs]

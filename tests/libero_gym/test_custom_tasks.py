@@ -54,7 +54,8 @@ def test_custom_task_samples_caches_and_restores_init_states(bddl_file: Path) ->
 @pytest.mark.parametrize(
     "text,match",
     [
-        ("(define (problem LIBERO_Tabletop_Manipulation) (:objects bowl - akita_black_bowl", "Missing close parenthesis"),
+        ("(define (problem LIBERO_Tabletop_Manipulation) (:objects bowl - akita_black_bowl",
+         "Missing close parenthesis"),
         ("(not a problem)", "LIBERO cannot parse BDDL file bad.bddl"),
     ],
 )
