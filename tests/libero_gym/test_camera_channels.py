@@ -204,6 +204,7 @@ def test_channels_in_chunks_and_hard_resets() -> None:
         single.close()
 
 
+@pytest.mark.slow  # gymnasium's checker resets and renders many times
 @pytest.mark.filterwarnings("ignore::UserWarning")  # unbounded Box bounds of depth, point cloud, state
 def test_check_env_with_every_option() -> None:
     """Gymnasium's env checker (spaces, seeding, determinism of reset) with all options and absolute control."""
