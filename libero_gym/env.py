@@ -15,7 +15,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from libero_gym import suites
+from libero_gym import camera_channels, control, suites
+from libero_gym.camera_channels import CameraOptions
+from libero_gym.env_checks import check_action, check_actions, check_choice, check_init_state_ids, check_int
 from libero_gym.errors import InvalidInputError
 from libero_gym.fast_physics import PHYSICS_MODES
 from libero_gym.libero_config import import_libero, resolve_assets_path
@@ -37,7 +39,6 @@ from libero_gym.spaces import (  # noqa: F401  (re-exported: the observation lay
     PROPRIO_KEYS,
     PROPRIO_SLICES,
     ObsMode,
-    action_space,
     observation_space,
 )
 from libero_gym.suites import Task
@@ -58,7 +59,8 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """A LIBERO task (or several) on robosuite 1.4 + MuJoCo, Gymnasium 1.x API.
 
     ## Action space
-    ``Box(-1, 1, (7,), float32)``, robosuite's ``OSC_POSE`` controller at 20 Hz:
+    ``control_mode="delta"`` (default): ``Box(-1, 1, (7,), float32)``, robosuite's ``OSC_POSE``
+    controller at 20 Hz:
 
     ====  ===================================================  ==========================
     idx   meaning                                              scale at 1.0
@@ -69,7 +71,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ====  ===================================================  ==========================
 
     A wrong shape, NaN or inf raises ``ValueError``. Values outside [-1, 1] are
-    clipped by the controller, as in LIBERO.
+    clipped by the controller, as in LIBERO. ``control_mode="absolute"``: the same controller
+    with ``control_delta=False`` (LeRobot's LIBERO env offers it): 0-2 the target end-effector
+    position (m), 3-5 its orientation as an axis-angle vector (rad), both in the world frame,
+    neither scaled nor clipped; 6 the gripper; ``Box`` bounds +-3 m, +-pi, +-1
+    (:mod:`libero_gym.control`). Settle steps then hold the pose of the init state. The mode is
+    in ``env.spec.kwargs`` (when given to ``gym.make``) and ``env.unwrapped.metadata["control_mode"]``.
 
     ## Observation space
     A flat ``Dict`` (Stable-Baselines3 rejects nested ones). Keys by ``obs_mode``:
@@ -88,6 +95,17 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     ``eye_in_hand_image``  (S, S, 3) uint8          wrist camera                             pixels, both
     ``task_index``         Discrete(n_suite_tasks)  index of the current task in its suite   all
     =====================  =======================  ======================================  ===============
+
+    Camera options (any mode; :mod:`libero_gym.camera_channels`). ``cameras=(...)`` picks the
+    cameras (LIBERO's names: ``agentview``, ``robot0_eye_in_hand``, ``frontview``, ``birdview``,
+    ``sideview``, ``galleryview``, ``robot0_robotview``, ``paperview`` (kitchen, living room, study));
+    camera ``c`` gives key stem ``k`` = ``c`` without ``robot0_``, so ``<k>_image`` in pixel modes.
+    ``depth=True`` adds ``<k>_depth`` (S, S, 1) float32: metric planar depth (m) from the same
+    render as the image. ``segmentation=True`` adds ``<k>_segmentation`` (S, S, 1) uint8 instance
+    ids: 0 background, 1 robot, then objects and fixtures; the table is
+    ``info["segmentation_ids"]`` at reset. ``point_cloud=N`` adds ``point_cloud`` (N, 3) float32:
+    the cameras' depth back-projected into the robot base frame (m), N points by farthest-point
+    sampling (deterministic). Depth and masks are oriented like the images.
 
     Images are rotated 180 degrees (upright, as openvla-oft, openpi and LeRobot feed
     policies) when ``rotate_images=True`` (the default); LIBERO's own renders and
@@ -157,10 +175,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         step_limit: control steps after which ``step_chunk`` truncates (default:
             the suite's ``MAX_EPISODE_STEPS``).
         assets_path: LIBERO asset folder; default ``$LIBERO_GYM_ASSETS``.
+        cameras, depth, point_cloud, segmentation: camera options (see Observation space).
+        control_mode: ``"delta"`` or ``"absolute"`` (see Action space).
 
     ## Version history
-    - v0: initial release; ``step_chunk``, ``chunk_size`` and ``physics`` added
-      later in v0 (same results as before for ``step``).
+    - v0: initial release; ``step_chunk``, ``chunk_size``, ``physics``, the camera options and
+      ``control_mode`` added later in v0 (defaults give the same results as before).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -180,43 +200,28 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         step_limit: int | None = None,
         assets_path: str | os.PathLike[str] | None = None,
         init_state_ids: Sequence[int] | None = None,
+        cameras: Sequence[str] = camera_channels.DEFAULT_CAMERAS,
+        depth: bool = False,
+        point_cloud: int | None = None,
+        segmentation: bool = False,
+        control_mode: control.ControlMode = "delta",
     ) -> None:
-        self.suite = suites.resolve_suite(suite)
-        self.task_ids = suites.resolve_task_ids(self.suite, task_id)
-        if obs_mode not in OBS_MODES:
-            raise InvalidInputError(f"obs_mode must be one of {list(OBS_MODES)}, got {obs_mode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise InvalidInputError(
-                f"render_mode must be one of {[None, *self.metadata['render_modes']]}, got {render_mode!r}"
-            )
-        if reset_mode not in RESET_MODES:
-            raise InvalidInputError(f"reset_mode must be one of {list(RESET_MODES)}, got {reset_mode!r}")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 1024:
-            raise InvalidInputError(f"image_size must be an int in [16, 1024], got {image_size!r}")
-        if isinstance(settle_steps, bool) or not isinstance(settle_steps, int) or settle_steps < 0:
-            raise InvalidInputError(f"settle_steps must be an int >= 0, got {settle_steps!r}")
-        if physics not in PHYSICS_MODES:
-            raise InvalidInputError(f"physics must be one of {list(PHYSICS_MODES)}, got {physics!r}")
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-            raise InvalidInputError(f"chunk_size must be None or an int >= 1, got {chunk_size!r}")
-        if step_limit is not None and (isinstance(step_limit, bool) or not isinstance(step_limit, int) or step_limit < 1):
-            raise InvalidInputError(f"step_limit must be None or an int >= 1, got {step_limit!r}")
-        if init_state_ids is not None:
-            init_state_ids = tuple(init_state_ids)
-            if not init_state_ids or any(
-                isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < suites.NUM_INIT_STATES
-                for i in init_state_ids
-            ):
-                raise InvalidInputError(
-                    f"init_state_ids must be a non-empty sequence of ints in [0, {suites.NUM_INIT_STATES - 1}], "
-                    f"got {init_state_ids!r}"
-                )
-        self.init_state_ids: tuple[int, ...] | None = (
-            tuple(int(i) for i in init_state_ids) if init_state_ids is not None else None
-        )
+        self.suite, self.task_ids, n_tasks, default_step_limit = self._catalogue(suite, task_id)
+        check_choice("obs_mode", obs_mode, OBS_MODES)
+        check_choice("render_mode", render_mode, [None, *self.metadata["render_modes"]])
+        check_choice("reset_mode", reset_mode, RESET_MODES)
+        check_int("image_size", image_size, 16, 1024)
+        check_int("settle_steps", settle_steps, 0)
+        check_choice("physics", physics, PHYSICS_MODES)
+        check_int("chunk_size", chunk_size, 1, optional=True)
+        check_int("step_limit", step_limit, 1, optional=True)
+        self.init_state_ids = check_init_state_ids(init_state_ids, self.num_init_states)
         self._init_state_turn = 0  # index into init_state_ids of the next reset
+        self.camera_options = CameraOptions.parse(cameras, depth, point_cloud, segmentation)
+        self.control_mode = control.check_control_mode(control_mode)
+        self.metadata = {**self.metadata, "control_mode": control_mode}
         self.physics = physics
-        self.step_limit = step_limit if step_limit is not None else suites.MAX_EPISODE_STEPS[self.suite]
+        self.step_limit = step_limit if step_limit is not None else default_step_limit
         self.chunk_size = chunk_size
         self.obs_mode = obs_mode
         self.image_size = image_size
@@ -229,12 +234,17 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # Fail at construction, in the caller's process, not in a worker.
             resolve_assets_path(assets_path)
 
-        self.task: Task = suites.get_task(self.suite, self.task_ids[0])
+        self.task: Task = self._get_task(self.task_ids[0])
         self.init_state_id: int | None = None
         self.layout_seed: int | None = None
 
-        self.action_space = action_space(chunk_size)
-        self.observation_space = observation_space(obs_mode, image_size, len(suites.get_suite(self.suite)))
+        families = [suites.SCENE_FAMILIES.get(self._get_task(t).problem_name) for t in self.task_ids]
+        self.camera_options.check_scenes(families)
+        self.action_space = control.action_space(chunk_size, control_mode)
+        self.observation_space = observation_space(
+            obs_mode, image_size, n_tasks,
+            None if self.camera_options.is_default else self.camera_options.spaces(image_size, self.uses_pixels),
+        )
 
         # Built lazily in the process that steps the env (see _build).
         self._libero_env: Any = None
@@ -244,6 +254,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         self._fixture_xml_poses: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_raw_obs: dict[str, np.ndarray] | None = None
         self._stepper: Any = None  # FastStepper of the current robosuite env, or None
+        self._near_far = (0.0, 0.0)  # the model's depth clipping distances (m)
         self.elapsed_steps = 0
         """Control steps since the last reset (``step`` and ``step_chunk``)."""
 
@@ -279,7 +290,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     def _build(self, task: Task) -> None:
         """Build LIBERO's env for ``task``, closing the previous one."""
 
-        libero_pkg = import_libero(self.assets_path)
+        import_libero(self.assets_path)
         from libero.libero.envs import OffScreenRenderEnv
         from libero.libero.envs.env_wrapper import ControlEnv
 
@@ -289,12 +300,13 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         # this process (another env, a closed one): see libero_gym.rendering.
         rendering.install()
         self._close_simulator()
-        bddl = os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
-        needs_renderer = self.uses_pixels or self.render_mode == "rgb_array"
+        bddl = self._bddl_path(task)
+        options = self.camera_options
+        needs_renderer = self.uses_pixels or self.render_mode == "rgb_array" or options.needs_renderer
         env_cls = OffScreenRenderEnv if needs_renderer else ControlEnv
         self._libero_env = env_cls(
             bddl_file_name=bddl,
-            use_camera_obs=self.uses_pixels,
+            use_camera_obs=self.uses_pixels or options.needs_camera_obs,
             has_offscreen_renderer=needs_renderer,
             camera_heights=self.image_size,
             camera_widths=self.image_size,
@@ -303,26 +315,48 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # The model was just built by the constructor; a hard reset would build it
             # again. reset() below decides per call.
             hard_reset=False,
+            **options.libero_kwargs(),
         )
         self._built_task = task
+        if not options.is_default:
+            self._near_far = camera_channels.install(self._libero_env.env, options, self.image_size)
+        control.set_control_mode(self._libero_env.env, self.control_mode)
         self._fixture_qpos_addr = fixture_joint_addresses(self._libero_env.sim)
         self._fixture_xml_poses = fixture_xml_poses(self._libero_env.env)
 
+    # ------------------------------------------------------------------ task catalogue (subclass hooks)
+    num_init_states: int = suites.NUM_INIT_STATES
+    """Init states per task (LIBERO's 50)."""
+
+    def _catalogue(self, suite: str, task_id: int | Sequence[int] | str) -> tuple[str, tuple[int, ...], int, int]:
+        """(suite key, task indices, tasks in the suite, default step limit) of the constructor's arguments."""
+        key = suites.resolve_suite(suite)
+        return key, suites.resolve_task_ids(key, task_id), len(suites.get_suite(key)), suites.MAX_EPISODE_STEPS[key]
+
+    def _get_task(self, task_id: int) -> Task:
+        return suites.get_task(self.suite, task_id)
+
+    def _bddl_path(self, task: Task) -> str:
+        libero_pkg = import_libero(self.assets_path)
+        return os.path.join(libero_pkg.get_libero_path("bddl_files"), task.problem_folder, task.bddl_file)
+
+    def _read_init_states(self, task: Task) -> np.ndarray:
+        import torch
+
+        libero_pkg = import_libero(self.assets_path)
+        path = os.path.join(libero_pkg.get_libero_path("init_states"), task.problem_folder, task.init_states_file)
+        # LIBERO saved these with torch.save; they hold a numpy array, hence
+        # weights_only=False (torch >= 2.6 defaults to True).
+        return np.asarray(torch.load(path, weights_only=False))
+
     def _load_init_states(self, task: Task) -> np.ndarray:
         if task.index not in self._init_states:
-            import torch
-
-            libero_pkg = import_libero(self.assets_path)
-            path = os.path.join(libero_pkg.get_libero_path("init_states"), task.problem_folder, task.init_states_file)
-            # LIBERO saved these with torch.save; they hold a numpy array, hence
-            # weights_only=False (torch >= 2.6 defaults to True).
-            states = np.asarray(torch.load(path, weights_only=False))
-            self._init_states[task.index] = states
+            self._init_states[task.index] = self._read_init_states(task)
         return self._init_states[task.index]
 
     def init_states(self, task_id: int | None = None) -> np.ndarray:
-        """The 50 fixed init states (flattened MuJoCo states) of a task, (50, S) float64."""
-        task = self.task if task_id is None else suites.get_task(self.suite, task_id)
+        """The fixed init states (flattened MuJoCo states) of a task, (num_init_states, S) float64."""
+        task = self.task if task_id is None else self._get_task(task_id)
         return self._load_init_states(task)
 
     def _close_simulator(self) -> None:
@@ -346,7 +380,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             task_id = self.task_ids[0] if len(self.task_ids) == 1 else int(self.np_random.choice(self.task_ids))
         elif task_id not in self.task_ids:
             raise InvalidInputError(f"options['task_id'] must be one of {list(self.task_ids)}, got {task_id!r}")
-        self.task = suites.get_task(self.suite, int(task_id))
+        self.task = self._get_task(int(task_id))
 
         init_state_id = options.get("init_state_id")
         if seed is not None:
@@ -355,12 +389,12 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             init_state_id = self.init_state_ids[self._init_state_turn % len(self.init_state_ids)]
             self._init_state_turn += 1
         elif init_state_id is None:
-            init_state_id = int(self.np_random.integers(suites.NUM_INIT_STATES))
+            init_state_id = int(self.np_random.integers(self.num_init_states))
         elif isinstance(init_state_id, bool) or not isinstance(init_state_id, (int, np.integer)) or not (
-            0 <= init_state_id < suites.NUM_INIT_STATES
+            0 <= init_state_id < self.num_init_states
         ):
             raise InvalidInputError(
-                f"options['init_state_id'] must be an int in [0, {suites.NUM_INIT_STATES - 1}], got {init_state_id!r}"
+                f"options['init_state_id'] must be an int in [0, {self.num_init_states - 1}], got {init_state_id!r}"
             )
         self.init_state_id = int(init_state_id)
 
@@ -389,23 +423,32 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             # Only the last settle step's observation is returned: render nothing before.
             with cameras_off(robosuite_env):
                 libero_env.set_init_state(init_state)
+            settle = self._settle_action()
             for i in range(self.settle_steps):
                 observe = "all" if i == self.settle_steps - 1 else "state"
-                _, _, raw_obs = self._stepper.step(SETTLE_ACTION, observe=observe)
+                _, _, raw_obs = self._stepper.step(settle, observe=observe)
         else:
             raw_obs = libero_env.set_init_state(init_state)
+            settle = self._settle_action()
             for _ in range(self.settle_steps):
-                raw_obs, _, _, _ = libero_env.step(SETTLE_ACTION)
+                raw_obs, _, _, _ = libero_env.step(settle)
         self.elapsed_steps = 0
         self._last_raw_obs = raw_obs
-        return self._observation(raw_obs), self._info(success=False)
+        info = self._info(success=False)
+        if self.camera_options.segmentation:
+            info[camera_channels.SEGMENTATION_IDS_KEY] = camera_channels.segmentation_table(robosuite_env)
+        return self._observation(raw_obs), info
+
+    def _settle_action(self) -> np.ndarray:
+        """What settle steps send: no motion, gripper open (absolute mode: hold the current pose)."""
+        return SETTLE_ACTION if self.control_mode == "delta" else control.hold_action(self._libero_env.env)
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self.chunk_size is not None:
             return self.step_chunk(action)
         if self._libero_env is None:
             raise gym.error.ResetNeeded("Call reset() before step().")
-        action = self._check_action(action)
+        action = check_action(action)
         _, success, raw_obs = self._control_step(action, observe="all")
         self._last_raw_obs = raw_obs
         return self._observation(raw_obs), float(success), success, False, self._info(success)
@@ -425,7 +468,7 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         """
         if self._libero_env is None:
             raise gym.error.ResetNeeded("Call reset() before step_chunk().")
-        actions = self._check_actions(actions)
+        actions = check_actions(actions)
         limit = self.step_limit
         total_reward, success, raw_obs, ran = 0.0, False, None, 0
         for i, action in enumerate(actions):
@@ -471,22 +514,6 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         super().close()
 
     # ------------------------------------------------------------------ helpers
-    def _check_action(self, action: Any) -> np.ndarray:
-        array = np.asarray(action, dtype=np.float64)
-        if array.shape != (ACTION_DIM,):
-            raise InvalidInputError(f"action must have shape ({ACTION_DIM},), got {array.shape}")
-        if not np.all(np.isfinite(array)):
-            raise InvalidInputError(f"action must be finite, got {array.tolist()} (NaN or inf)")
-        return array
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        array = np.asarray(actions, dtype=np.float64)
-        if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] != ACTION_DIM:
-            raise InvalidInputError(f"actions must have shape (Ta, {ACTION_DIM}) with Ta >= 1, got {array.shape}")
-        if not np.all(np.isfinite(array)):
-            raise InvalidInputError("actions must be finite (got NaN or inf)")
-        return array
-
     def _orient(self, image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(image[::-1, ::-1]) if self.rotate_images else image
 
@@ -502,7 +529,9 @@ class LiberoEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
             start = suites.MAX_OBJECTS * OBJECT_STATE_PER_OBJECT
             obj[start : start + fixtures.shape[0]] = fixtures
             obs["object"] = obj
-        if self.uses_pixels:
+        if not self.camera_options.is_default:
+            obs.update(self.camera_options.observation(raw, self.uses_pixels, self._orient, self._near_far))
+        elif self.uses_pixels:
             for key, camera in CAMERAS.items():
                 obs[key] = self._orient(raw[f"{camera}_image"])
         obs["task_index"] = self.task.index

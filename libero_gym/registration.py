@@ -5,7 +5,9 @@ MuJoCo, robosuite or LIBERO. Ids (see :mod:`libero_gym.suites`):
 
 - one per suite: ``LIBERO-Spatial-v0``, ``LIBERO-Object-v0``, ``LIBERO-Goal-v0``,
   ``LIBERO-10-v0`` (alias ``LIBERO-Long-v0``), ``LIBERO-90-v0``;
-- one per task (130): ``LIBERO-<Suite>-Task<i>-v0``.
+- one per task (130): ``LIBERO-<Suite>-Task<i>-v0``;
+- ``LIBERO-Custom-v0``: a task from the user's BDDL file (``bddl_file=PATH``), see
+  :mod:`libero_gym.custom_tasks`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from libero_gym.errors import InvalidInputError
 
 ENTRY_POINT = "libero_gym.env:LiberoEnv"
 VECTOR_ENTRY_POINT = "libero_gym.vector:make_vector_env"
+CUSTOM_ENV_ID = "LIBERO-Custom-v0"
+CUSTOM_ENTRY_POINT = "libero_gym.custom_tasks:CustomLiberoEnv"
+CUSTOM_MAX_EPISODE_STEPS = 400
+"""Step limit of ``LIBERO-Custom-v0`` (LIBERO-90's; ``libero_gym.custom_tasks`` uses the same)."""
 
 
 def suite_env_ids() -> dict[str, str]:
@@ -95,6 +101,8 @@ def register_envs() -> None:
                 max_episode_steps=suites.MAX_EPISODE_STEPS[suite],
                 kwargs={"suite": suite},
             )
+    if CUSTOM_ENV_ID not in gym.registry:
+        gym.register(id=CUSTOM_ENV_ID, entry_point=CUSTOM_ENTRY_POINT, max_episode_steps=CUSTOM_MAX_EPISODE_STEPS)
     for env_id, task in task_env_ids().items():
         if env_id not in gym.registry:
             gym.register(

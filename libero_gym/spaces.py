@@ -6,6 +6,7 @@ Shared by :class:`libero_gym.env.LiberoEnv` and the simulator-free
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -58,12 +59,24 @@ def action_space(chunk_size: int | None = None) -> spaces.Box:
     return spaces.Box(-1.0, 1.0, shape, np.float32)
 
 
-def observation_space(obs_mode: str, image_size: int, n_tasks: int) -> spaces.Dict:
-    """The flat ``Dict`` observation space of an env in ``obs_mode`` (see LiberoEnv's table)."""
+def observation_space(
+    obs_mode: str, image_size: int, n_tasks: int, camera_spaces: Mapping[str, spaces.Space[Any]] | None = None
+) -> spaces.Dict:
+    """The flat ``Dict`` observation space of an env in ``obs_mode`` (see LiberoEnv's table).
+
+    Args:
+        obs_mode: ``state``, ``pixels`` or ``both``.
+        image_size: camera image height and width.
+        n_tasks: tasks of the suite (``task_index``).
+        camera_spaces: the camera channels of non-default camera options
+            (:meth:`libero_gym.camera_channels.CameraOptions.spaces`), replacing the two RGB images.
+    """
     obs_spaces: dict[str, spaces.Space[Any]] = {"proprio": spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)}
     if obs_mode in ("state", "both"):
         obs_spaces["object"] = spaces.Box(-np.inf, np.inf, (OBJECT_DIM,), np.float32)
-    if obs_mode in ("pixels", "both"):
+    if camera_spaces is not None:
+        obs_spaces.update(camera_spaces)
+    elif obs_mode in ("pixels", "both"):
         for key in CAMERAS:
             obs_spaces[key] = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
     obs_spaces["task_index"] = spaces.Discrete(n_tasks)

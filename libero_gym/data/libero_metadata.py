@@ -99,7 +99,7 @@ def osc_pose_controller_config() -> dict[str, Any]:
     return json.loads((Path(spec.origin).parent / "controllers" / "config" / "osc_pose.json").read_text())
 
 
-def env_args_for(task: Task, image_size: int) -> dict[str, Any]:
+def env_args_for(task: Task, image_size: int, control_mode: str = "delta") -> dict[str, Any]:
     """``env_args`` as LIBERO's ``create_dataset.py`` writes it (robomimic env meta).
 
     ``env_kwargs`` are keyword arguments of LIBERO's problem class, so that
@@ -112,6 +112,9 @@ def env_args_for(task: Task, image_size: int) -> dict[str, Any]:
         task: the task.
         image_size: camera height and width of the stored images; 0 for a
             state-only file (cameras then off).
+        control_mode: what the actions are (the env's ``metadata["control_mode"]``): ``"delta"``
+            or ``"absolute"``, recorded as the OSC controller's ``control_delta``, the flag robosuite
+            and robomimic read.
     """
     bddl = portable_bddl_path(task)
     images = image_size > 0
@@ -123,7 +126,7 @@ def env_args_for(task: Task, image_size: int) -> dict[str, Any]:
         "bddl_file": bddl,
         "env_kwargs": {
             "robots": ["Panda"],
-            "controller_configs": osc_pose_controller_config(),
+            "controller_configs": {**osc_pose_controller_config(), "control_delta": control_mode == "delta"},
             "bddl_file_name": bddl,
             "has_renderer": False,
             "has_offscreen_renderer": images,
