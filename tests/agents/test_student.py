@@ -19,6 +19,7 @@ from agents.run_folder import make_logger
 from agents.student import EpisodeRef, ObservationNoise, StudentConfig, draw_episodes, scan_episodes
 from libero_gym import suites
 from libero_gym.data.dataset import Episode, write_dataset
+from libero_gym.errors import DatasetError
 from libero_gym.testing import FakeLiberoEnv
 
 STEPS = 10
@@ -44,15 +45,20 @@ def test_draw_is_seeded_per_task_and_without_replacement() -> None:
     assert draw_episodes(refs, None, seed=7)[1] == [r for r in refs if r.task_index == 1]
 
 
-def _write(path: Path, task: int, n: int, success: list[bool] | None = None, suite: str = "libero_goal") -> None:
+def _write(
+    path: Path, task: int, n: int, success: list[bool] | None = None, suite: str = "libero_goal", images: bool = False
+) -> None:
     """A LIBERO-layout file of ``n`` short demos of ``task`` of ``suite`` (zeros: scanning reads attributes only)."""
     episodes = []
     for i in range(n):
         attrs = {"init_state_id": i} if success is None else {"init_state_id": i, "success": success[i]}
         low_dim = {"gripper_states": (2,), "joint_states": (7,), "ee_states": (6,), "ee_pos": (3,), "ee_ori": (3,)}
+        obs = {key: np.zeros((3, *shape)) for key, shape in low_dim.items()}
+        if images:
+            obs |= {key: np.zeros((3, 16, 16, 3), np.uint8) for key in ("agentview_rgb", "eye_in_hand_rgb")}
         episodes.append(Episode(
             np.zeros((3, 7)), np.zeros((3, 10)), np.zeros((3, 9)), np.zeros(3, np.uint8), np.array([0, 0, 1], np.uint8),
-            {key: np.zeros((3, *shape)) for key, shape in low_dim.items()}, np.zeros(10), "", attrs,
+            obs, np.zeros(10), "", attrs,
         ))  # fmt: skip
     write_dataset(path, episodes, suites.get_task(suite, task))
 
@@ -74,6 +80,21 @@ def test_sources_mix_by_task(tmp_path: Path) -> None:
     drawn = draw_episodes(refs, 4, seed=0)
     assert {t: len(r) for t, r in drawn.items()} == {0: 1, 1: 4}
     assert {r.source for r in drawn[1]} <= {str(tmp_path / "gen"), str(tmp_path / "single.hdf5")}
+
+
+def test_lerobot_folder_reads_back_its_source_demos(tmp_path: Path) -> None:
+    """A LeRobot v3 export is a source too: its episodes are the HDF5 demos it was exported from."""
+    from libero_gym.data.lerobot import export_lerobot
+
+    _write(tmp_path / "t2.hdf5", 2, 2, images=True)
+    _write(tmp_path / "t3.hdf5", 3, 1, images=True)
+    export_lerobot([tmp_path / "t2.hdf5", tmp_path / "t3.hdf5"], tmp_path / "lerobot", video=False)
+    refs = scan_episodes([tmp_path / "lerobot"])
+    assert [(r.file.name, r.demo, r.task_index) for r in refs] == [("t2.hdf5", "demo_0", 2), ("t2.hdf5", "demo_1", 2),
+                                                                   ("t3.hdf5", "demo_0", 3)]  # fmt: skip
+    (tmp_path / "t3.hdf5").unlink()
+    with pytest.raises(DatasetError, match="source demos are gone"):
+        scan_episodes([tmp_path / "lerobot"])
 
 
 def test_sources_reject_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,3 +233,22 @@ def test_student_then_eval_all_tasks(tmp_path: Path, capsys: pytest.CaptureFixtu
     low, high = results["suite_mean"]["deterministic"]["interval95"]
     assert results["suite_mean"]["deterministic"]["episodes"] == 10 and 0 <= low <= high <= 1
     assert (tmp_path / "s1" / "eval" / "success.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_pixel_student_smoke(tmp_path: Path) -> None:
+    """Pixels on CPU, tiny: the images are rendered from the stored states at the requested size, both cameras
+    feed the FiLM-ResNet encoder, and the checkpoint records the pixel env."""
+    from agents.checkpoint import load_agent
+
+    _record(tmp_path / "t0.hdf5", 0, 1)
+    argv = ["student", "--dataset", str(tmp_path / "t0.hdf5"), "--obs-mode", "pixels", "--image-size", "32",
+            "--epochs", "2", "--run-dir", str(tmp_path / "px"), *TINY]  # fmt: skip
+    assert cli.main(argv) == 0
+    meta, _ = read_checkpoint(tmp_path / "px" / "checkpoint")
+    assert meta["env"]["obs_mode"] == "pixels" and meta["env"]["image_size"] == 32
+    model, _ = load_agent(tmp_path / "px" / "checkpoint", device="cpu")
+    assert set(model.policy.actor.encoder.backbones) == {"agentview_image", "eye_in_hand_image"}
+    obs = gym.make("LIBERO-Goal-v0", task_id=0, obs_mode="pixels", image_size=32).observation_space.sample()
+    action, _ = model.predict(obs, deterministic=True)
+    assert action.shape == (7,) and np.all(np.abs(action) <= 1)
