@@ -257,7 +257,7 @@ def write_report(result: EvalResult, out_dir: Path) -> tuple[Path, Path]:
         x = np.arange(len(tasks)) + (k - (len(modes) - 1) / 2) * width
         rates = np.array([t.success_rate for t in tasks])
         bounds = np.array([t.interval for t in tasks]).reshape(-1, 2)
-        errors = np.stack([rates - bounds[:, 0], bounds[:, 1] - rates])
+        errors = np.clip(np.stack([rates - bounds[:, 0], bounds[:, 1] - rates]), 0, None)  # 1 - 1e-16 at 100%
         mean, (low, high) = suite_mean(tasks)
         label = f"{mode}: mean {100 * mean:.1f}% ({100 * low:.0f}-{100 * high:.0f})"
         bars = axes.bar(x, 100 * rates, width, yerr=100 * errors, capsize=2, label=label)

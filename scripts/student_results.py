@@ -5,7 +5,8 @@ Output format (``docs/student_goal/results.json``)::
     {"sources": {SOURCE: {"seeds": {SEED: {"tasks": {TASK_INDEX: success_rate}, "episodes_per_task": n,
                                              "suite_mean": m, "interval95": [low, high]}}}}}
 
-Entries already in the output are kept; the one given is added or replaced.
+Entries already in the output are kept; the one given is added or replaced. ``--markdown`` also prints the
+per-task table (success, 95% Wilson interval, instruction) and the suite mean, for docs/student.md.
 
 Usage::
 
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True, help="seed of the student run")
     parser.add_argument("--sampling", default="deterministic", help="sampling mode to take")
     parser.add_argument("--out", type=Path, default=Path("docs/student_goal/results.json"))
+    parser.add_argument("--markdown", action="store_true", help="print the per-task table as markdown")
     args = parser.parse_args()
 
     result = json.loads(args.eval_json.read_text())
@@ -42,6 +44,13 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
+    if args.markdown:
+        print("| task | success (95% CI) | episodes | instruction |\n| --- | --- | --- | --- |")
+        for t in tasks:
+            low, high = t["interval95"]
+            print(f"| {t['task_id']} | {100 * t['success_rate']:.0f}% ({100 * low:.0f}-{100 * high:.0f}) | {t['episodes']} | {t['language']} |")
+        low, high = mean["interval95"]
+        print(f"| **mean** | **{100 * mean['success_rate']:.1f}%** ({100 * low:.1f}-{100 * high:.1f}) | {mean['episodes']} | |")
 
 
 if __name__ == "__main__":

@@ -252,3 +252,18 @@ def test_pixel_student_smoke(tmp_path: Path) -> None:
     obs = gym.make("LIBERO-Goal-v0", task_id=0, obs_mode="pixels", image_size=32).observation_space.sample()
     action, _ = model.predict(obs, deterministic=True)
     assert action.shape == (7,) and np.all(np.abs(action) <= 1)
+
+
+def test_eval_report_chart_and_suite_interval(tmp_path: Path) -> None:
+    """The suite mean's interval pools every task's episodes; 0% and 100% tasks chart fine."""
+    from agents.evaluate import EvalResult, TaskResult, suite_mean, wilson_interval, write_report
+
+    tasks = [TaskResult(i, 10, s, 50.0, f"task {i}") for i, s in enumerate([10, 0, 7, 10])]
+    mean, interval = suite_mean(tasks)
+    assert mean == pytest.approx(27 / 40) and interval == wilson_interval(27, 40)
+    result = EvalResult("ck", "diffusion-ppo", "LIBERO-Goal-v0", "state", 0, tasks, [], 1.0, {"deterministic": tasks})
+    json_path, png_path = write_report(result, tmp_path / "eval")
+    payload = json.loads(json_path.read_text())
+    assert payload["suite_mean"]["deterministic"] == {"success_rate": mean, "interval95": list(interval), "episodes": 40}
+    assert [t["success_rate"] for t in payload["tasks"]] == [1.0, 0.0, 0.7, 1.0]
+    assert png_path.read_bytes()[:4] == b"\x89PNG"
