@@ -205,7 +205,9 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
     )
     if config.json_out is not None:
         write_json_atomic(config.json_out, out.to_json(), sort_keys=False)
-    out_dir = config.out_dir if config.out_dir is not None else (_run_folder(config.checkpoint) / "eval" if every_task else None)
+    out_dir = config.out_dir
+    if out_dir is None and every_task:
+        out_dir = _run_folder(config.checkpoint) / "eval"
     if out_dir is not None:
         write_report(out, Path(out_dir))
     return out

@@ -139,7 +139,9 @@ class StudentConfig:
         if self.image_size is not None and self.image_size < 8:
             raise InvalidInputError(f"image_size must be >= 8, got {self.image_size}")
         if not self.mlp_dims or min(self.mlp_dims) < 1 or not self.encoder_dims or min(self.encoder_dims) < 1:
-            raise InvalidInputError(f"mlp_dims and encoder_dims must be positive sizes, got {self.mlp_dims}, {self.encoder_dims}")
+            raise InvalidInputError(
+                f"mlp_dims and encoder_dims must be positive sizes, got {self.mlp_dims}, {self.encoder_dims}"
+            )
         if self.learning_rate <= 0 or self.obs_noise < 0 or self.lr_warmup_steps < 0:
             raise InvalidInputError(
                 f"learning_rate must be > 0, obs_noise and lr_warmup_steps >= 0, got "
@@ -188,7 +190,9 @@ def source_files(source: str | Path) -> list[Path]:
     if (path / "tasks").is_dir():  # generate output
         files = sorted(path.glob("tasks/*/export/*.hdf5"))
         if not files:
-            raise DatasetError(f"{path}: a generate folder with no exported datasets (tasks/*/export/*.hdf5); run its export stage")
+            raise DatasetError(
+                f"{path}: a generate folder with no exported datasets (tasks/*/export/*.hdf5); run its export stage"
+            )
         return files
     files = sorted(p for p in path.glob("*.hdf5") if not p.name.startswith("."))
     if not files:
@@ -214,7 +218,8 @@ def lerobot_episodes(path: Path) -> list[tuple[Path, str]]:
 
     info = json.loads((path / "meta" / "info.json").read_text())
     if info.get("codebase_version") != CODEBASE_VERSION:
-        raise DatasetError(f"{path}: LeRobot {info.get('codebase_version')} dataset; the student reads {CODEBASE_VERSION}")
+        version = info.get("codebase_version")
+        raise DatasetError(f"{path}: LeRobot {version} dataset; the student reads {CODEBASE_VERSION}")
     files = sorted((path / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     file_key, demo_key = PROVENANCE_PREFIX + "source_file", PROVENANCE_PREFIX + "source_demo"
     out: list[tuple[Path, str]] = []
@@ -262,7 +267,9 @@ def scan_episodes(sources: Sequence[str | Path], only_success: bool = True) -> l
                     provenance = json.loads(_attr(attrs[PROVENANCE_ATTR])) if PROVENANCE_ATTR in attrs else {}
                     tasks[file] = resolve_task(provenance, str(_attr(attrs.get("bddl_file_name", ""))))
                 if tasks[file] is None:
-                    raise DatasetError(f"{file}: cannot tell which libero-gym task it holds (problem_info/bddl_file_name)")
+                    raise DatasetError(
+                        f"{file}: cannot tell which libero-gym task it holds (problem_info/bddl_file_name)"
+                    )
             task = tasks[file]
             with h5py.File(file, "r") as handle:
                 data = handle["data"]
@@ -497,7 +504,9 @@ def _train_locked(config: StudentConfig) -> StudentResult:
     }
     write_json_atomic(run_dir / "config.json", resolved, sort_keys=False)
     logger = make_logger(run_dir / "logs")
-    augment = ObservationNoise(data.observations, config.obs_noise, config.seed, model.device) if config.obs_noise > 0 else None
+    augment = None
+    if config.obs_noise > 0:
+        augment = ObservationNoise(data.observations, config.obs_noise, config.seed, model.device)
     first_loss, final_loss = fit_bc(
         model, data.observations, data.chunks, config, logger, progress=config.progress, augment=augment
     )

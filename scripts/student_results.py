@@ -48,7 +48,8 @@ def main() -> None:
         print("| task | success (95% CI) | episodes | instruction |\n| --- | --- | --- | --- |")
         for t in tasks:
             low, high = t["interval95"]
-            print(f"| {t['task_id']} | {100 * t['success_rate']:.0f}% ({100 * low:.0f}-{100 * high:.0f}) | {t['episodes']} | {t['language']} |")
+            rate = f"{100 * t['success_rate']:.0f}% ({100 * low:.0f}-{100 * high:.0f})"
+            print(f"| {t['task_id']} | {rate} | {t['episodes']} | {t['language']} |")
         low, high = mean["interval95"]
         print(f"| **mean** | **{100 * mean['success_rate']:.1f}%** ({100 * low:.1f}-{100 * high:.1f}) | {mean['episodes']} | |")
 

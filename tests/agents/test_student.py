@@ -30,7 +30,11 @@ TINY = ["--mlp-dims", "32", "32", "--encoder-dims", "32", "--horizon-steps", "2"
 
 
 def _refs(counts: dict[int, int], source: str = "a") -> list[EpisodeRef]:
-    return [EpisodeRef(Path(f"{source}{t}.hdf5"), f"demo_{i}", "libero_goal", t, source) for t, n in counts.items() for i in range(n)]
+    return [
+        EpisodeRef(Path(f"{source}{t}.hdf5"), f"demo_{i}", "libero_goal", t, source)
+        for t, n in counts.items()
+        for i in range(n)
+    ]
 
 
 def test_draw_is_seeded_per_task_and_without_replacement() -> None:
@@ -119,7 +123,9 @@ def _fake_model(seed: int, horizon: int = 2) -> tuple[object, FakeLiberoEnv]:
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     env = FakeLiberoEnv(n_tasks=3)
-    config = StudentConfig(dataset=(Path("x"),), run_dir=Path("x"), horizon_steps=horizon, mlp_dims=(64, 64), encoder_dims=(32,))
+    config = StudentConfig(
+        dataset=(Path("x"),), run_dir=Path("x"), horizon_steps=horizon, mlp_dims=(64, 64), encoder_dims=(32,)
+    )
     vec = DummyVecEnv([lambda: SpacesOnlyEnv(env.observation_space, env.action_space)])
     torch.manual_seed(seed)
     return build_agent(resolve_agent("diffusion-ppo"), vec, config.agent_config(), seed=seed, device="cpu"), env
@@ -164,7 +170,8 @@ def test_one_network_acts_per_task_and_is_deterministic(tmp_path: Path) -> None:
     for a, b in zip(model.policy.state_dict().values(), again.policy.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     other = _fit(1, tmp_path, noise=0.1, epochs=3)
-    assert any(not torch.equal(a, b) for a, b in zip(model.policy.state_dict().values(), other.policy.state_dict().values()))
+    pairs = zip(model.policy.state_dict().values(), other.policy.state_dict().values(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in pairs)  # another seed, other weights
 
 
 def test_observation_noise_scales_with_each_dimension() -> None:
@@ -175,7 +182,8 @@ def test_observation_noise_scales_with_each_dimension() -> None:
     out = noise(batch)
     np.testing.assert_allclose(out["proprio"].std(0).numpy(), [0.5, 5.0], rtol=0.05)
     assert torch.equal(out["task_index"], batch["task_index"])
-    torch.testing.assert_close(ObservationNoise(observations, 0.5, seed=3, device="cpu")(batch)["proprio"], out["proprio"])
+    again = ObservationNoise(observations, 0.5, seed=3, device="cpu")(batch)
+    torch.testing.assert_close(again["proprio"], out["proprio"])  # same seed, same noise
 
 
 def _record(path: Path, task: int, n_demos: int) -> None:
@@ -264,6 +272,7 @@ def test_eval_report_chart_and_suite_interval(tmp_path: Path) -> None:
     result = EvalResult("ck", "diffusion-ppo", "LIBERO-Goal-v0", "state", 0, tasks, [], 1.0, {"deterministic": tasks})
     json_path, png_path = write_report(result, tmp_path / "eval")
     payload = json.loads(json_path.read_text())
-    assert payload["suite_mean"]["deterministic"] == {"success_rate": mean, "interval95": list(interval), "episodes": 40}
+    expected = {"success_rate": mean, "interval95": list(interval), "episodes": 40}
+    assert payload["suite_mean"]["deterministic"] == expected
     assert [t["success_rate"] for t in payload["tasks"]] == [1.0, 0.0, 0.7, 1.0]
     assert png_path.read_bytes()[:4] == b"\x89PNG"
