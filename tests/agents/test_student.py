@@ -276,3 +276,21 @@ def test_eval_report_chart_and_suite_interval(tmp_path: Path) -> None:
     assert payload["suite_mean"]["deterministic"] == expected
     assert [t["success_rate"] for t in payload["tasks"]] == [1.0, 0.0, 0.7, 1.0]
     assert png_path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gaussian_head_clones_the_task_actions(tmp_path: Path) -> None:
+    """--head gaussian: gaussian-ppo's policy, one action per step, trained by the squared error of its mean."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    env = FakeLiberoEnv(n_tasks=3)
+    config = StudentConfig(dataset=(Path("x"),), run_dir=tmp_path, head="gaussian", mlp_dims=(64, 64), epochs=60,
+                           batch_size=32, learning_rate=1e-3, lr_warmup_steps=0, ema_max_decay=0.0)  # fmt: skip
+    vec = DummyVecEnv([lambda: SpacesOnlyEnv(env.observation_space, env.action_space)])
+    model = build_agent(resolve_agent("gaussian-ppo"), vec, config.agent_config(), seed=0, device="cpu")
+    observations, chunks = _task_data(env)
+    chunks = chunks[:, :1]  # Ta = 1
+    model.fit_normalization(observations, chunks)
+    fit_bc(model, observations, chunks, config, make_logger(tmp_path / "logs"))
+    for task in range(3):
+        action, _ = model.predict({key: value[task] for key, value in observations.items()}, deterministic=True)
+        assert np.abs(action - TARGETS).max(axis=1).argmin() == task, (task, action)
