@@ -4,6 +4,11 @@ Thin by design: each subcommand is a frozen config dataclass defined next to the
 library function that runs it; this file only maps names to (config, function)
 and turns user errors into one line on stderr and a non-zero exit.
 
+Agents: ``train --agent NAME`` and ``pretrain --agent NAME`` take a registered agent
+(``diffusion-ppo``, ``gaussian-ppo``; ``cli.py agents`` lists them) or any SB3 algorithm
+as ``module:Class`` (``--agent stable_baselines3:SAC``); the agent's settings are the
+``--agent.*`` flags, which ``train --agent NAME --help`` lists.
+
 Interruptions: Ctrl-C (SIGINT) and SIGTERM (what Slurm and Kubernetes send before
 they kill a job) both stop a command the same way, through its ``KeyboardInterrupt``
 cleanup (``train`` writes a checkpoint, ``collect`` keeps its finished episodes;
@@ -23,7 +28,15 @@ from typing import Annotated, Any, Union
 import tyro
 from gymnasium import error as gym_error
 
-from agents.configs import AgentsConfig, EvalConfig, PretrainConfig, TrainConfig, init_from_defaults
+from agents.configs import (
+    SB3_SUBCOMMAND,
+    AgentsConfig,
+    EvalConfig,
+    PretrainConfig,
+    TrainConfig,
+    agent_arguments,
+    init_from_defaults,
+)
 from agents.generate import GenerateConfig, expand_config_file, generate
 from agents.registry import available_agents
 from agents.student import StudentConfig, student
@@ -31,7 +44,7 @@ from libero_gym.data.commands import CollectConfig, ExportConfig, StatsConfig, c
 from libero_gym.data.policies import register_policy
 from libero_gym.doctor import DoctorConfig, doctor
 from libero_gym.env_table import EnvsConfig, list_envs
-from libero_gym.errors import LiberoGymError
+from libero_gym.errors import InvalidInputError, LiberoGymError
 from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
 
 register_policy("checkpoint", "agents.policy:CheckpointPolicy")
@@ -131,6 +144,44 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
+AGENT_COMMANDS = ("train", "pretrain")
+"""The commands whose ``--agent`` selects the agent and its ``--agent.*`` flags (``generate --agent`` is a plain
+choice: it names the agent of the commands it runs)."""
+
+
+def _select_agent(argv: list[str]) -> list[str]:
+    """``train``/``pretrain`` ``--agent NAME`` (or ``--agent=NAME``) as the tyro arguments it stands for
+    (:func:`agents.configs.agent_arguments`), moved right after the command so that the ``--agent.*`` flags
+    may come anywhere; the last ``--agent`` wins. The earlier spelling ``agent:NAME`` (and ``agent:sb3`` with
+    ``--agent.class-path``) is read the same way.
+
+    Raises:
+        InvalidInputError: an unknown agent, or ``--agent`` without a value.
+    """
+    if not argv or argv[0] not in AGENT_COMMANDS:
+        return argv
+    chosen: list[str] = []
+    rest: list[str] = []
+    args = iter(argv[1:])
+    for arg in args:
+        flag, sep, value = arg.partition("=")
+        if flag == "--agent":
+            value = value if sep else next(args, "")
+            if not value or value.startswith("-"):
+                raise InvalidInputError(
+                    f"--agent needs a value: one of {sorted(available_agents())} or a module:Class path "
+                    f"(e.g. stable_baselines3:SAC), got {value!r}"
+                )
+            chosen = agent_arguments(value)
+        elif arg == "agent:sb3":
+            chosen = [SB3_SUBCOMMAND]
+        elif arg.startswith("agent:"):
+            chosen = agent_arguments(arg.removeprefix("agent:"))
+        else:
+            rest.append(arg)
+    return argv[:1] + chosen + rest
+
+
 def _defaults(argv: list[str]) -> dict[str, Any]:
     """Per-command default configs read from the command line before it is parsed: ``train
     --init-from PATH`` takes the checkpoint's agent and settings as defaults, which flags override."""
@@ -140,8 +191,13 @@ def _defaults(argv: list[str]) -> dict[str, Any]:
 
 
 def _parse(argv: list[str]) -> Any:
-    """tyro over every command: a union of the configs, one subcommand each. Arguments of a command may
-    follow its nested subcommands (``train agent:diffusion-ppo --agent.actor-lr 1e-5 --env ...``)."""
+    """tyro over every command: a union of the configs, one subcommand each; ``--agent NAME`` becomes the
+    agent's subcommand first (:func:`_select_agent`).
+
+    Raises:
+        LiberoGymError: an unknown ``--agent``, or an unreadable ``--init-from`` checkpoint.
+    """
+    argv = _select_agent(argv)
     defaults = _defaults(argv)
     members = [
         Annotated[config_cls, tyro.conf.subcommand(name, default=defaults[name])]
@@ -173,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.redirect_stderr(captured):
             config = _parse(argv)
-    except LiberoGymError as error:  # an unreadable --init-from checkpoint
+    except LiberoGymError as error:  # an unknown --agent, an unreadable --init-from checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
     except SystemExit as exit_:

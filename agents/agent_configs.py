@@ -1,7 +1,7 @@
 """The agents' hyper-parameters: frozen config dataclasses, light at import (no torch).
 
-``cli.py train`` offers each registered agent as a subcommand built from these
-(``train agent:diffusion-ppo --agent.policy.horizon-steps 8``), so every field's
+``cli.py train --agent NAME`` builds each registered agent's config from these
+(``train --agent diffusion-ppo --agent.policy.horizon-steps 8``), so every field's
 docstring below is its ``--help`` text; the algorithms (:mod:`agents.gaussian_ppo`,
 :mod:`agents.diffusion_ppo`, :mod:`agents.diffusion_policy`, :mod:`agents.encoders`)
 import them from here. Both agents are PPO: :func:`check_ppo_fields` validates what
@@ -295,6 +295,7 @@ class SB3AgentConfig:
     """
 
     class_path: str
-    """The algorithm as module:Class, a stable_baselines3 BaseAlgorithm subclass (e.g. stable_baselines3:SAC)."""
+    """The algorithm as module:Class, a stable_baselines3 BaseAlgorithm subclass (e.g. stable_baselines3:SAC);
+    `--agent module:Class` sets it."""
     kwargs: str = ""
     """Its keyword arguments as a JSON object, e.g. '{"learning_starts": 100}' (untyped: SB3's own names)."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, Union
 import tyro
 
 from agents.agent_configs import SAMPLINGS, DiffusionPPOConfig, GaussianPPOConfig, Sampling, SB3AgentConfig
-from agents.registry import available_agents
+from agents.registry import available_agents, find_agent
 from libero_gym.backend import BackendConfig
 from libero_gym.errors import InvalidInputError
 
@@ -39,24 +39,47 @@ def parse_sb3_kwargs(text: str) -> dict[str, Any]:
     return value
 
 
+SB3_SUBCOMMAND = "module:Class"
+"""The agent union's member for any SB3 class, which ``--agent module:Class`` selects."""
+
+
 def agent_config_type() -> Any:
-    """The registered agents' configs as one union, each member a tyro subcommand ``agent:NAME``.
+    """The registered agents' configs as one union, each member a tyro subcommand named as ``--agent`` names it.
 
     Built from :func:`agents.registry.available_agents` when this module is imported (so
-    an agent registered before that is a subcommand too): ``agent:gaussian-ppo``,
-    ``agent:diffusion-ppo``, a plain SB3 class registered by name (its class path fixed),
-    and ``agent:sb3`` for any SB3 class by ``--agent.class-path module:Class``.
+    an agent registered before that is a member too): ``gaussian-ppo``, ``diffusion-ppo``,
+    a plain SB3 class registered by name (its class path fixed), and ``module:Class`` for
+    any SB3 class (:class:`SB3AgentConfig`). ``cli.py`` turns ``--agent NAME`` into these
+    subcommands (:func:`agent_arguments`); their fields are the ``--agent.*`` flags.
     """
     members: list[Any] = []
     for name, spec in available_agents().items():
         config_cls = spec.load_config_class()
         if config_cls is None:  # a plain SB3 class under a short name
             default = SB3AgentConfig(spec.class_path)
-            members.append(Annotated[SB3AgentConfig, tyro.conf.subcommand(name, default=default)])
+            members.append(Annotated[SB3AgentConfig, tyro.conf.subcommand(name, default=default, prefix_name=False)])
         else:
-            members.append(Annotated[config_cls, tyro.conf.subcommand(name, description=spec.description)])
-    members.append(Annotated[SB3AgentConfig, tyro.conf.subcommand("sb3", description="any SB3 class (module:Class)")])
+            subcommand = tyro.conf.subcommand(name, description=spec.description, prefix_name=False)
+            members.append(Annotated[config_cls, subcommand])
+    subcommand = tyro.conf.subcommand(
+        SB3_SUBCOMMAND, description="any SB3 algorithm, e.g. --agent stable_baselines3:SAC", prefix_name=False
+    )
+    members.append(Annotated[SB3AgentConfig, subcommand])
     return Union[tuple(members)]  # noqa: UP007 (a runtime-built union)
+
+
+def agent_arguments(name: str) -> list[str]:
+    """What ``--agent NAME`` stands for in the parsed command line: the agent's subcommand, and for an
+    unregistered ``module:Class`` path also ``--agent.class-path`` (the class is imported when the agent is
+    built, so parsing and ``--help`` stay light).
+
+    Raises:
+        InvalidInputError: ``name`` is neither a registered agent nor a ``module:Class`` path.
+    """
+    spec = find_agent(name)
+    if spec.name in available_agents():
+        return [spec.name]
+    return [SB3_SUBCOMMAND, "--agent.class-path", name]
 
 
 AgentConfig = agent_config_type()
@@ -65,7 +88,7 @@ AgentConfig = agent_config_type()
 
 @dataclasses.dataclass(frozen=True)
 class AgentsConfig:
-    """List the registered agents (any SB3 algorithm works too, as `agent:sb3 --agent.class-path module:Class`)."""
+    """List the registered agents (any SB3 algorithm works too, as `--agent module:Class`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +96,9 @@ class TrainConfig(BackendConfig):
     """Train an agent on libero-gym vector envs; writes one run folder."""
 
     agent: AgentConfig = GaussianPPOConfig()
-    """The agent and its settings: agent:NAME for a registered agent (see `cli.py agents`), agent:sb3 for any
-    SB3 class. With --init-from, the checkpoint's agent and settings are the defaults the flags override."""
+    """--agent NAME: a registered agent (see `cli.py agents`) or module:Class for any SB3 class; its settings are
+    the --agent.* flags (`train --agent NAME --help`). With --init-from, the checkpoint's agent and settings are
+    the defaults the flags override."""
     env: str = "LIBERO-Goal-v0"
     """libero-gym env id (suite id, or a single-task id such as LIBERO-Goal-Task3-v0)."""
     task_id: tuple[int, ...] = (0,)
@@ -159,8 +183,8 @@ class PretrainConfig:
     image_size: int = 128
     """Camera image size (pixels/both)."""
     agent: AgentConfig = DiffusionPPOConfig()
-    """Agent whose policy to pretrain, with the settings the later `train` run uses: agent:diffusion-ppo (denoising
-    loss) or agent:gaussian-ppo (mean squared error)."""
+    """--agent NAME: the agent whose policy to pretrain, with the settings the later `train` run uses: diffusion-ppo
+    (denoising loss) or gaussian-ppo (mean squared error); its settings are the --agent.* flags."""
     epochs: int = 50
     """Passes over the demonstrations."""
     batch_size: int = 256

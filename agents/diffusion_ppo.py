@@ -58,7 +58,7 @@ from agents.buffers import ChunkRolloutBatch, ChunkRolloutBuffer, denoising_disc
 from agents.checkpoint import CheckpointSaveLoad
 from agents.critic import ValueNetwork
 from agents.diffusion_policy import DiffusionPolicy, SamplingMode
-from agents.encoders import obs_as_tensor
+from agents.encoders import copy_scaling, obs_as_tensor
 from libero_gym.env import SETTLE_ACTION
 from libero_gym.errors import InvalidInputError
 from libero_gym.spaces import ACTION_DIM
@@ -207,7 +207,7 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
         self.policy.load_state_dict(state_dict)
         self.policy.sync_finetuned()
         # The critic sees observations scaled as the policy does (its weights start fresh).
-        self.critic.encoder.normalizer.load_state_dict(self.policy.actor.encoder.normalizer.state_dict())
+        copy_scaling(self.policy.actor.encoder, self.critic.encoder)
         self.actor_optimizer = torch.optim.Adam(self.policy.actor_ft.parameters(), lr=self.config.actor_lr)
 
     # ------------------------------------------------------------------ behaviour cloning (``pretrain``)
@@ -224,7 +224,7 @@ class DiffusionPPO(CheckpointSaveLoad, OnPolicyAlgorithm):
     def fit_normalization(self, observations: dict[str, np.ndarray], actions: np.ndarray) -> None:
         """Fit the policy's and the critic's scalings on demonstrations ([N, ...] and [N, ..., Da])."""
         self.policy.fit_normalization(observations, actions)
-        self.critic.encoder.normalizer.load_state_dict(self.policy.actor.encoder.normalizer.state_dict())
+        self.critic.encoder.fit_normalizer(observations)  # its own inputs (velocities may differ from the actor's)
 
     def bc_loss(self, observation: dict[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
         """The denoising loss of ``policy.actor`` on demonstrated chunks [B, Ta, Da] (env units)."""

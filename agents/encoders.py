@@ -106,6 +106,21 @@ def low_dim_vector(observations: Mapping[str, np.ndarray], velocities: bool = Tr
     return np.concatenate(parts, axis=-1)
 
 
+@torch.no_grad()
+def copy_scaling(source: StateEncoder | PixelEncoder, target: StateEncoder | PixelEncoder) -> None:
+    """Give ``target`` the input scaling of ``source``, column by column: where one sees proprio's velocities
+    and the other does not, the shared columns are copied and the target's velocity columns keep theirs."""
+    seen = {False: proprio_columns(False), True: proprio_columns(True)}
+    src, dst = seen[source.velocities], seen[target.velocities]
+    src_index = {int(c): i for i, c in enumerate(src)}
+    pairs = [(src_index[int(c)], j) for j, c in enumerate(dst) if int(c) in src_index]
+    tail = source.normalizer.low.shape[0] - len(src)  # the object part, the same in both
+    pairs += [(len(src) + k, len(dst) + k) for k in range(tail)]
+    from_index, to_index = (torch.tensor(index) for index in zip(*pairs))
+    for name in ("low", "high"):
+        getattr(target.normalizer, name)[to_index] = getattr(source.normalizer, name)[from_index]
+
+
 def _seen(value: Any, key: str, velocities: bool) -> Any:
     """The columns of observation ``key`` [..., D] the network sees (numpy or torch)."""
     return value if key != "proprio" or velocities else value[..., proprio_columns(False)]

@@ -14,7 +14,7 @@ demonstrations on equal terms:
   training env (:class:`ScaledActionVecEnv`) map its actions back to the env's units
   with the policy's ``action_normalizer``.
 
-Both scalings are identity until fitted (``pretrain agent:gaussian-ppo``), so PPO
+Both scalings are identity until fitted (``pretrain --agent gaussian-ppo``), so PPO
 from scratch runs on raw observations and the action space's own [-1, 1].
 
 ``pretrain`` clones the Gaussian's mean on demonstrated actions (mean squared

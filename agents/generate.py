@@ -10,6 +10,8 @@ stage          what runs (each stage is one ``cli.py`` command, the one a user w
 ``bc_eval``    ``eval``: the BC start's success, sampled as the rollouts sample             ``bc_eval.json``
 ``rl``         ``train --init-from bc --target-success``: fine-tuning until the rolling     ``rl/``
                success reaches the target or the env-step budget is spent
+``rl_eval``    ``eval``: the fine-tuned policy over the init states, deterministic,         ``rl_eval.json``
+               stochastic and (if another) as the rollouts sample
 ``rollouts``   ``collect --policy checkpoint --until-successes``: K successful episodes,    ``rollouts/``
                images rendered from the stored states
 ``export``     ``export --only-success``: one LIBERO-layout HDF5 per task; with             ``export/``
@@ -67,14 +69,16 @@ from agents.generate_report import TASKS_DIR, collection_counts, learning_curve,
 from libero_gym.backend import BackendConfig
 from libero_gym.errors import InvalidInputError
 
-Stage = Literal["demos", "bc", "bc_eval", "rl", "rollouts", "export"]
-RL_STAGES: tuple[str, ...] = ("demos", "bc", "bc_eval", "rl", "rollouts", "export")
+Stage = Literal["demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export"]
+RL_STAGES: tuple[str, ...] = ("demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export")
+EVAL_STAGES: tuple[str, ...] = ("bc_eval", "rl_eval")
+"""Stages skipped with --eval-episodes 0."""
 SCRIPTED_STAGES: tuple[str, ...] = ("rollouts", "export")
 MANIFEST = "manifest.json"
 CONFIG_FILE = "generate.json"
 MANIFEST_VERSION = 1
 
-STAGE_WEIGHT = {"demos": 1.0, "bc": 1.5, "bc_eval": 1.0, "rl": 8.0, "rollouts": 3.0, "export": 0.3}
+STAGE_WEIGHT = {"demos": 1.0, "bc": 1.5, "bc_eval": 1.0, "rl": 8.0, "rl_eval": 2.0, "rollouts": 3.0, "export": 0.3}
 """Rough share of a task's wall time per stage (LIBERO-Goal task 0 on 2 cores: RL dominates), for the ETA."""
 
 GAUSSIAN_FINETUNE = {"learning_rate": 1e-4, "n_steps": 512, "batch_size": 256, "n_epochs": 5, "gamma": 0.999}
@@ -82,7 +86,7 @@ GAUSSIAN_FINETUNE = {"learning_rate": 1e-4, "n_steps": 512, "batch_size": 256, "
 (3e-4 washes out the BC policy) and DPPO's per-step discount 0.999 for sparse, 100-500-step episodes."""
 
 LOCAL_MAX_WORKERS = 2
-"""``--max-workers`` of ``--backend local`` when not given: the 2 cores of the machines this was built on."""
+"""``--max-workers`` of ``--backend local`` when not given: one task at a time with 2 envs, sized for a 2-core machine."""
 
 RL_SEED_OFFSET = 10_000
 """Rollout episodes are reset with seeds ``seed + 10000 + i``: never the demos' seeds (``seed + i``)."""
@@ -113,7 +117,8 @@ class GenerateConfig(BackendConfig):
     bc_batch_size: int = 64
     """BC minibatch size."""
     eval_episodes: int = 50
-    """Episodes of the BC start's evaluation (init states 0..N-1, --sampling); 0 skips it."""
+    """Episodes of the BC start's evaluation (init states 0..N-1, --sampling) and of the fine-tuned policy's (each
+    of deterministic, stochastic and --sampling); 0 skips both."""
     rl_steps: int = 100_000
     """Env-step budget of the RL stage per task."""
     target_success: float = 0.9
@@ -166,7 +171,7 @@ class GenerateConfig(BackendConfig):
         stages = RL_STAGES if self.source == "rl" else SCRIPTED_STAGES
         if self.stop_after in stages:
             stages = stages[: stages.index(self.stop_after) + 1]
-        return tuple(s for s in stages if s != "bc_eval" or self.eval_episodes > 0)
+        return tuple(s for s in stages if s not in EVAL_STAGES or self.eval_episodes > 0)
 
     def stage_settings(self, stage: str) -> dict[str, Any]:
         """The settings that determine a stage's result: a finished stage is stale when one changes."""
@@ -174,6 +179,7 @@ class GenerateConfig(BackendConfig):
             "demos": ("demos", "seed"),
             "bc": ("agent", "bc_epochs", "bc_batch_size", "seed"),
             "bc_eval": ("eval_episodes", "sampling", "max_episode_steps", "seed"),
+            "rl_eval": ("eval_episodes", "sampling", "max_episode_steps", "seed"),
             "rl": ("agent", "rl_steps", "target_success", "envs_per_task", "max_episode_steps", "seed"),
             "rollouts": ("source", "episodes", "max_attempts", "sampling", "images", "image_size", "max_episode_steps",
                          "seed"),
@@ -388,7 +394,7 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, r
                          "--no-progress"), folder / "demos", True)  # fmt: skip
     if stage == "bc":
         demos = sorted(str(p) for p in (folder / "demos").glob("*.hdf5"))
-        return StageRun(("pretrain", "--dataset", *demos, "--run-dir", str(folder / "bc"), f"agent:{config.agent}",
+        return StageRun(("pretrain", "--dataset", *demos, "--run-dir", str(folder / "bc"), "--agent", config.agent,
                          "--epochs", str(config.bc_epochs), "--batch-size", str(config.bc_batch_size),
                          "--seed", str(config.seed), "--no-progress"), folder / "bc", False)  # fmt: skip
     if stage == "bc_eval":
@@ -396,11 +402,17 @@ def stage_run(config: GenerateConfig, task: TaskRef, stage: str, folder: Path, r
                          str(config.eval_episodes), "--num-envs", workers, "--seed", str(config.seed), *sampling, *limit,
                          *config.ray_flags(ray_address), "--json-out", str(folder / "bc_eval.json")),
                         folder / "bc_eval.json", False)  # fmt: skip
+    if stage == "rl_eval":
+        modes = dict.fromkeys(("deterministic", "stochastic", config.sampling))  # ordered, no repeats
+        return StageRun(("eval", "--checkpoint", str(folder / "rl"), "--episodes", str(config.eval_episodes),
+                         "--num-envs", workers, "--seed", str(config.seed), "--sampling", *modes, *limit,
+                         *config.ray_flags(ray_address), "--json-out", str(folder / "rl_eval.json")),
+                        folder / "rl_eval.json", False)  # fmt: skip
     if stage == "rl":
         # The BC checkpoint's agent settings are the defaults; Gaussian PPO's fine-tuning overrides some.
         finetune = GAUSSIAN_FINETUNE if config.agent == "gaussian-ppo" else {}
         overrides = [f"--agent.{key.replace('_', '-')}={value}" for key, value in finetune.items()]
-        return StageRun(("train", f"agent:{config.agent}", *overrides, *env,
+        return StageRun(("train", "--agent", config.agent, *overrides, *env,
                          "--init-from", str(folder / "bc" / "checkpoint"),
                          "--total-timesteps", str(config.rl_steps), "--target-success", str(config.target_success),
                          "--num-envs", workers, "--checkpoint-every", str(config.checkpoint_every), *limit,
@@ -607,29 +619,23 @@ def expand_config_file(argv: Sequence[str]) -> list[str]:
     command line come later and so override it (argparse keeps the last value).
 
     Raises:
-        InvalidInputError: unreadable file, or a key that is no field of :class:`GenerateConfig`.
+        InvalidInputError: the file is unreadable or malformed, or names an unknown field or a value of the
+            wrong type (:func:`agents.config_file.read_config_file`).
     """
-    argv = list(argv)
-    if "--config" not in argv or argv.index("--config") + 1 >= len(argv):
-        return argv
-    position = argv.index("--config")
-    path = Path(argv[position + 1])
-    try:
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    from agents.config_file import read_config_file
 
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except (OSError, ValueError) as error:
-        raise InvalidInputError(f"--config {path}: cannot read it ({error})") from None
-    if not isinstance(values, dict):
-        raise InvalidInputError(f"--config {path}: must hold a mapping of settings, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(GenerateConfig)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise InvalidInputError(f"--config {path}: unknown settings {unknown}; valid: {sorted(fields)}")
+    argv = list(argv)
+    given = [i for i, arg in enumerate(argv) if arg == "--config" or arg.startswith("--config=")]
+    if not given:
+        return argv
+    position = given[-1]
+    _, inline, path = argv[position].partition("=")
+    width = 1 if inline else 2  # --config=FILE or --config FILE
+    if not inline:
+        if position + 1 >= len(argv):
+            return argv  # the parser reports the missing value
+        path = argv[position + 1]
+    values = read_config_file(Path(path), GenerateConfig)
     flags: list[str] = []
     for name, value in values.items():
         if name in ("config", "restart_from") or value is None:
@@ -644,7 +650,7 @@ def expand_config_file(argv: Sequence[str]) -> list[str]:
     command = argv[:1] if argv and argv[0] == "generate" else []
     rest = argv[len(command):]
     position -= len(command)
-    return command + flags + rest[:position] + rest[position + 2:]
+    return command + flags + rest[:position] + rest[position + width:]
 
 
 # ---------------------------------------------------------------------- the command

@@ -94,14 +94,12 @@ def task_results(folder: Path, config: Any, stages: dict[str, Any]) -> dict[str,
     rollouts = collection_counts(folder / "rollouts")
     result["demos"] = dict(zip(("episodes", "successes", "env_steps"), demos))
     result["rollouts"] = dict(zip(("episodes", "successes", "env_steps"), rollouts))
-    evaluation = _read_json(folder / "bc_eval.json")
-    if evaluation:
-        rows = evaluation.get("by_sampling", {}).get(config.sampling) or []
-        if rows:
-            row = rows[0]
-            result["bc_eval"] = {"success": row["success_rate"], "interval95": row["interval95"],
-                                 "episodes": row["episodes"], "mean_length": row.get("mean_length"),
-                                 "env_steps": round(row["episodes"] * (row.get("mean_length") or 0))}  # fmt: skip
+    bc_eval = _evaluation(folder / "bc_eval.json")
+    if config.sampling in bc_eval:
+        result["bc_eval"] = bc_eval[config.sampling]
+    rl_eval = _evaluation(folder / "rl_eval.json")
+    if rl_eval:
+        result["rl_eval"] = rl_eval
     summary = _read_json(folder / "rl" / "summary.json")
     steps, success = learning_curve(folder / "rl")
     if summary or steps:
@@ -113,6 +111,28 @@ def task_results(folder: Path, config: Any, stages: dict[str, Any]) -> dict[str,
             "curve": {"steps": steps, "success": success},
         }
     return result
+
+
+def _evaluation(path: Path) -> dict[str, dict[str, Any]]:
+    """An ``eval --json-out`` file's first task, per sampling mode: success, interval, episodes, env steps."""
+    evaluation = _read_json(path) or {}
+    modes: dict[str, dict[str, Any]] = {}
+    for mode, rows in evaluation.get("by_sampling", {}).items():
+        if rows:
+            row = rows[0]
+            modes[mode] = {"success": row["success_rate"], "interval95": row["interval95"], "episodes": row["episodes"],
+                           "mean_length": row.get("mean_length"),
+                           "env_steps": round(row["episodes"] * (row.get("mean_length") or 0))}  # fmt: skip
+    return modes
+
+
+def _eval_text(row: dict[str, Any] | None) -> str:
+    """``84% (42/50; 71-92)``, or ``-``."""
+    if row is None:
+        return "-"
+    low, high = row["interval95"]
+    return f"{100 * row['success']:.0f}% ({round(row['success'] * row['episodes'])}/{row['episodes']}; " \
+           f"{100 * low:.0f}-{100 * high:.0f})"
 
 
 def quality(folder: Path, source: str) -> dict[str, dict[str, float]] | None:
@@ -162,19 +182,20 @@ def _markdown(out: Path, config: Any, results: dict[str, Any], manifest: dict[st
     rl = config.source == "rl"
     lines = [f"# generate: {config.env}, {len(results)} task(s), source {config.source}"
              + (f", agent {config.agent}" if rl else ""), ""]  # fmt: skip
-    lines += [f"Machine: {platform.node()}, {os.cpu_count()} cores, {platform.machine()}. "
-              f"Command: `python cli.py generate --config {out / 'generate.json'}` reproduces it "
-              "(rerunning continues the run).", ""]  # fmt: skip
+    lines += [f"Machine: {os.cpu_count()} cores, {platform.machine()}. "
+              "Command: `python cli.py generate --config OUT/generate.json --out OUT` (OUT: this report's folder) "
+              "reproduces it; rerunning continues the run.", ""]  # fmt: skip
     if rl:
-        lines += [f"Success is over every finished episode: the expert's over its demo attempts, BC's over "
-                  f"{config.eval_episodes} evaluation episodes (init states 0..{config.eval_episodes - 1}), the "
-                  f"fine-tuned policy's over its rollout attempts; BC and RL sampled `{config.sampling}`. "
-                  "Intervals: Wilson 95%. RL target: "
+        lines += [f"Success is over every finished episode: the expert's over its demo attempts, BC's and the "
+                  f"fine-tuned policy's over {config.eval_episodes} evaluation episodes (init states "
+                  f"0..{config.eval_episodes - 1}), the rollouts' over their attempts; BC and the rollouts sampled "
+                  f"`{config.sampling}`. Intervals: Wilson 95%. RL target: "
                   f"{100 * config.target_success:.0f}% rolling training success within {config.rl_steps} env steps.",
                   ""]  # fmt: skip
-        lines += ["| task | status | expert | BC | RL rollouts (final policy) | RL training success (first -> last) "
-                  "| target | env steps (demos / eval / RL / rollouts) | wall s (demos / BC / eval / RL / rollouts / "
-                  "export) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        lines += ["| task | status | expert | BC | RL deterministic | RL stochastic | RL rollouts | RL training "
+                  "success (first -> last) | target | env steps (demos / evals / RL / rollouts) | wall s ("
+                  + " / ".join(config.stages) + ") |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     else:
         lines += ["| task | status | expert rollouts | env steps | wall s (rollouts / export) |",
                   "| --- | --- | --- | --- | --- |"]  # fmt: skip
@@ -192,10 +213,7 @@ def _markdown(out: Path, config: Any, results: dict[str, Any], manifest: dict[st
         r = entry["rollouts"]
         wall = " / ".join("-" if s is None else f"{s:.0f}" for s in seconds)
         if rl:
-            d, bc, run = entry["demos"], entry.get("bc_eval"), entry.get("rl")
-            bc_text = "-" if bc is None else (f"{100 * bc['success']:.0f}% ({round(bc['success'] * bc['episodes'])}/"
-                                              f"{bc['episodes']}; {100 * bc['interval95'][0]:.0f}-"
-                                              f"{100 * bc['interval95'][1]:.0f})")  # fmt: skip
+            d, bc, run, rl_eval = entry["demos"], entry.get("bc_eval"), entry.get("rl"), entry.get("rl_eval", {})
             if run is None:
                 train, target = "-", "-"
             else:
@@ -203,9 +221,11 @@ def _markdown(out: Path, config: Any, results: dict[str, Any], manifest: dict[st
                 train = f"{_pct(first)} -> {_pct(last)}"
                 target = "reached" if run["reached_target"] else "**not reached**"
                 totals["reached"] += run["reached_target"]
-            steps = [d["env_steps"], (bc or {}).get("env_steps", 0), (run or {}).get("env_steps", 0), r["env_steps"]]
+            evals = (bc or {}).get("env_steps", 0) + sum(row["env_steps"] for row in rl_eval.values())
+            steps = [d["env_steps"], evals, (run or {}).get("env_steps", 0), r["env_steps"]]
             totals["env_steps"] += sum(steps)
-            lines.append(f"| {key} | {status} | {_rate(d['successes'], d['episodes'])} | {bc_text} | "
+            lines.append(f"| {key} | {status} | {_rate(d['successes'], d['episodes'])} | {_eval_text(bc)} | "
+                         f"{_eval_text(rl_eval.get('deterministic'))} | {_eval_text(rl_eval.get('stochastic'))} | "
                          f"{_rate(r['successes'], r['episodes'])} | {train} | {target} | "
                          f"{' / '.join(str(s) for s in steps)} | {wall} |")  # fmt: skip
         else:
@@ -287,8 +307,12 @@ def _plot_success(results: dict[str, Any], config: Any, path: Path) -> Path | No
         if config.source == "rl":
             bc = entry.get("bc_eval")
             series["BC"].append(bc["success"] if bc else math.nan)
-            r = entry["rollouts"]
-            series["RL"].append(r["successes"] / r["episodes"] if r["episodes"] else math.nan)
+            rl = entry.get("rl_eval", {}).get("deterministic")
+            if rl is None:  # no evaluation yet: the rollouts' success
+                r = entry["rollouts"]
+                series["RL"].append(r["successes"] / r["episodes"] if r["episodes"] else math.nan)
+            else:
+                series["RL"].append(rl["success"])
     if all(math.isnan(v) for values in series.values() for v in values):
         return None
     fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(keys) + 2), 3.5))

@@ -10,7 +10,7 @@ action chunk) pairs:
   MuJoCo states in the episode's re-created scene (``libero_gym.data.replay.env_observations``),
   so the same file serves ``state``, ``pixels`` and ``both`` policies and LIBERO's
   own datasets (whose images are upside down and 128x128) need no conversion;
-* the chunk at step t is ``actions[t : t + Ta]``, the tail padded with the last
+* the chunk at step t is ``actions[t : t + Ta]`` (``expert_actions`` where the demo has them), the tail padded with the last
   action (diffusion_policy's and DPPO's convention), clamped to [-1, 1];
 * before the first step the agent fits its per-dimension observation and action
   scalings on these demonstrations (:mod:`agents.normalization`; saved in the
@@ -133,7 +133,10 @@ def load_demos(config: PretrainConfig, horizon: int) -> DemoData:
                 steps = episode.policy_steps
                 for key, value in env_observations(env, episode, restore=restore).items():
                     observations.setdefault(key, []).extend(value[steps])
-                chunks.append(action_chunks(episode.actions[steps], horizon))
+                # Demos collected with exploration noise (collect --action-noise) are cloned from the
+                # expert's commands, not from the noisy actions that were executed.
+                labels = episode.actions if episode.expert_actions is None else episode.expert_actions
+                chunks.append(action_chunks(labels[steps], horizon))
                 demos += 1
         finally:
             env.close()

@@ -126,16 +126,19 @@ def available_agents() -> dict[str, AgentSpec]:
     return dict(_REGISTRY)
 
 
-def resolve_agent(name: str) -> AgentSpec:
-    """The spec for a registered name or a ``module:Class`` path.
+def find_agent(name: str) -> AgentSpec:
+    """The spec ``--agent NAME`` names, found without importing anything: a registered name, a registered
+    agent's ``module:Class`` path, else an unregistered ``module:Class`` path (its class is checked by
+    :func:`resolve_agent`, when the agent is built).
 
     Raises:
-        InvalidInputError: unknown name (the message lists the available ones), or
-            a path that does not import to a Stable-Baselines3 ``BaseAlgorithm``.
+        InvalidInputError: neither a registered name nor a ``module:Class`` path (the message lists the
+            registered names).
     """
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if ":" not in name:
+    module_name, _, attr = name.partition(":")
+    if not module_name or not attr:
         raise InvalidInputError(
             f"agent must be one of {sorted(_REGISTRY)} or a 'module:Class' path "
             f"(e.g. stable_baselines3:SAC), got {name!r}"
@@ -143,6 +146,19 @@ def resolve_agent(name: str) -> AgentSpec:
     for spec in _REGISTRY.values():  # a built-in given by its path keeps its protocol
         if spec.class_path == name:
             return spec
+    return AgentSpec(name, name, None, "third-party SB3 algorithm")
+
+
+def resolve_agent(name: str) -> AgentSpec:
+    """The spec for a registered name or a ``module:Class`` path, its class checked.
+
+    Raises:
+        InvalidInputError: unknown name (the message lists the available ones), or
+            a path that does not import to a Stable-Baselines3 ``BaseAlgorithm``.
+    """
+    spec = find_agent(name)
+    if spec.name in _REGISTRY:
+        return spec
     cls = import_path(name)
     from stable_baselines3.common.base_class import BaseAlgorithm
 

@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 HEADING = "## Agents"
 DOC = REPO / "docs" / "benchmarks.md"
 BATCH = 50
-"""The batch size the issue asks for (DPPO's 50 parallel envs)."""
+"""The batch size of DPPO's 50 parallel envs."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -214,7 +214,7 @@ def _wrap_global(timer: PhaseTimer, module: Any, attr: str, name: str) -> Callab
 
 # ---------------------------------------------------------------------- the two measurements
 def train_config(agent: str, steps: int, run_dir: Path, args: argparse.Namespace) -> Any:
-    """``cli.py train agent:AGENT``'s defaults with the benchmark's run folder, steps and worker count."""
+    """``cli.py train --agent AGENT``'s defaults with the benchmark's run folder, steps and worker count."""
     from agents.agent_configs import DiffusionPPOConfig, GaussianPPOConfig
     from agents.configs import TrainConfig
 

@@ -3,7 +3,7 @@
     python examples/custom_agent.py
 
 Any Stable-Baselines3 ``BaseAlgorithm`` works without registering, as
-``cli.py train agent:sb3 --agent.class-path some.module:SomeClass``; registering gives it a
+``cli.py train --agent some.module:SomeClass``; registering gives it a
 short name (``cli.py agents`` lists it in this process).
 """
 

@@ -27,7 +27,7 @@ from libero_gym.data.metrics import third_difference  # noqa: E402
 
 def step_changes(path: Path, chunk: int) -> tuple[float, float, float, float, float]:
     """(mean squared arm change at chunk starts, inside chunks, at every step; arm and gripper action jerk) over
-    every episode of a dataset file. The third is what ``train agent:diffusion-ppo --agent.action-rate-penalty``
+    every episode of a dataset file. The third is what ``train --agent diffusion-ppo --agent.action-rate-penalty``
     charges per step."""
     at_start, inside, jerk = [], [], []
     for episode in read_dataset(path, images=False).episodes:

@@ -57,12 +57,12 @@ class TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "goal0": TaskSpec("LIBERO-Goal-v0", 0, "LIBERO-Goal task 0 (the probe's task; expert 100%)"),
+    "goal0": TaskSpec("LIBERO-Goal-v0", 0, "LIBERO-Goal task 0 (open the middle drawer; expert 100%)"),
     "spatial4": TaskSpec("LIBERO-Spatial-v0", 4, "a weak-expert task (scripted expert 54%, docs/experts.md)"),
     "long5": TaskSpec("LIBERO-10-v0", 5, "a LIBERO-10 (long-horizon, two-stage) task, the shortest one (expert 100%)"),
     "l90_23": TaskSpec("LIBERO-90-v0", 23, "a weak-expert LIBERO-90 task (scripted expert 58%)"),
     "goal3": TaskSpec("LIBERO-Goal-v0", 3, "the weakest expert on LIBERO-Goal (12%: the bowl sits under the opened drawer)"),
-    "spatial6": TaskSpec("LIBERO-Spatial-v0", 6, "an expert that fails 1 in 5 (80%, at the issue's line for weak: its grasps "
+    "spatial6": TaskSpec("LIBERO-Spatial-v0", 6, "an expert that fails 1 in 5 (80%, at the line for a weak expert: its grasps "
                          "of the bowl next to the cookie box fail on 10 of the 50 init states)"),
 }
 
@@ -150,7 +150,7 @@ def main() -> None:
         run_dir = folder / f"bc_{agent}"
         if not (run_dir / "checkpoint").exists() and run_dir.exists():
             shutil.rmtree(run_dir)
-        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), f"agent:{agent}-ppo",
+        go(f"bc_{agent}", ["pretrain", "--dataset", *demos, "--run-dir", str(run_dir), "--agent", f"{agent}-ppo",
                            "--epochs", str(args.bc_epochs), "--batch-size", str(args.bc_batch_size),
                            "--seed", str(args.seed), "--no-progress"])  # fmt: skip
 
@@ -169,7 +169,7 @@ def main() -> None:
         overrides = [f"--agent.{k.replace('_', '-')}={v}" for k, v in (GAUSSIAN_FINETUNE if agent == "gaussian" else {}).items()]
         if agent == "diffusion":
             overrides += shlex.split(args.rl_flags)
-        go(f"rl_{agent}", ["train", f"agent:{agent}-ppo", *overrides, *env,
+        go(f"rl_{agent}", ["train", "--agent", f"{agent}-ppo", *overrides, *env,
                            "--init-from", str(folder / f"bc_{agent}" / "checkpoint"),
                            "--total-timesteps", str(args.rl_steps), "--num-envs", str(args.num_envs),
                            "--checkpoint-every", "10000", "--seed", str(args.seed),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# Tests and CI use the asset tree that sits beside the checkout (README, Assets).
+# Tests and CI use the asset tree that sits beside the checkout (README, Install).
 os.environ.setdefault("LIBERO_GYM_ASSETS", str((REPO.parent / "shared" / "libero_assets").resolve()))
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])

@@ -9,6 +9,10 @@ agent, a corrupt checkpoint, an empty folder), which must be unchanged.
 A case the commands do not handle yet can be marked ``xfail(strict=True)`` with
 its cause (the fourth column), so that fixing it turns the suite red until the mark
 is removed; none is marked now.
+
+In process (the parser only, no simulator): each spelling of ``--agent`` and the
+config it parses into, its ``--help``, and each way a ``generate --config`` file can
+be wrong.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from agents.configs import PretrainConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 60
@@ -41,11 +48,12 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("doctor-unknown-env", ["doctor", "--env-id", "LIBERO-Nope-v0", "--no-pixels"], "LIBERO-Nope", None),
     ("agents-unknown-option", ["agents", "--verbose"], "--verbose", None),
     # train
-    ("train-unknown-agent", ["train", "agent:nope", "--run-dir", "{out}"], "agent:gaussian-ppo, agent:diffusion-ppo", None),
-    ("train-unknown-agent-field", ["train", "agent:diffusion-ppo", "--agent.n-chunkz", "3", "--run-dir", "{out}"],
+    ("train-unknown-agent", ["train", "--agent", "nope", "--run-dir", "{out}"],
+     "agent must be one of ['diffusion-ppo', 'gaussian-ppo'] or a 'module:Class' path", None),
+    ("train-unknown-agent-field", ["train", "--agent", "diffusion-ppo", "--agent.n-chunkz", "3", "--run-dir", "{out}"],
      "--agent.n-chunkz", None),
-    ("train-unknown-sb3-agent", ["train", "agent:sb3", "--agent.class-path", "nope", "--run-dir", "{out}"],
-     "agent must be one of", None),
+    ("train-unknown-sb3-agent", ["train", "--agent", "nope:Nope", "--run-dir", "{out}"],
+     "cannot import module 'nope'", None),
     ("train-unknown-env", ["train", "--env", "LIBERO-Nope-v0", "--run-dir", "{out}"], "LIBERO-Nope", None),
     ("train-task-out-of-range", ["train", "--task-id", "99", "--run-dir", "{out}"], "task_id for libero_goal", None),
     ("train-bad-obs-mode", ["train", "--obs-mode", "rgb", "--run-dir", "{out}"], "--obs-mode", None),
@@ -71,7 +79,8 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("pretrain-not-hdf5", ["pretrain", "--dataset", "{fx}/text.hdf5", "--run-dir", "{out}"],
      "not an HDF5 file", None),
     ("pretrain-agent-without-bc", ["pretrain", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
-                                   "agent:sb3", "--agent.class-path", "stable_baselines3:SAC"], "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
+                                   "--agent", "stable_baselines3:SAC"],
+     "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
     # student
     ("student-missing-dataset", ["student", "--dataset", "{fx}/missing.hdf5", "--run-dir", "{out}"], "does not exist", None),
     ("student-not-libero-layout", ["student", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}"],
@@ -162,7 +171,7 @@ def _run(argv: list[str]) -> tuple[int, str]:
     try:
         _, err = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the command and its workers
+        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: the command and its workers
         proc.communicate()
         pytest.fail(f"still running after {TIMEOUT_S} s: the command started real work instead of refusing")
     return proc.returncode, err
@@ -215,19 +224,105 @@ def test_console_script_is_the_cli() -> None:
     assert main(["envs", "--suite", "nope"]) == 2
 
 
-def test_help_lists_the_agents_fields() -> None:
-    """`train agent:diffusion-ppo --help` shows the agent's and its policy's fields with their docstrings."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    out = subprocess.run([sys.executable, str(REPO / "cli.py"), "train", "agent:diffusion-ppo", "--help"],
-                         capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT_S)
-    text = ANSI.sub("", out.stdout + out.stderr)
-    assert out.returncode == 0, text
+# ---------------------------------------------------------------------- --agent NAME (in process: the parser only)
+AGENT_FORMS: list[tuple[str, list[str], type, str, dict[str, Any]]] = [
+    # (id, argv, command config, agent config class name, agent fields the flags set)
+    ("train-diffusion", ["train", "--agent", "diffusion-ppo", "--agent.actor-lr", "1e-5", "--env", "LIBERO-Goal-v0"],
+     TrainConfig, "DiffusionPPOConfig", {"actor_lr": 1e-5}),
+    ("train-gaussian-flags-first", ["train", "--agent.n-steps", "8", "--env", "LIBERO-Goal-v0", "--agent=gaussian-ppo"],
+     TrainConfig, "GaussianPPOConfig", {"n_steps": 8}),
+    ("train-sb3-class", ["train", "--agent", "stable_baselines3:PPO", "--agent.kwargs", '{"n_steps": 8}'],
+     TrainConfig, "SB3AgentConfig", {"class_path": "stable_baselines3:PPO", "kwargs": '{"n_steps": 8}'}),
+    ("train-builtin-by-class", ["train", "--agent", "agents.diffusion_ppo:DiffusionPPO"],
+     TrainConfig, "DiffusionPPOConfig", {}),
+    ("train-default", ["train"], TrainConfig, "GaussianPPOConfig", {}),
+    ("train-earlier-spelling", ["train", "agent:diffusion-ppo", "--agent.actor-lr", "1e-5"],
+     TrainConfig, "DiffusionPPOConfig", {"actor_lr": 1e-5}),
+    ("pretrain-gaussian", ["pretrain", "--dataset", "d.hdf5", "--run-dir", "r", "--agent", "gaussian-ppo",
+                           "--agent.net-arch", "32", "32"],
+     PretrainConfig, "GaussianPPOConfig", {"net_arch": (32, 32)}),
+    ("pretrain-default", ["pretrain", "--dataset", "d.hdf5", "--run-dir", "r", "--agent.policy.horizon-steps", "8"],
+     PretrainConfig, "DiffusionPPOConfig", {"chunk_size": 8}),
+]
+
+
+@pytest.mark.parametrize(("argv", "command", "agent", "fields"), [case[1:] for case in AGENT_FORMS],
+                         ids=[case[0] for case in AGENT_FORMS])
+def test_agent_flag_selects_the_config(argv: list[str], command: type, agent: str, fields: dict[str, Any]) -> None:
+    import cli
+
+    config = cli._parse(argv)
+    assert type(config) is command and type(config.agent).__name__ == agent
+    assert {name: getattr(config.agent, name) for name in fields} == fields
+
+
+@pytest.mark.parametrize("argv", [["train", "--agent", "nope"], ["pretrain", "--dataset", "d", "--run-dir", "r",
+                                                                 "--agent=nope"], ["train", "--agent"]])
+def test_unknown_agent_is_one_line_listing_the_agents(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    import cli
+
+    assert cli.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error:") and "['diffusion-ppo', 'gaussian-ppo']" in line and "module:Class" in line
+
+
+def _help(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, "--help"])
+    assert exit_.value.code == 0
+    captured = capsys.readouterr()
+    return ANSI.sub("", captured.out + captured.err)
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain"])
+def test_help_lists_the_agents_fields(command: str, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`COMMAND --agent diffusion-ppo --help` shows the agent's and its policy's fields with their docstrings;
+    `COMMAND --help` lists the agents."""
+    text = _help([command, "--agent", "diffusion-ppo"], capsys, monkeypatch)
     for flag, doc in [("--agent.actor-lr", "Adam learning rate of the fine-tuned denoiser"),
                       ("--agent.policy.horizon-steps", "Ta, actions per chunk"),
-                      ("--agent.policy.encoder.state-dims", "Hidden sizes of the state MLP"),
-                      ("--init-from", "Start from this checkpoint's policy")]:
+                      ("--agent.policy.encoder.state-dims", "Hidden sizes of the state MLP")]:
         assert flag in text and doc in text, flag
-    for command in ("pretrain", "train"):
-        out = subprocess.run([sys.executable, str(REPO / "cli.py"), command, "--help"],
-                             capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT_S)
-        assert "agent:gaussian-ppo" in out.stdout and "agent:sb3" in out.stdout, command
+    assert "--agent.net-arch" in _help([command, "--agent", "gaussian-ppo"], capsys, monkeypatch)
+    text = _help([command], capsys, monkeypatch)
+    assert all(name in text for name in ("--agent NAME", "gaussian-ppo", "diffusion-ppo", "module:Class")), text
+    assert "agent:" not in text
+
+
+# ---------------------------------------------------------------------- generate --config FILE
+CONFIG_FILE_ERRORS: list[tuple[str, str, str | None, str]] = [
+    # (id, file name, its text (None: no file), what the one line says besides the file)
+    ("yaml-syntax", "g.yaml", "out: x\nrl_steps: [5000\nepisodes: 3\n", "not valid YAML at line 3, column 9"),
+    ("yaml-mapping-value", "g.yml", "out: x\nseed: a: b\n", "not valid YAML at line 2, column 8"),
+    ("json-syntax", "g.json", '{"out": "x",\n "episodes": }\n', "not valid JSON at line 2, column 14"),
+    ("missing-file", "missing.yaml", None, "cannot read it"),
+    ("not-utf8", "g.yaml", "\udcff", "cannot read it"),
+    ("not-a-mapping", "g.yaml", "- out\n- x\n", "must hold a mapping of settings (name: value), got a list"),
+    ("empty", "g.yaml", "", "got an empty file"),
+    ("unknown-field", "g.yaml", "out: x\nepisodez: 3\n", "unknown settings ['episodez']; valid: ['agent',"),
+    ("wrong-type", "g.yaml", "out: x\nepisodes: ten\n", "episodes must be an integer, got 'ten'"),
+    ("wrong-type-bool", "g.json", '{"images": "yes"}', "images must be true or false, got 'yes'"),
+    ("wrong-choice", "g.yaml", "formats: [hdf5, rlds]\n",
+     "formats must be a list (each item one of ['hdf5', 'lerobot'])"),
+    ("nested-value", "g.yaml", "seed: {a: 1}\n", "seed must be an integer, got {'a': 1}"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [case[1:] for case in CONFIG_FILE_ERRORS],
+                         ids=[case[0] for case in CONFIG_FILE_ERRORS])
+def test_config_file_error_is_one_line_naming_the_file(name: str, text: str | None, message: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import cli
+
+    path = tmp_path / name
+    if text is not None:
+        path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    out = tmp_path / "out"
+    assert cli.main(["generate", "--out", str(out), "--config", str(path)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --config {path}: ") and message in line, line
+    assert not out.exists()

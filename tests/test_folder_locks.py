@@ -92,7 +92,7 @@ def test_commands_refuse_a_locked_folder(tmp_path: Path, command: str) -> None:
 def test_train_cli_on_a_locked_run_folder(tmp_path: Path) -> None:
     """The CLI: one `error:` line naming the folder and the holder's PID, exit 2."""
     run_dir = tmp_path / "run"
-    argv = [sys.executable, str(REPO / "cli.py"), "train", "agent:gaussian-ppo", "--resume", str(run_dir),
+    argv = [sys.executable, str(REPO / "cli.py"), "train", "--agent", "gaussian-ppo", "--resume", str(run_dir),
             "--no-progress"]
     with hold_lock(run_dir) as holder:
         result = subprocess.run(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},

@@ -1,6 +1,6 @@
 """SIGTERM (what Slurm and Kubernetes send before SIGKILL) stops a command as Ctrl-C does.
 
-Real commands on real LIBERO, as subprocesses in their own session: ``train`` (2 async
+Real commands on real LIBERO, as subprocesses that lead their own process group: ``train`` (2 async
 workers) gets SIGTERM on its whole process group, as Slurm sends it; ``collect`` gets it
 on its main process only, as Kubernetes sends it. Each must exit 143 within 30 s with the
 one line ``terminated`` on stderr and no traceback, leave no process behind, keep what

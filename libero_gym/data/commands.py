@@ -66,6 +66,9 @@ class CollectConfig(BackendConfig):
     """Episode step limit (default: the suite's, libero_gym.suites.MAX_EPISODE_STEPS)."""
     seed: int = 0
     """Episode i is reset with seed + i."""
+    action_noise: float = 0.0
+    """Exploration noise (std, action units) added to the arm part of the executed actions, correlated over ~0.5 s;
+    the policy's own commands are stored as expert_actions, which pretrain clones (DART). 0: off."""
     resume: bool = False
     """Continue an interrupted collection in --out."""
     export: bool = True
@@ -99,6 +102,8 @@ def collect(config: CollectConfig) -> int:
     max_episodes = config.max_episodes or (20 * config.episodes if config.until_successes else config.episodes)
     if max_episodes < config.episodes:
         raise InvalidInputError(f"max_episodes must be >= episodes ({config.episodes}), got {max_episodes}")
+    if not 0.0 <= config.action_noise <= 1.0:
+        raise InvalidInputError(f"action_noise must be in [0, 1], got {config.action_noise}")
     plan = CollectPlan(
         env_id=config.env,
         task_ids=task_ids,
@@ -112,6 +117,7 @@ def collect(config: CollectConfig) -> int:
         max_episode_steps=config.max_episode_steps,
         seed=config.seed,
         max_episodes=max_episodes,
+        action_noise=config.action_noise,
         provenance=provenance(
             agent=config.policy, checkpoint=config.checkpoint, env_id=config.env, task_ids=task_ids,
             seed=config.seed, image_size=config.image_size, max_episode_steps=config.max_episode_steps,

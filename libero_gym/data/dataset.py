@@ -155,6 +155,10 @@ class Episode:
     """The MuJoCo XML of the scene."""
     attrs: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Extra per-demo attributes (``success``, ``init_state_id``, ``seed``, ...)."""
+    expert_actions: np.ndarray | None = None
+    """(T, 7) float64, ``demo_<i>/expert_actions``: what a privileged expert commanded at each step when
+    ``actions`` (what was executed) carry exploration noise (``collect --action-noise``); None otherwise.
+    Behaviour cloning learns from these: the expert's corrections from states off its own path."""
 
     @property
     def num_samples(self) -> int:
@@ -261,6 +265,9 @@ def write_dataset(
                 group = data.create_group(f"demo_{i}")
                 for key, (dtype, _) in DEMO_ARRAYS.items():
                     group.create_dataset(key, data=np.asarray(getattr(episode, key), dtype=dtype), compression=compression)
+                if episode.expert_actions is not None:
+                    group.create_dataset("expert_actions", data=np.asarray(episode.expert_actions, dtype=np.float64),
+                                         compression=compression)  # fmt: skip
                 obs = group.create_group("obs")
                 for key, (dtype, _) in OBS_ARRAYS.items():
                     if key in episode.obs:
@@ -461,6 +468,7 @@ def _read_episode(group: Any, images: bool) -> Episode:
         init_state=np.asarray(group.attrs["init_state"], dtype=np.float64),
         model_file=str(_attr(group.attrs["model_file"])),
         attrs=extra,
+        expert_actions=group["expert_actions"][()] if "expert_actions" in group else None,
     )
 
 

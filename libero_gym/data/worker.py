@@ -55,6 +55,8 @@ class CollectPlan:
     seed: int
     max_episodes: int
     provenance: dict[str, Any]
+    action_noise: float = 0.0
+    """Std of the exploration noise added to the arm part of the executed actions (see :class:`ActionNoise`)."""
     policy_factory: str | None = None
     """The policy builder's ``module:Class``, resolved in the parent (where the application registered
     its policies, :func:`libero_gym.data.policies.register_policy`): workers build from it."""
@@ -178,6 +180,8 @@ class EpisodeWorker:
             rewards.append(0.0)
             obs = settle_step(env, SETTLE_ACTION)
         self.policy.reset(unwrapped)
+        noise = ActionNoise(plan.action_noise, seed) if plan.action_noise > 0 else None
+        commanded: list[np.ndarray] = [SETTLE_ACTION.copy() for _ in range(settle)]
         success, done = False, False
         clock = time.perf_counter()
         while not done:
@@ -186,6 +190,9 @@ class EpisodeWorker:
             # float64 actions replay exactly whichever dtype a replayer sends.
             action = np.clip(np.asarray(self.policy.act(obs), dtype=np.float64).reshape(7), -1.0, 1.0)
             action = action.astype(np.float32).astype(np.float64)
+            if noise is not None:
+                commanded.append(action)
+                action = noise.perturb(action)
             actions.append(action)
             obs, reward, terminated, truncated, info = env.step(action.astype(np.float32))
             rewards.append(reward)
@@ -215,6 +222,8 @@ class EpisodeWorker:
                 summary["render_seconds"] = time.perf_counter() - clock
             episode = _make_episode(actions, states, robot, images if plan.images else {}, rewards, success)
             episode.model_file = model_file
+            if noise is not None:
+                episode.expert_actions = np.stack(commanded)
             episode.attrs.update(
                 success=success, init_state_id=int(unwrapped.init_state_id), seed=seed, episode_index=index,
                 body_poses=json.dumps(poses), **{ds.SETTLE_STEPS_ATTR: settle},
@@ -249,6 +258,32 @@ class EpisodeWorker:
     def close(self) -> None:
         if self.env is not None:
             self.env.close()
+
+
+class ActionNoise:
+    """Temporally correlated exploration noise on the arm dimensions of executed actions (DART, Laskey et al. 2017).
+
+    An Ornstein-Uhlenbeck process per arm dimension (0-5; the gripper command is left alone), stationary std
+    ``std`` in action units, step-to-step correlation :attr:`CORRELATION`: white noise at 20 Hz is averaged
+    away by the OSC controller, correlated noise pushes the arm off the expert's path for a few tenths of a
+    second, and a closed-loop expert's commands there are the corrections a clone needs. Seeded per episode.
+    """
+
+    CORRELATION = 0.9
+    """e^(-dt/tau) at 20 Hz: a correlation time of ~0.5 s."""
+
+    def __init__(self, std: float, seed: int) -> None:
+        self.std = std
+        self.rng = np.random.default_rng([seed, 0xDA47])
+        self.state = np.zeros(6)
+
+    def perturb(self, action: np.ndarray) -> np.ndarray:
+        """``action`` (7,) with the next noise sample added to its arm part, clipped and rounded as actions are."""
+        innovation = self.rng.standard_normal(6) * self.std * np.sqrt(1 - self.CORRELATION**2)
+        self.state = self.CORRELATION * self.state + innovation
+        noisy = action.copy()
+        noisy[:6] = np.clip(noisy[:6] + self.state, -1.0, 1.0)
+        return noisy.astype(np.float32).astype(np.float64)
 
 
 def _make_env(plan: CollectPlan, task_ids: tuple[int, ...], **kwargs: Any) -> Any:

@@ -41,7 +41,7 @@ def agent_config(name: str, overrides: dict[str, Any]) -> Any:
 
 
 def agent_flags(name: str, overrides: dict[str, Any]) -> list[str]:
-    """``overrides`` as the command line sets them: ``agent:NAME --agent.field value ...``."""
+    """``overrides`` as the command line sets them: ``--agent NAME --agent.field value ...``."""
 
     def flags(prefix: str, values: dict[str, Any]) -> list[str]:
         out: list[str] = []
@@ -57,7 +57,7 @@ def agent_flags(name: str, overrides: dict[str, Any]) -> list[str]:
                 out += [flag, str(value)]
         return out
 
-    return [f"agent:{name}", *flags("--agent", overrides)]
+    return ["--agent", name, *flags("--agent", overrides)]
 
 
 def fake_vec(

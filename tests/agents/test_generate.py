@@ -39,6 +39,19 @@ def test_tasks_resolve_with_errors_that_name_the_choices() -> None:
         resolve_tasks("LIBERO-Nope-v0", ["0"])
 
 
+def test_stop_after_runs_the_stages_up_to_one(tmp_path: Path) -> None:
+    config = GenerateConfig(out=tmp_path, stop_after="bc_eval")
+    assert config.stages == ("demos", "bc", "bc_eval")
+    assert GenerateConfig(out=tmp_path).stages == ("demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export")
+    assert GenerateConfig(out=tmp_path, eval_episodes=0).stages == ("demos", "bc", "rl", "rollouts", "export")
+    with pytest.raises(InvalidInputError, match=r"stop_after must be one of \['rollouts', 'export'\]"):
+        GenerateConfig(out=tmp_path, source="scripted", stop_after="bc").validate()
+    rl_eval = stage_run(GenerateConfig(out=tmp_path, sampling="zero-init"), resolve_tasks("LIBERO-Goal-v0", ["0"])[0],
+                        "rl_eval", tmp_path)  # fmt: skip
+    modes = rl_eval.argv[rl_eval.argv.index("--sampling") + 1 : rl_eval.argv.index("--sampling") + 4]
+    assert modes == ("deterministic", "stochastic", "zero-init")
+
+
 def test_a_changed_setting_is_refused_by_name_unless_restarted(tmp_path: Path) -> None:
     tasks = resolve_tasks("LIBERO-Goal-v0", ["0"])
     manifest = Manifest.load_or_create(tmp_path)
@@ -77,6 +90,7 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
     yaml_file = tmp_path / "g.yaml"
     yaml_file.write_text("out: b\nrl_steps: 5000\n")
     assert expand_config_file(["generate", "--config", str(yaml_file)]) == ["generate", "--out", "b", "--rl-steps", "5000"]
+    assert expand_config_file(["generate", f"--config={yaml_file}"]) == ["generate", "--out", "b", "--rl-steps", "5000"]
     yaml_file.write_text("out: b\nrl_stepz: 5000\n")
     with pytest.raises(InvalidInputError, match=r"unknown settings \['rl_stepz'\]"):
         expand_config_file(["generate", "--config", str(yaml_file)])
@@ -192,7 +206,7 @@ def test_rl_pipeline_survives_sigkill_in_the_rl_stage(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     task = manifest["tasks"]["libero_goal_00"]
     assert task["status"] == "done"
-    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rollouts", "export"}
+    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export"}
     assert task["stages"]["export"]["short"] == "no successful rollouts: nothing to export"
     assert list((rl / "logs").glob("progress-resumed-*.csv")), "RL started over instead of resuming"
     log = (out / "tasks" / "libero_goal_00" / "log.txt").read_text()
@@ -258,8 +272,8 @@ def test_rl_pipeline_on_ray(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     task = json.loads((out / "manifest.json").read_text())["tasks"]["libero_goal_00"]
     assert task["status"] == "done"
-    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rollouts", "export"}
-    for stage in ("demos", "bc_eval", "rl", "rollouts"):
+    assert set(task["stages"]) == {"demos", "bc", "bc_eval", "rl", "rl_eval", "rollouts", "export"}
+    for stage in ("demos", "bc_eval", "rl", "rl_eval", "rollouts"):
         assert "--ray-address" in task["stages"][stage]["command"], stage
     assert "--backend" not in task["stages"]["bc"]["command"]  # pretrain has no env workers
     (address,) = _stage_addresses((out / "tasks" / "libero_goal_00" / "log.txt").read_text())

@@ -200,3 +200,23 @@ def test_bounded_normalizer_floors_and_clips_observations() -> None:
     actions = Normalizer(1)
     actions.fit(np.array([[0.0], [0.002]]))
     assert torch.allclose(actions.unnormalize(actions.normalize(torch.tensor([[5.0]]))), torch.tensor([[5.0]]))
+
+
+def test_actor_and_critic_may_see_different_inputs(tmp_path: Any) -> None:
+    """The critic fits its own scaling: it may take the velocities the policy does not."""
+    env = fake_vec(2)
+    config = dict(SMALL_DIFFUSION, critic_encoder={**SMALL_DIFFUSION["critic_encoder"], "velocities": True})
+    model = DiffusionPPO(env, DiffusionPPOConfig(**config), seed=0, device="cpu")
+    model.fit_normalization(*_demos(env))
+    assert model.critic.encoder.normalizer.low.shape[0] == model.policy.actor.encoder.normalizer.low.shape[0] + 9
+    path = save_checkpoint(model, tmp_path / "ck", agent="diffusion-ppo", env=ENV)
+    loaded, _ = load_agent(path, env, agent="diffusion-ppo", device="cpu")
+    torch.testing.assert_close(loaded.critic.encoder.normalizer.low, model.critic.encoder.normalizer.low)
+    # Fine-tuning from a BC policy: the critic's scaling comes from the policy's, column by column.
+    fresh = DiffusionPPO(env, DiffusionPPOConfig(**config), seed=1, device="cpu")
+    fresh.load_pretrained_policy(model.policy.state_dict())
+    actor, critic = model.policy.actor.encoder.normalizer, fresh.critic.encoder.normalizer
+    torch.testing.assert_close(critic.low[:21], actor.low[:21])  # joint pos, cos, sin
+    torch.testing.assert_close(critic.low[28:37], actor.low[21:30])  # eef pos, quat, gripper qpos
+    torch.testing.assert_close(critic.low[39:], actor.low[30:])  # object
+    assert torch.all(critic.low[21:28] == -1)  # joint velocities: the critic's own (identity) scaling

@@ -81,7 +81,7 @@ def test_pretrain_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[s
     # train --init-from: starts from the cloned weights, with the checkpoint's agent config
     run = tmp_path / "ft"
     argv = [
-        "train", "agent:diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--init-from", str(result.checkpoint),
         "--total-timesteps", "32", "--num-envs", "1", "--vectorization", "sync", "--max-episode-steps", "16",
         "--agent.n-chunks", "8", "--agent.actor-lr", "1e-9", "--agent.critic-lr", "1e-9", "--resume", str(run),
@@ -111,7 +111,7 @@ def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert cli.main(["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]) == 2
     assert capsys.readouterr().err.startswith("error:")
     argv = ["pretrain", "--dataset", str(tmp_path / "bad.hdf5"), "--run-dir", str(tmp_path / "bc")]
-    assert cli.main([*argv, "agent:sb3", "--agent.class-path", "stable_baselines3:SAC"]) == 2
+    assert cli.main([*argv, "--agent", "stable_baselines3:SAC"]) == 2
     err = capsys.readouterr().err
     assert "behaviour-cloned" in err and "diffusion-ppo" in err and "gaussian-ppo" in err
 
@@ -140,7 +140,7 @@ def test_pretrain_gaussian_then_init_from(tmp_path: Path, capsys: pytest.Capture
 
     run = tmp_path / "ft"
     argv = [
-        "train", "agent:gaussian-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "train", "--agent", "gaussian-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--init-from", str(result.checkpoint), "--total-timesteps", "32", "--num-envs", "1",
         "--vectorization", "sync", "--max-episode-steps", "16", "--agent.n-steps", "32", "--agent.batch-size", "32",
         "--run-dir", str(run), "--no-progress", "--device", "cpu",

@@ -76,12 +76,12 @@ def test_cli_lists_agents(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     "argv, match",
     [
-        (["train", "agent:nope"], "gaussian-ppo"),
-        (["train", "agent:sb3", "--agent.class-path", "stable_baselines3:DQN", "--run-dir", "{tmp}/x"], "DQN"),
-        (["train", "agent:sb3", "--agent.class-path", "stable_baselines3:SAC", "--agent.kwargs", "[1]",
+        (["train", "--agent", "nope"], "gaussian-ppo"),
+        (["train", "--agent", "stable_baselines3:DQN", "--run-dir", "{tmp}/x"], "DQN"),
+        (["train", "--agent", "stable_baselines3:SAC", "--agent.kwargs", "[1]",
           "--run-dir", "{tmp}/x"], "JSON object"),
         (["train", "--agent.n-stepz", "3", "--run-dir", "{tmp}/x"], "n-stepz"),
-        (["train", "agent:diffusion-ppo", "--agent.policy.horizon-steps", "0", "--run-dir", "{tmp}/x"],
+        (["train", "--agent", "diffusion-ppo", "--agent.policy.horizon-steps", "0", "--run-dir", "{tmp}/x"],
          "horizon_steps and denoising_steps must be >= 1"),
         (["train", "--resume"], "--resume"),  # --resume RUN_DIR: the folder is its value
         (["train", "--resume", "{tmp}/x", "--run-dir", "{tmp}/y"], "different folders"),
@@ -122,7 +122,7 @@ def test_init_from_supplies_the_defaults_flags_override(tmp_path) -> None:
     config = cli._parse(["train", "--init-from", str(path), "--agent.gamma", "0.95", "--num-envs", "3"])
     assert config.agent == GaussianPPOConfig(n_steps=16, batch_size=16, net_arch=(32, 32), gamma=0.95)
     assert config.num_envs == 3 and str(config.init_from) == str(path)
-    config = cli._parse(["train", "agent:gaussian-ppo", "--agent.n-steps", "8", "--init-from", f"{path}"])
+    config = cli._parse(["train", "--agent", "gaussian-ppo", "--agent.n-steps", "8", "--init-from", f"{path}"])
     assert config.agent == GaussianPPOConfig(n_steps=8, batch_size=16, net_arch=(32, 32), gamma=0.9)
     # without --init-from: the config's own defaults
     assert cli._parse(["train", "--agent.gamma", "0.95"]).agent == GaussianPPOConfig(gamma=0.95)

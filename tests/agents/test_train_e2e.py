@@ -160,7 +160,7 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     """A third-party SB3 algorithm by module:Class, through cli.main, on 2 async LIBERO workers."""
     run_dir = tmp_path / "sac"
     argv = [
-        "train", "agent:sb3", "--agent.class-path", "stable_baselines3:SAC", "--env", "LIBERO-Goal-v0", "--task-id", "0",
+        "train", "--agent", "stable_baselines3:SAC", "--env", "LIBERO-Goal-v0", "--task-id", "0",
         "--max-episode-steps", "40", "--num-envs", "2", "--total-timesteps", "160", "--run-dir", str(run_dir),
         "--agent.kwargs", '{"learning_starts": 64, "batch_size": 32, "policy_kwargs": {"net_arch": [32, 32]}}',
         "--no-progress", "--device", "cpu", "--checkpoint-every", "80",
@@ -177,7 +177,7 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert cli.main(argv) == 2
     assert "already holds a run" in capsys.readouterr().err
     # a diffusion-ppo --init-from of a SAC checkpoint names both agents
-    argv = ["train", "agent:gaussian-ppo", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "x")]
+    argv = ["train", "--agent", "gaussian-ppo", "--init-from", str(run_dir), "--run-dir", str(tmp_path / "x")]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "stable_baselines3:SAC" in err and "gaussian-ppo" in err
@@ -187,7 +187,7 @@ def test_sac_through_cli_async(tmp_path: Path, capsys: pytest.CaptureFixture[str
 @pytest.mark.slow
 def test_makefile_main_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The Makefile's `make train` command line, as is (defaults: 2 async workers, DiffusionPPO defaults)."""
-    argv = ["train", "agent:diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0"]
+    argv = ["train", "--agent", "diffusion-ppo", "--env", "LIBERO-Goal-v0", "--task-id", "0"]
     argv += ["--total-timesteps", "2000"]
     assert cli.main([*argv, "--resume", str(tmp_path / "main")]) == 0
     out = capsys.readouterr().out

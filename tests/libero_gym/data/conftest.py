@@ -1,6 +1,6 @@
 """A small real collection shared by the data tests (LIBERO-Goal task 0, random policy).
 
-Collected once per session: 3 episodes of 30 steps at 64x64, two workers, and
+Collected once per test run: 3 episodes of 30 steps at 64x64, two workers, and
 interrupted after its first finished episode then resumed, so the resume path
 is exercised by every test that uses it.
 """
