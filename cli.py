@@ -39,6 +39,7 @@ from agents.configs import (
 )
 from agents.generate import GenerateConfig, expand_config_file, generate
 from agents.registry import available_agents
+from agents.student import StudentConfig, student
 from libero_gym.data.commands import CollectConfig, ExportConfig, StatsConfig, collect, export, stats
 from libero_gym.data.policies import register_policy
 from libero_gym.doctor import DoctorConfig, doctor
@@ -101,6 +102,7 @@ COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "agents": (AgentsConfig, list_agents),
     "train": (TrainConfig, train),
     "pretrain": (PretrainConfig, pretrain),
+    "student": (StudentConfig, student),
     "eval": (EvalConfig, evaluate),
     "generate": (GenerateConfig, generate),
     "collect": (CollectConfig, collect),

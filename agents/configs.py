@@ -236,8 +236,12 @@ class EvalConfig(BackendConfig):
     """Checkpoint folder/zip, or a run folder (its newest valid checkpoint)."""
     episodes: int = 50
     """Episodes per task (and per sampling mode); 50 = each of LIBERO's 50 init states once."""
-    task_id: tuple[int, ...] | None = None
-    """Tasks to evaluate; default the checkpoint's tasks."""
+    task_id: tuple[int | Literal["all"], ...] | None = None
+    """Tasks to evaluate (indices, or all: every task of the checkpoint's suite, for a multi-task checkpoint on a
+    suite env id; then also a per-task bar chart and JSON, see --out-dir); default the checkpoint's tasks."""
+    out_dir: Path | None = None
+    """Write success.png (per-task bar chart with 95% intervals and the suite mean) and results.json here; default
+    with --task-id all: eval/ in the checkpoint's run folder."""
     sampling: tuple[Sampling, ...] = ("deterministic", "stochastic")
     """How actions are drawn, one evaluation each; the first is the headline figure. deterministic: the Gaussian
     mean; for diffusion-ppo DPPO's evaluation (random x_T, DDIM eta = 0, no exploration noise). stochastic: what
@@ -272,6 +276,13 @@ class EvalConfig(BackendConfig):
             raise InvalidInputError(f"torch_threads must be >= 1, got {self.torch_threads}")
         if not self.sampling or len(set(self.sampling)) != len(self.sampling):
             raise InvalidInputError(f"sampling must name distinct modes among {list(SAMPLINGS)}, got {list(self.sampling)}")
+        if self.task_id is not None:
+            if not self.task_id:
+                raise InvalidInputError("task_id must name at least one task, or all")
+            if "all" in self.task_id and len(self.task_id) > 1:
+                raise InvalidInputError(f"task_id must be indices or all alone, got {list(self.task_id)}")
+            if any(not isinstance(t, int) and t != "all" for t in self.task_id):
+                raise InvalidInputError(f"task_id must be indices or all, got {list(self.task_id)}")
         if self.init_states == "cycle" and self.num_envs > self.episodes:
             raise InvalidInputError(f"num_envs must be <= episodes with --init-states cycle, got {self.num_envs} > {self.episodes}")
 

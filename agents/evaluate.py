@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from agents.agent_configs import check_agent_sampling
-from agents.checkpoint import load_agent, read_meta
+from agents.checkpoint import AGENT_FILE, load_agent, read_meta
 from agents.configs import EvalConfig
 from agents.registry import resolve_agent
 from agents.train import make_env
@@ -151,9 +151,15 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
     torch.set_num_threads(config.torch_threads)
     meta = read_meta(config.checkpoint)
     env = EnvConfig.from_json(meta["env"])
-    task_ids = tuple(config.task_id) if config.task_id is not None else (env.task_ids or (0,))
     suite, single = lookup_env(env.env_id)
     single_task = single is not None
+    every_task = config.task_id is not None and tuple(config.task_id) == ("all",)
+    if every_task and single_task:
+        raise InvalidInputError(f"--task-id all needs a checkpoint trained on a suite env id, not {env.env_id}")
+    if every_task:
+        task_ids = suites.resolve_task_ids(suite, "all")
+    else:
+        task_ids = tuple(int(t) for t in config.task_id) if config.task_id is not None else (env.task_ids or (0,))
     suites.resolve_task_ids(suite, list(task_ids))  # raises InvalidInputError on a bad id
     agent_class = type(model) if model is not None else resolve_agent(meta["agent"]).load_class()
     for sampling in config.sampling:  # before any env worker starts
@@ -199,7 +205,77 @@ def evaluate(config: EvalConfig, model: Any = None) -> EvalResult:
     )
     if config.json_out is not None:
         write_json_atomic(config.json_out, out.to_json(), sort_keys=False)
+    out_dir = config.out_dir
+    if out_dir is None and every_task:
+        out_dir = _run_folder(config.checkpoint) / "eval"
+    if out_dir is not None:
+        write_report(out, Path(out_dir))
     return out
+
+
+def _run_folder(checkpoint: Path) -> Path:
+    """The run folder of a checkpoint argument: the folder itself, or the one holding the checkpoint folder/zip."""
+    path = Path(checkpoint)
+    return path.parent if path.is_file() or (path / AGENT_FILE).is_file() else path
+
+
+def suite_mean(tasks: list[TaskResult]) -> tuple[float, tuple[float, float]]:
+    """Mean success over tasks and the 95% Wilson interval of the pooled episodes (every task's episodes
+    together; with equal episodes per task the pooled rate is the mean)."""
+    successes = sum(t.successes for t in tasks)
+    episodes = sum(t.episodes for t in tasks)
+    mean = float(np.mean([t.success_rate for t in tasks])) if tasks else 0.0
+    return mean, wilson_interval(successes, episodes)
+
+
+def write_report(result: EvalResult, out_dir: Path) -> tuple[Path, Path]:
+    """``results.json`` (:meth:`EvalResult.to_json` plus the suite mean and its interval per sampling mode) and
+    ``success.png``: per-task success bars with 95% Wilson error bars and the suite mean, one colour per mode.
+
+    Returns:
+        The JSON and PNG paths.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_sampling = result.by_sampling or {"deterministic": result.tasks}
+    payload = result.to_json()
+    payload["suite_mean"] = {}
+    for mode, tasks in by_sampling.items():
+        mean, (low, high) = suite_mean(tasks)
+        payload["suite_mean"][mode] = {"success_rate": mean, "interval95": [low, high],
+                                       "episodes": sum(t.episodes for t in tasks)}  # fmt: skip
+    json_path = out_dir / "results.json"
+    write_json_atomic(json_path, payload, sort_keys=False)
+
+    modes = list(by_sampling)
+    width = 0.8 / len(modes)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.7 * len(result.tasks) + 2), 4))
+    for k, mode in enumerate(modes):
+        tasks = by_sampling[mode]
+        x = np.arange(len(tasks)) + (k - (len(modes) - 1) / 2) * width
+        rates = np.array([t.success_rate for t in tasks])
+        bounds = np.array([t.interval for t in tasks]).reshape(-1, 2)
+        errors = np.clip(np.stack([rates - bounds[:, 0], bounds[:, 1] - rates]), 0, None)  # 1 - 1e-16 at 100%
+        mean, (low, high) = suite_mean(tasks)
+        label = f"{mode}: mean {100 * mean:.1f}% ({100 * low:.0f}-{100 * high:.0f})"
+        bars = axes.bar(x, 100 * rates, width, yerr=100 * errors, capsize=2, label=label)
+        axes.axhline(100 * mean, color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=1)
+    axes.set_xticks(np.arange(len(result.tasks)), [str(t.task_id) for t in result.tasks])
+    axes.set_xlabel("task")
+    axes.set_ylabel("success (%), 95% Wilson interval")
+    axes.set_ylim(0, 105)
+    episodes = result.tasks[0].episodes if result.tasks else 0
+    axes.set_title(f"{result.agent} on {result.env_id} ({result.obs_mode}), {episodes} episodes per task", fontsize=9)
+    axes.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    png_path = out_dir / "success.png"
+    figure.savefig(png_path, dpi=120)
+    plt.close(figure)
+    return json_path, png_path
 
 
 def _run_task(
@@ -291,7 +367,9 @@ def print_results(result: EvalResult) -> None:
                 task.language,
             )
     for mode, tasks in by_sampling.items():
-        table.add_row("mean", mode, f"{100 * float(np.mean([t.success_rate for t in tasks])):.1f}%", "", "", "")
+        mean, (low, high) = suite_mean(tasks)
+        table.add_row("mean", mode, f"{100 * mean:.1f}% ({100 * low:.0f}-{100 * high:.0f})",
+                      str(sum(t.episodes for t in tasks)), "", "")  # fmt: skip
     console = Console(width=180)
     console.print(table)
     if result.videos:

@@ -32,7 +32,8 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -205,52 +206,8 @@ def _pretrain_locked(config: PretrainConfig) -> PretrainResult:
     write_json_atomic(run_dir / "config.json", resolved, sort_keys=False)
     logger = make_logger(run_dir / "logs")
 
-    # -- the loop: AdamW with warm-up + cosine LR on the cloned network, an EMA of its weights
-    module = model.bc_module()
-    module.train(True)
-    parameters = [p for p in module.parameters()]
-    for parameter in parameters:
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    generator = np.random.default_rng(config.seed)
+    first_loss, final_loss = fit_bc(model, data.observations, data.chunks, config, logger, progress=config.progress)
     n = len(data.chunks)
-    batch = min(config.batch_size, n)
-    steps_per_epoch = n // batch  # the ragged last batch is dropped
-    total_steps = config.epochs * steps_per_epoch
-    warmup = min(config.lr_warmup_steps, total_steps // 10)  # a short run is not all warm-up
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config.lr_schedule, warmup, total_steps))
-    ema = _Ema(module, config.ema_max_decay) if config.ema_max_decay > 0 else None
-    first_loss = final_loss = float("nan")
-    progress = ProgressBar("pretrain", config.epochs, enabled=config.progress)
-    for epoch in range(config.epochs):
-        order = generator.permutation(n)
-        losses = []
-        for begin in range(0, steps_per_epoch * batch, batch):
-            index = order[begin : begin + batch]
-            obs = {key: torch.as_tensor(value[index], device=model.device) for key, value in data.observations.items()}
-            actions = torch.as_tensor(data.chunks[index], device=model.device)
-            loss = model.bc_loss(obs, actions)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if ema is not None:
-                ema.update(module)
-            losses.append(loss.item())
-        final_loss = float(np.mean(losses))
-        if epoch == 0:
-            first_loss = final_loss
-        logger.record("train/bc_loss", final_loss)
-        logger.record("train/learning_rate", scheduler.get_last_lr()[0])
-        logger.record("train/epoch", epoch + 1)
-        logger.dump(step=epoch + 1)
-        progress.update(advance=1, stats=f"loss {final_loss:.4f}")
-    progress.close()
-    logger.close()
-    if ema is not None:
-        ema.copy_to(module)  # the checkpoint holds the averaged weights
-    module.train(False)
-    model.end_pretraining()
 
     checkpoint = save_checkpoint(
         model,
@@ -278,6 +235,100 @@ def _pretrain_locked(config: PretrainConfig) -> PretrainResult:
         final_loss=final_loss,
         wall_time_s=time.perf_counter() - start,
     )
+
+
+class BCSchedule(Protocol):
+    """The optimisation settings :func:`fit_bc` reads (fields of ``PretrainConfig`` and ``StudentConfig``)."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    weight_decay: float
+    lr_schedule: str
+    lr_warmup_steps: int
+    ema_max_decay: float
+    seed: int
+
+
+Augment = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+"""Maps a minibatch of observations (key -> [B, ...] tensors) to the ones the loss sees."""
+
+
+def fit_bc(
+    model: Any,
+    observations: dict[str, np.ndarray],
+    chunks: np.ndarray,
+    schedule: BCSchedule,
+    logger: Any,
+    *,
+    progress: bool = False,
+    augment: Augment | None = None,
+) -> tuple[float, float]:
+    """Behaviour-clone ``model.bc_module()`` on (observation, chunk) pairs; returns the first and last epoch's loss.
+
+    AdamW with a linear warm-up then a constant or cosine learning rate, minibatches drawn
+    without replacement each epoch (the ragged last one dropped), and an EMA of the weights
+    that is copied into the module at the end (module docstring). The model is left in
+    eval mode with ``end_pretraining()`` called.
+
+    Args:
+        model: an agent with the behaviour-cloning protocol, normalisation already fitted.
+        observations: key -> [N, ...] numpy observations.
+        chunks: [N, Ta, Da] demonstrated action chunks in the env's units.
+        schedule: epochs, batch size, learning rate and its schedule, EMA, seed of the shuffling.
+        logger: SB3 logger for ``train/bc_loss``, ``train/learning_rate``, ``train/epoch``.
+        progress: show a progress bar.
+        augment: applied to every minibatch's observations before the loss (e.g. input noise).
+    """
+    # -- the loop: AdamW with warm-up + cosine LR on the cloned network, an EMA of its weights
+    module = model.bc_module()
+    module.train(True)
+    parameters = [p for p in module.parameters()]
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(parameters, lr=schedule.learning_rate, weight_decay=schedule.weight_decay)
+    generator = np.random.default_rng(schedule.seed)
+    n = len(chunks)
+    batch = min(schedule.batch_size, n)
+    steps_per_epoch = n // batch  # the ragged last batch is dropped
+    total_steps = schedule.epochs * steps_per_epoch
+    warmup = min(schedule.lr_warmup_steps, total_steps // 10)  # a short run is not all warm-up
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(schedule.lr_schedule, warmup, total_steps))
+    ema = _Ema(module, schedule.ema_max_decay) if schedule.ema_max_decay > 0 else None
+    first_loss = final_loss = float("nan")
+    bar = ProgressBar("pretrain", schedule.epochs, enabled=progress)
+    for epoch in range(schedule.epochs):
+        order = generator.permutation(n)
+        losses = []
+        for begin in range(0, steps_per_epoch * batch, batch):
+            index = order[begin : begin + batch]
+            obs = {key: torch.as_tensor(value[index], device=model.device) for key, value in observations.items()}
+            if augment is not None:
+                obs = augment(obs)
+            actions = torch.as_tensor(chunks[index], device=model.device)
+            loss = model.bc_loss(obs, actions)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            if ema is not None:
+                ema.update(module)
+            losses.append(loss.item())
+        final_loss = float(np.mean(losses))
+        if epoch == 0:
+            first_loss = final_loss
+        logger.record("train/bc_loss", final_loss)
+        logger.record("train/learning_rate", scheduler.get_last_lr()[0])
+        logger.record("train/epoch", epoch + 1)
+        logger.dump(step=epoch + 1)
+        bar.update(advance=1, stats=f"loss {final_loss:.4f}")
+    bar.close()
+    logger.close()
+    if ema is not None:
+        ema.copy_to(module)  # the checkpoint holds the averaged weights
+    module.train(False)
+    model.end_pretraining()
+    return first_loss, final_loss
 
 
 def print_summary(result: PretrainResult) -> None:

@@ -81,6 +81,16 @@ CASES: list[tuple[str, list[str], str, str | None]] = [
     ("pretrain-agent-without-bc", ["pretrain", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
                                    "--agent", "stable_baselines3:SAC"],
      "can be behaviour-cloned (one of ['gaussian-ppo', 'diffusion-ppo'])", None),
+    # student
+    ("student-missing-dataset", ["student", "--dataset", "{fx}/missing.hdf5", "--run-dir", "{out}"], "does not exist", None),
+    ("student-not-libero-layout", ["student", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}"],
+     "not a LIBERO dataset", None),
+    ("student-unknown-head", ["student", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}", "--head", "mlp"],
+     "--head", None),
+    ("student-zero-episodes", ["student", "--dataset", "{fx}/not_libero.hdf5", "--run-dir", "{out}",
+                               "--episodes-per-task", "0"], "episodes_per_task must be >= 1", None),
+    ("eval-all-and-indices", ["eval", "--checkpoint", "{fx}/sac_ck", "--task-id", "all", "3", "--json-out", "{out}"],
+     "indices or all alone", None),
     # collect
     ("collect-single-task-id-other-task", ["collect", "--out", "{out}", "--env", "LIBERO-Goal-Task3-v0",
                                            "--task-id", "5"], "single-task id", None),
