@@ -252,14 +252,18 @@ def render_card(info: CardInfo, statistics: dict[str, Any]) -> str:
 def _filter_line(info: CardInfo, dropped: list[int]) -> str:
     if not info.filter_noops:
         return "off (every recorded step exported)"
-    whole = sum(e.kept_whole for e in info.episodes)
+    return ("OpenVLA's rule (arm-delta norm < 1e-4 and gripper command unchanged from the last kept action): "
+            + noop_summary(info.episodes))
+
+
+def noop_summary(records: Sequence[EpisodeRecord]) -> str:
+    """One line: steps the no-op filter dropped in all, per episode, and episodes kept whole."""
+    dropped = [e.noops_dropped for e in records]
+    whole = sum(e.kept_whole for e in records)
     median = float(np.median(dropped)) if dropped else 0.0
-    line = (f"OpenVLA's rule (arm-delta norm < 1e-4 and gripper command unchanged from the last kept action): "
-            f"{sum(dropped)} steps dropped, per episode min {min(dropped, default=0)} / median {median:g} / "
+    line = (f"{sum(dropped)} steps dropped, per episode min {min(dropped, default=0)} / median {median:g} / "
             f"max {max(dropped, default=0)}")
-    if whole:
-        line += f"; {whole} episode(s) all no-ops, kept whole"
-    return line
+    return line + (f"; {whole} episode(s) all no-ops, kept whole" if whole else "")
 
 
 def write_card(root: Path, info: CardInfo, actions: Sequence[np.ndarray], states: Sequence[np.ndarray]) -> Path:

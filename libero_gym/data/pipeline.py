@@ -128,6 +128,9 @@ def scan_files(paths: Sequence[Path], *, image_size: int | None) -> list[SourceF
 
     files: list[SourceFile] = []
     for path in paths:
+        if path.is_file() and not h5py.is_hdf5(path):
+            raise DatasetError(f"{path}: not a LIBERO dataset (not HDF5); export takes a collection folder, "
+                               "a LIBERO HDF5 file, or a folder of them")
         ds.validate_dataset(path, require_images=False)
         with h5py.File(path, "r") as file:
             data = file["data"]
