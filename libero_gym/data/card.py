@@ -220,7 +220,8 @@ def render_card(info: CardInfo, statistics: dict[str, Any]) -> str:
         ("control rate", "20 Hz (one step per env step)"),
         ("sources", ", ".join(f"`{s}`" for s in info.sources)),
         ("libero-gym commit", f"`{git_commit()}`"),
-        ("command", f"`{info.command}`"),
+        ("command", f"`{info.command}`" if info.command else "not recorded (the export step of `collect`; its "
+         "settings are the provenance above and the collection's `collection.json`)"),
         ("exported", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")),
     ]
     lines += _table(("", ""), rows) + [""] + info.notes + ([""] if info.notes else [])
