@@ -17,13 +17,14 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 
 # torch first, from its exact pin (the only spec that takes the local CPU wheel);
-# then the project and its run-time deps; then libero without its declared deps
-# (they would replace the CPU torch with a CUDA build; see README, Install).
+# then the project and its run-time deps, with the rlds extra (TensorFlow Datasets: the tests read the RLDS
+# export back as OpenVLA does; the export itself needs none; docs/data.md, RLDS export); then libero
+# without its declared deps (they would replace the CPU torch with a CUDA build; see README, Install).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,rlds]"
 	$(BIN)/python -m pip install -q --no-deps libero==0.1.1
 	touch $@
 

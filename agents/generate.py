@@ -139,9 +139,9 @@ class GenerateConfig(BackendConfig):
     """Store agentview and wrist images in the datasets (rendered from the stored states)."""
     image_size: int = 128
     """Height and width of the stored images (LIBERO's are 128)."""
-    formats: tuple[Literal["hdf5", "lerobot"], ...] = ("hdf5",)
-    """Export formats: LIBERO's HDF5 (always written: the other formats are converted from it) and/or a
-    LeRobotDataset v3.0 (needs --images; written to TASK/export/lerobot)."""
+    formats: tuple[Literal["hdf5", "lerobot", "rlds"], ...] = ("hdf5",)
+    """Export formats: LIBERO's HDF5 (always written: the other formats are converted from it), a
+    LeRobotDataset v3.0 and/or an RLDS dataset (need --images; written to TASK/export/lerobot, TASK/export/rlds)."""
     envs_per_task: int = 2
     """Env workers of each task's stages (processes, or Ray actors with --backend ray)."""
     max_workers: int | None = None
@@ -210,9 +210,11 @@ class GenerateConfig(BackendConfig):
         if not 16 <= self.image_size <= 1024:
             raise InvalidInputError(f"image_size must be in [16, 1024], got {self.image_size}")
         if not self.formats:
-            raise InvalidInputError("formats needs at least one of ['hdf5', 'lerobot']")
-        if "lerobot" in self.formats and not self.images:
-            raise InvalidInputError("formats lerobot needs camera images: drop --no-images or the lerobot format")
+            raise InvalidInputError("formats needs at least one of ['hdf5', 'lerobot', 'rlds']")
+        needs_images = [fmt for fmt in ("lerobot", "rlds") if fmt in self.formats]
+        if needs_images and not self.images:
+            raise InvalidInputError(f"formats {' and '.join(needs_images)} needs camera images: drop --no-images or "
+                                    "those formats")
         if self.sampling != "stochastic":  # what the agent's class can do (imports it: torch)
             from agents.agent_configs import check_agent_sampling
             from agents.registry import resolve_agent

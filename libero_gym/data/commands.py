@@ -143,26 +143,56 @@ def collect(config: CollectConfig) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """Export collected episodes: LIBERO files (one <task name>_demo.hdf5 per task, plus manifest.json)
-    or, with --format lerobot, a LeRobotDataset v3.0 (docs/data.md, LeRobot export)."""
+    """Export collected episodes: LIBERO files (one <task name>_demo.hdf5 per task, plus manifest.json), a
+    LeRobotDataset v3.0 (--format lerobot) or an RLDS dataset as OpenVLA reads LIBERO (--format rlds); every
+    export carries a dataset card (README.md) and dataset_statistics.json (docs/data.md)."""
 
     collection: Positional[str]
-    """Folder that `collect` wrote (--format lerobot also takes a LIBERO HDF5 file or a folder of them)."""
+    """Folder that `collect` wrote (--format lerobot/rlds also take a LIBERO HDF5 file or a folder of them)."""
     out: str | None = None
-    """Output folder (default: the collection folder; for --format lerobot COLLECTION/lerobot, or FILE_lerobot
-    beside an HDF5 file). A LeRobot export needs a new or empty folder."""
-    format: Literal["hdf5", "lerobot"] = "hdf5"
-    """LIBERO HDF5 files, or a LeRobotDataset (what LeRobot's pi0 / SmolVLA / GR00T trainers load)."""
+    """Output folder (default: the collection folder; for --format lerobot/rlds COLLECTION/<format>, or
+    FILE_<format> beside an HDF5 file). A LeRobot or RLDS export needs a new or empty folder."""
+    format: Literal["hdf5", "lerobot", "rlds"] = "hdf5"
+    """LIBERO HDF5 files, a LeRobotDataset (LeRobot's pi0 / SmolVLA / GR00T trainers), or an RLDS dataset (TFDS
+    layout of OpenVLA's libero_*_no_noops sets: OpenVLA, OpenVLA-OFT, Octo)."""
     compression: Literal["none", "gzip", "lzf"] = "none"
     """HDF5 compression of the arrays (LIBERO's own files are uncompressed); --format hdf5 only."""
     only_success: bool = False
     """Export only successful episodes."""
+    filter_noops: bool = False
+    """Drop no-op steps as OpenVLA's LIBERO regeneration does (arm-delta norm < 1e-4 and gripper command
+    unchanged from the last kept action); reports the steps each episode lost and never empties one."""
+    image_size: int | None = None
+    """--format lerobot/rlds: render both cameras at this size (e.g. 256, as OpenVLA's sets) from the stored
+    states, so that state-only collections (--no-images) export with images; default: the stored images."""
     video: bool = True
     """--format lerobot: camera images as MP4 (AV1, LeRobot's default); --no-video stores PNG frames in the
     parquet files instead (exact pixels, larger)."""
     settle_steps: bool = False
-    """--format lerobot: keep each demo's leading settle steps (dropped by default: LeRobot's LIBERO env
-    runs them before the policy's first observation)."""
+    """--format lerobot/rlds: keep each demo's leading settle steps (dropped by default: the VLA envs run them
+    before the policy's first observation)."""
+    name: str | None = None
+    """--format rlds: TFDS dataset name, snake case (default: the output folder's name, e.g.
+    libero_goal_no_noops); the dataset is OUT/NAME/1.0.0."""
+    image_encoding: Literal["jpeg", "png"] = "jpeg"
+    """--format rlds: images as JPEG (quality 95, as OpenVLA's sets) or PNG (exact pixels, larger)."""
+
+
+def command_line(config: ExportConfig) -> str:
+    """The ``libero-gym export`` command that gives ``config``: the positional, then every non-default flag."""
+    import shlex
+
+    words = ["libero-gym", "export", config.collection]
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "collection" or value == field.default:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + field.name.replace("_", "-"))
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def export(config: ExportConfig) -> int:
@@ -171,46 +201,102 @@ def export(config: ExportConfig) -> int:
 
     from libero_gym.data.export import export_collection
 
-    if config.format == "lerobot":
-        return _export_lerobot(config)
-    if not config.video or config.settle_steps:
-        from libero_gym.errors import InvalidInputError
+    _check_export(config)
+    if config.format in ("lerobot", "rlds"):
+        return _export_vla(config)
+    from pathlib import Path
 
-        raise InvalidInputError("--no-video and --settle-steps apply to --format lerobot only")
+    if Path(config.collection).is_file():
+        raise InvalidInputError(f"{config.collection}: is a file; --format hdf5 exports a collection folder "
+                                "(--format lerobot and rlds also take LIBERO HDF5 files)")
     out = config.out if config.out is not None else config.collection
     with folder_lock(out, "export folder"):  # one writer per folder, before anything is written
         result = export_collection(
             config.collection, config.out,
             compression=None if config.compression == "none" else config.compression,
-            only_success=config.only_success,
+            only_success=config.only_success, filter_noops=config.filter_noops, command=command_line(config),
         )
     console = Console()
     for path in result.files:
         console.print(f"wrote {path}")
     console.print(f"{result.episodes} demos, {result.frames} steps; manifest {result.manifest}")
+    if config.filter_noops:
+        from libero_gym.data.card import noop_summary
+
+        console.print(f"no-op filter: {noop_summary(result.records)} (per episode: {result.card})")
     return 0
 
 
-def _export_lerobot(config: ExportConfig) -> int:
+_FORMAT_ONLY: dict[str, tuple[tuple[str, ...], str]] = {
+    "compression": (("hdf5",), "--compression applies to --format hdf5 only (LeRobot parquet files use snappy)"),
+    "video": (("lerobot",), "--no-video applies to --format lerobot only"),
+    "settle_steps": (("lerobot", "rlds"), "--settle-steps applies to --format lerobot and rlds only"),
+    "image_size": (("lerobot", "rlds"), "--image-size applies to --format lerobot and rlds only (collect "
+                                        "--image-size N renders HDF5 images)"),
+    "name": (("rlds",), "--name applies to --format rlds only"),
+    "image_encoding": (("rlds",), "--image-encoding applies to --format rlds only"),
+}
+"""Flags that only some formats take: field -> (formats, error)."""
+
+
+def _check_export(config: ExportConfig) -> None:
+    """Raise InvalidInputError, before anything is read or written, for flags the format does not take."""
+    defaults = {field.name: field.default for field in dataclasses.fields(ExportConfig)}
+    for key, (formats, message) in _FORMAT_ONLY.items():
+        if config.format not in formats and getattr(config, key) != defaults[key]:
+            raise InvalidInputError(f"{message}; formats are hdf5, lerobot, rlds")
+    if config.image_size is not None and not 16 <= config.image_size <= 1024:
+        raise InvalidInputError(f"image_size must be in [16, 1024], got {config.image_size}")
+
+
+def _export_vla(config: ExportConfig) -> int:
     from pathlib import Path
 
     from rich.console import Console
 
-    from libero_gym.data.lerobot import export_lerobot
-    from libero_gym.errors import InvalidInputError
-
-    if config.compression != "none":
-        raise InvalidInputError("--compression applies to --format hdf5 only (LeRobot parquet files use snappy)")
     source = Path(config.collection)
-    default = source.with_name(source.stem + "_lerobot") if source.is_file() else source / "lerobot"
+    suffix = config.format
+    default = source.with_name(source.stem + "_" + suffix) if source.is_file() else source / suffix
+    out = Path(config.out) if config.out is not None else default
+    console = Console()
     # No folder lock: the dataset is written into a temporary folder and renamed onto OUT,
     # which fails for all but the first of two exports racing for the same OUT.
-    result = export_lerobot(source, Path(config.out) if config.out is not None else default, video=config.video,
-                            settle_steps=config.settle_steps, only_success=config.only_success)
-    images = "MP4" if result.video else "PNG in parquet"
-    Console().print(f"wrote LeRobotDataset v3.0 {result.root}: {result.episodes} episodes, {result.frames} frames, "
-                    f"{len(result.tasks)} task(s), images as {images}")
+    if config.format == "lerobot":
+        from libero_gym.data.lerobot import export_lerobot
+
+        result = export_lerobot(source, out, video=config.video, settle_steps=config.settle_steps,
+                                only_success=config.only_success, filter_noops=config.filter_noops,
+                                image_size=config.image_size, command=command_line(config))
+        images = "MP4" if result.video else "PNG in parquet"
+        console.print(f"wrote LeRobotDataset v3.0 {result.root}: {result.episodes} episodes, {result.frames} frames, "
+                      f"{len(result.tasks)} task(s), images as {images}")
+        root, records = result.root, result.records
+    else:
+        from libero_gym.data.pipeline import StepOptions
+        from libero_gym.data.rlds import check_name, export_rlds
+
+        name = check_name(config.name if config.name is not None else _snake(out.resolve().name))
+        options = StepOptions(settle_steps=config.settle_steps, filter_noops=config.filter_noops,
+                              image_size=config.image_size)
+        rlds = export_rlds(source, out, name=name, options=options, only_success=config.only_success,
+                           image_encoding=config.image_encoding, command=command_line(config))
+        console.print(f"wrote RLDS dataset {rlds.builder_dir}: {rlds.episodes} episodes, {rlds.steps} steps, "
+                      f"{rlds.shards} shard(s)")
+        root, records = rlds.root, rlds.records
+    if config.filter_noops:
+        from libero_gym.data.card import noop_summary
+
+        console.print(f"no-op filter: {noop_summary(records)} (per episode: {root / 'README.md'})")
+    console.print(f"dataset card {root / 'README.md'}")
     return 0
+
+
+def _snake(text: str) -> str:
+    """A folder name as a TFDS dataset name: lower case, runs of other characters as ``_``."""
+    import re
+
+    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return name if name[:1].isalpha() else f"libero_{name}".rstrip("_")
 
 
 @dataclasses.dataclass(frozen=True)

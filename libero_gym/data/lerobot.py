@@ -73,7 +73,10 @@ from typing import Any
 import numpy as np
 
 from libero_gym.atomic_files import _fsync_dir
+from libero_gym.data import card as card_lib
 from libero_gym.data import dataset as ds
+from libero_gym.data.pipeline import StepOptions, prepare_episode, read_demos, scan_files, state_vector
+from libero_gym.data.render import EpisodeRenderer
 from libero_gym.errors import DatasetError, InvalidInputError
 from libero_gym.file_modes import set_default_mode
 
@@ -176,6 +179,8 @@ class LeRobotExportResult:
     """Task strings in ``task_index`` order."""
     video: bool
     """Images as MP4 (True) or PNG in the parquet rows (False)."""
+    records: list[card_lib.EpisodeRecord] = dataclasses.field(default_factory=list)
+    """Per episode: source, steps, no-ops dropped (the dataset card's table)."""
 
 
 def find_sources(source: str | os.PathLike[str], *, only_success: bool = False) -> list[Path]:
@@ -503,8 +508,12 @@ class _Writer:
             current = self._videos[key] = _VideoFile(path)
         return (*self._video_pos[key], current)
 
-    def add(self, source: SourceEpisode, episode: ds.Episode, *, settle_steps: bool) -> None:
-        """Append one episode: its rows, its video frames, its metadata row and stats."""
+    def add(self, source: SourceEpisode, episode: ds.Episode, *, settle_steps: bool, settle_dropped: int | None = None,
+            noops_dropped: int = 0) -> None:
+        """Append one episode: its rows, its video frames, its metadata row and stats.
+
+        ``settle_dropped`` and ``noops_dropped`` record steps removed before this call
+        (:func:`libero_gym.data.pipeline.prepare_episode`) in the episode row."""
         pa = self._pa
         columns = episode_columns(episode, settle_steps=settle_steps)
         length = len(columns["action"])
@@ -557,7 +566,9 @@ class _Writer:
                                        f"{round((end - start) * FPS)} frames, expected {length}")
                 row.update({f"videos/{key}/chunk_index": v_chunk, f"videos/{key}/file_index": v_file,
                             f"videos/{key}/from_timestamp": start, f"videos/{key}/to_timestamp": end})
-        row.update(_provenance_columns(source, episode, dropped=0 if settle_steps else episode.settle_steps))
+        if settle_dropped is None:
+            settle_dropped = 0 if settle_steps else episode.settle_steps
+        row.update(_provenance_columns(source, episode, dropped=settle_dropped, noops=noops_dropped))
         self.episode_rows.append(row)
         self.episode_stats.append(stats)
         self.frames += length
@@ -665,7 +676,7 @@ def _mb(size: float) -> int | float:
     return int(value) if float(value).is_integer() else value
 
 
-def _provenance_columns(source: SourceEpisode, episode: ds.Episode, *, dropped: int) -> dict[str, Any]:
+def _provenance_columns(source: SourceEpisode, episode: ds.Episode, *, dropped: int, noops: int) -> dict[str, Any]:
     prov = source.provenance
     attrs = episode.attrs
     success = episode.success
@@ -681,6 +692,7 @@ def _provenance_columns(source: SourceEpisode, episode: ds.Episode, *, dropped: 
         "seed": int(attrs.get("seed", -1)),
         "success": None if success is None else bool(success),
         "settle_steps_dropped": int(dropped),
+        "noops_dropped": int(noops),
         "init_state": np.asarray(episode.init_state, dtype=np.float64).tolist(),
     }
     return {PROVENANCE_PREFIX + key: value for key, value in values.items()}
@@ -691,11 +703,24 @@ def _provenance_types() -> dict[str, Any]:
 
     text = ("source_file", "source_demo", "policy", "checkpoint", "sampling", "suite")
     types: dict[str, Any] = {key: pa.string() for key in text}
-    types.update({key: pa.int64() for key in ("task_id", "init_state_id", "seed", "settle_steps_dropped")})
+    types.update({key: pa.int64() for key in ("task_id", "init_state_id", "seed", "settle_steps_dropped",
+                                                 "noops_dropped")})
     types.update({"success": pa.bool_(), "init_state": pa.list_(pa.float64())})
     return {PROVENANCE_PREFIX + key: value for key, value in types.items()}
 
 
+
+
+CARD_FEATURES: list[tuple[str, str, str]] = [
+    ("observation.images.image", "video / image (H, W, 3)", "agentview camera, upright"),
+    ("observation.images.image2", "video / image (H, W, 3)", "wrist (eye-in-hand) camera, upright"),
+    ("observation.state", "float32 (8)", "ee position (3, m) and axis-angle (3, rad) in the robot base frame, "
+     "gripper finger qpos (2, m); before the step's action"),
+    ("action", "float32 (7)", "OSC_POSE delta (3 position, 3 axis-angle; [-1, 1]) + gripper (-1 open, +1 close)"),
+    ("timestamp", "float32", "frame_index / 20 (s)"),
+    ("frame_index, episode_index, index, task_index", "int64", "step, episode, frame in dataset, task"),
+]
+"""The card's feature rows for this format."""
 
 
 # ---------------------------------------------------------------------- features / schema / info
@@ -803,6 +828,9 @@ def export_lerobot(
     video: bool = True,
     settle_steps: bool = False,
     only_success: bool = False,
+    filter_noops: bool = False,
+    image_size: int | None = None,
+    command: str = "",
     chunks_size: int = CHUNKS_SIZE,
     data_files_size_in_mb: float = DATA_FILES_SIZE_IN_MB,
     video_files_size_in_mb: float = VIDEO_FILES_SIZE_IN_MB,
@@ -817,6 +845,10 @@ def export_lerobot(
         settle_steps: keep each demo's leading settle steps (default: drop them, as
             LeRobot's LIBERO env runs them before the policy's first observation).
         only_success: from collection folders, only successful episodes.
+        filter_noops: drop no-op steps by OpenVLA's rule (:mod:`libero_gym.data.noops`).
+        image_size: render both cameras at this size from the stored states
+            (:mod:`libero_gym.data.render`; default: the stored images).
+        command: the command line, for the dataset card (:mod:`libero_gym.data.card`).
         chunks_size: files per ``chunk-XXX`` folder.
         data_files_size_in_mb: roll to a new data file past this (uncompressed Arrow) size.
         video_files_size_in_mb: roll to a new MP4 past about this size.
@@ -832,10 +864,20 @@ def export_lerobot(
     check_target(target)
     items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
     paths = [path for item in items for path in find_sources(item, only_success=only_success)]
-    episodes = scan_sources(paths)
+    # Every file's task (to render); without rendering, scan_sources checks the stored images as well.
+    files = {f.path: f for f in scan_files(list(dict.fromkeys(paths)), image_size=image_size or 1)}
+    if image_size is None:
+        episodes = scan_sources(paths)
+    else:
+        episodes = [SourceEpisode(path, demo, f.language, f.provenance, (image_size, image_size))
+                    for path in paths for f in [files[path]] for demo in f.demos]
+    options = StepOptions(settle_steps=settle_steps, filter_noops=filter_noops, image_size=image_size)
     if video:
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its banner per stream otherwise; errors only
-    with _temporary_folder(target) as tmp:
+    records: list[card_lib.EpisodeRecord] = []
+    actions: list[np.ndarray] = []
+    states: list[np.ndarray] = []
+    with _temporary_folder(target) as tmp, EpisodeRenderer(image_size or 0) as renderer:
         writer = _Writer(tmp, episodes[0].image_shape, video=video, chunks_size=chunks_size,
                          data_files_size_in_mb=data_files_size_in_mb, video_files_size_in_mb=video_files_size_in_mb)
         try:
@@ -843,24 +885,37 @@ def export_lerobot(
             for source in episodes:
                 by_file.setdefault(source.path, []).append(source)
             for path, wanted in by_file.items():
-                for source, episode in zip(wanted, _read_demos(path, [s.demo for s in wanted])):
-                    writer.add(source, episode, settle_steps=settle_steps)
+                demos = read_demos(path, [s.demo for s in wanted], images=image_size is None)
+                for source, episode in zip(wanted, demos):
+                    settle = episode.settle_steps
+                    episode, record = prepare_episode(episode, options, task=files[path].task, renderer=renderer,
+                                                      source=path, demo=source.demo)
+                    writer.add(source, episode, settle_steps=True, settle_dropped=0 if settle_steps else settle,
+                               noops_dropped=record.noops_dropped)
+                    records.append(record)
+                    actions.append(np.asarray(episode.actions, dtype=np.float32))
+                    states.append(state_vector(episode))
             writer.finish()
         except BaseException:
             writer.abort()
             raise
+        size = episodes[0].image_shape
+        info = card_lib.CardInfo(
+            title=target.name, format="a LeRobotDataset (codebase version v3.0)", command=command,
+            features=CARD_FEATURES, filter_noops=filter_noops,
+            images=(f"{size[0]}x{size[1]}, {'MP4 (AV1, yuv420p, CRF 30)' if video else 'PNG in the parquet rows'}, "
+                    "**upright**: LIBERO's render rotated 180 degrees (`img[::-1, ::-1]`), as LeRobot's LIBERO "
+                    "datasets and env" + (f"; rendered from the stored states at {image_size} px" if image_size else "")),
+            settle_steps="kept" if settle_steps else "dropped (LeRobot's LIBERO env runs them before frame 0)",
+            sources=[str(item) for item in items], provenance=list({id(s.provenance): s.provenance
+                                                                   for s in episodes}.values()),
+            collection_success=[c for item in items if (c := card_lib.collection_success(Path(item)))],
+            tasks={task: sum(1 for s in episodes if s.task == task) for task in writer.tasks}, episodes=records,
+        )
+        card_lib.write_card(tmp, info, actions, states)
         _publish(tmp, target)
     return LeRobotExportResult(target, len(writer.episode_rows), writer.frames,
-                               sorted(writer.tasks, key=writer.tasks.__getitem__), video)
-
-
-def _read_demos(path: Path, demos: Sequence[str]) -> Iterator[ds.Episode]:
-    """The given demos of a LIBERO file, one at a time."""
-    import h5py
-
-    with h5py.File(path, "r") as file:
-        for demo in demos:
-            yield ds._read_episode(file["data"][demo], images=True)
+                               sorted(writer.tasks, key=writer.tasks.__getitem__), video, records)
 
 
 def _publish(tmp: Path, target: Path) -> None:

@@ -28,12 +28,11 @@ import numpy as np
 from libero_gym.data import dataset as ds
 from libero_gym.data.model_xml import scene_xml
 from libero_gym.data.policies import PolicySpec, make_policy, policy_obs_mode
+from libero_gym.data.render import render_states
 from libero_gym.data.replay import body_poses, reset_unsettled, settle_step
 from libero_gym.env import PROPRIO_SLICES, SETTLE_ACTION
 from libero_gym.registration import lookup_env
 
-RENDER_CAMERAS = ("agentview", "robot0_eye_in_hand")
-"""robosuite cameras of LIBERO's ``agentview_rgb`` and ``eye_in_hand_rgb``."""
 EPISODES_DIR = "episodes"
 """Sub-folder of a collection that holds the per-episode shards and summaries."""
 
@@ -236,24 +235,12 @@ class EpisodeWorker:
         ds.write_json_atomic(summary_path(plan.out_dir, index), summary)
         return summary
 
-    def _render(self, states: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
-        """Camera images of stored states, as LIBERO stores them (as rendered, unrotated).
+    def _render(self, states: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Camera images of stored states, as LIBERO stores them (:func:`libero_gym.data.render.render_states`).
 
-        Restores each state (``set_state`` + ``forward``, as LIBERO's
-        ``regenerate_obs_from_state``) and renders both cameras the way robosuite's
-        camera observables do (``sim.render``; ``opengl`` convention: no flip).
         Runs after the episode, so it never disturbs the recorded rollout.
         """
-        unwrapped = self.env.unwrapped
-        sim = unwrapped.sim
-        size = self.plan.image_size
-        images: dict[str, list[np.ndarray]] = {key: [] for key in ds.IMAGE_KEYS}
-        for state in states:
-            unwrapped.libero_env.set_state(state)
-            sim.forward()
-            for key, camera in zip(ds.IMAGE_KEYS, RENDER_CAMERAS):
-                images[key].append(np.asarray(sim.render(camera_name=camera, width=size, height=size)))
-        return images
+        return render_states(self.env.unwrapped, states, self.plan.image_size)
 
     def close(self) -> None:
         if self.env is not None:
@@ -298,7 +285,7 @@ def _make_episode(
     actions: list[np.ndarray],
     states: list[np.ndarray],
     robot: list[dict[str, np.ndarray]],
-    images: dict[str, list[np.ndarray]],
+    images: dict[str, list[np.ndarray]] | dict[str, np.ndarray],
     rewards: list[float],
     success: bool,
 ) -> ds.Episode:
@@ -318,7 +305,7 @@ def _make_episode(
         "ee_ori": ori,
     }
     for key, frames in images.items():
-        if frames:
+        if len(frames):
             obs[key] = np.stack(frames).astype(np.uint8)
     states_array = np.stack(states)
     return ds.Episode(

@@ -105,7 +105,8 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
         (["--envs-per-task", "4", "--max-workers", "2"], "envs_per_task (4) must be <= max_workers (2)"),
         (["--config", "{tmp}/missing.yaml"], "cannot read it"),
         (["--formats", "hdf5", "lerobot", "--no-images"], "formats lerobot needs camera images"),
-        (["--formats", "rlds"], "rlds"),
+        (["--formats", "rlds", "--no-images"], "formats rlds needs camera images"),
+        (["--formats", "zarr"], "zarr"),
         (["--agent", "gaussian-ppo", "--sampling", "zero-init"], "sampling 'zero-init' needs a diffusion agent; gaussian-ppo acts in"),
     ],
 )

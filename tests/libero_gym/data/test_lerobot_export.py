@@ -174,7 +174,8 @@ def test_info_and_layout_follow_v3(exports, kind) -> None:
 
     # Every file is one of the templates, at a position the episode rows name; nothing else.
     episodes = _episodes(root)
-    expected = {"meta/info.json", "meta/stats.json", "meta/tasks.parquet"}
+    expected = {"meta/info.json", "meta/stats.json", "meta/tasks.parquet",
+                "README.md", "dataset_statistics.json"}  # the dataset card (libero_gym.data.card)
     for row in episodes:
         assert EPISODE_COLUMNS <= set(row)
         expected.add(DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]))
@@ -463,11 +464,11 @@ def test_formats_parse_with_one_clear_error() -> None:
     from libero_gym.data.export import FORMATS, check_formats
     from libero_gym.errors import InvalidInputError
 
-    assert FORMATS == ("hdf5", "lerobot")
+    assert FORMATS == ("hdf5", "lerobot", "rlds")
     assert check_formats("hdf5,lerobot") == ("hdf5", "lerobot")
     assert check_formats(" lerobot , lerobot") == ("lerobot",)
-    with pytest.raises(InvalidInputError, match=re.escape("format must be one of ['hdf5', 'lerobot']")):
-        check_formats("hdf5,rlds")
+    with pytest.raises(InvalidInputError, match=re.escape("format must be one of ['hdf5', 'lerobot', 'rlds']")):
+        check_formats("hdf5,zarr")
     with pytest.raises(InvalidInputError):
         check_formats("")
 
