@@ -83,7 +83,7 @@ def test_killed_train_command_resumes(tmp_path: Path) -> None:
     """`cli.py train --resume RUN_DIR` is SIGKILLed after its first checkpoint; the same command
     run again finishes the planned steps from that checkpoint, with a readable log."""
     run_dir = tmp_path / "run"
-    total = 512
+    total = 256  # 4 rollouts of 2 envs x n_steps 32: killed after the first checkpoint (64), three more to resume
     argv = [
         sys.executable, str(REPO / "cli.py"), "train", *agent_flags("gaussian-ppo", SMALL_GAUSSIAN), "--env", "LIBERO-Goal-v0",
         "--task-id", "0", "--max-episode-steps", "40", "--num-envs", "2", "--vectorization", "sync",
