@@ -41,7 +41,8 @@ experiment: install
 	$(BIN)/python scripts/method_experiment.py --task $(TASK) --out runs/method
 
 # worksteal: the long real-simulator tests do not all end up queued behind one worker;
-# --durations: every CI log lists the slowest tests (keep the default run well under 15 min).
+# --durations: every CI log lists the slowest tests (keep the default run under 12 min; long end-to-end tests
+# whose behaviour a faster default test also checks are marked slow and run by `make test-slow`).
 test: install
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations 25 --timeout 900 $(PYTEST_ARGS)
 

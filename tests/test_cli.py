@@ -1,10 +1,12 @@
 """Bad command-line input: one line on stderr, exit code 2, no traceback, nothing written.
 
-Table-driven across the subcommands. Each case runs ``python cli.py ...`` as a
-subprocess from the repository root, as a user would. ``{out}`` is a fresh path
-that must still not exist afterwards; ``{fx}`` holds the bad inputs (a HDF5 file
-that is not LIBERO's layout, a text file named .hdf5, a checkpoint of another
-agent, a corrupt checkpoint, an empty folder), which must be unchanged.
+Table-driven across the subcommands. Each case runs ``cli.main(argv)`` in process
+from the repository root (what ``python cli.py`` and the ``libero-gym`` script call),
+stderr captured; two cases also run as real processes, ``python cli.py ...`` and the
+installed ``libero-gym`` script, as a user would. ``{out}`` is a fresh path that must
+still not exist afterwards; ``{fx}`` holds the bad inputs (a HDF5 file that is not
+LIBERO's layout, a text file named .hdf5, a checkpoint of another agent, a corrupt
+checkpoint, an empty folder), which must be unchanged.
 
 A case the commands do not handle yet can be marked ``xfail(strict=True)`` with
 its cause (the fourth column), so that fixing it turns the suite red until the mark
@@ -25,6 +27,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +167,11 @@ def _snapshot(*roots: Path) -> dict[str, tuple[int, int]]:
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
-    """Run ``python cli.py argv`` from the repo root; return (exit code, stderr). Kills it past TIMEOUT_S."""
+    """Run ``argv`` as a process, ``python cli.py argv`` from the repo root or the installed ``libero-gym``
+    script when ``argv[0]`` is that script; return (exit code, stderr). Kills it past TIMEOUT_S."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    proc = subprocess.Popen([sys.executable, "cli.py", *argv], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+    command = argv if Path(argv[0]).name == "libero-gym" else [sys.executable, "cli.py", *argv]
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, err = proc.communicate(timeout=TIMEOUT_S)
@@ -177,19 +182,28 @@ def _run(argv: list[str]) -> tuple[int, str]:
     return proc.returncode, err
 
 
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [pytest.param(argv, message, id=case_id, marks=[pytest.mark.xfail(strict=True, reason=reason)] if reason else [])
-     for case_id, argv, message, reason in CASES],
-)
-def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], message: str, bad_inputs: Path,
-                                                      tmp_path: Path) -> None:
+def _run_in_process(argv: list[str], capsys: pytest.CaptureFixture[str],
+                    monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """``cli.main(argv)`` from the repo root, as ``python cli.py argv`` runs it; return (exit code, stderr).
+    An exception that escapes ``main`` (a traceback for the user) fails the test."""
+    import cli
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    code = cli.main(argv)
+    return code, capsys.readouterr().err
+
+
+def _check_refusal(argv: list[str], message: str, bad_inputs: Path, tmp_path: Path,
+                   run: Callable[[list[str]], tuple[int, str]]) -> None:
+    """``run(argv)`` refuses with one line on stderr containing ``message``, exit code 2, nothing written."""
     out = tmp_path / "out"
     args = [a.replace("{out}", str(out)).replace("{fx}", str(bad_inputs)) for a in argv]
     watched = (bad_inputs, REPO / "runs", REPO / "stats_plots")  # train's and stats' default outputs
     before = _snapshot(*watched)
 
-    code, err = _run(args)
+    code, err = run(args)
 
     assert "Traceback" not in err, err
     lines = [line for line in ANSI.sub("", err).splitlines() if line.strip() and not NOISE.match(line)]
@@ -198,6 +212,37 @@ def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], message: 
     assert code == 2, f"exit code {code}: {lines[0]}"
     assert not out.exists(), f"{out} was written"
     assert _snapshot(*watched) == before, "files changed"
+
+
+@pytest.mark.timeout(TIMEOUT_S)  # past this, the command started real work instead of refusing
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [pytest.param(argv, message, id=case_id, marks=[pytest.mark.xfail(strict=True, reason=reason)] if reason else [])
+     for case_id, argv, message, reason in CASES],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(argv: list[str], message: str, bad_inputs: Path,
+                                                      tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _check_refusal(argv, message, bad_inputs, tmp_path, lambda args: _run_in_process(args, capsys, monkeypatch))
+
+
+SCRIPT = Path(sys.executable).with_name("libero-gym")
+"""The console script ``pip install`` puts beside the interpreter (``make install`` does)."""
+
+
+@pytest.mark.parametrize(
+    ("script", "case_id"),
+    [("cli.py", "envs-unknown-suite"),  # a parse error (tyro), before any command runs
+     ("libero-gym", "pretrain-not-hdf5")],  # an error the command's function raises, after parsing
+)
+def test_bad_input_as_a_process(script: str, case_id: str, bad_inputs: Path, tmp_path: Path) -> None:
+    """The same refusal from a real process: ``python cli.py`` and the installed script (their exit code is
+    ``main``'s return value; stderr holds only the one line, robosuite's import noise aside)."""
+    if script == "libero-gym" and not SCRIPT.exists():
+        pytest.skip(f"no installed console script at {SCRIPT} (make install puts it there)")
+    (argv, message) = next((argv, message) for id_, argv, message, _ in CASES if id_ == case_id)
+    prefix = [str(SCRIPT)] if script == "libero-gym" else []
+    _check_refusal(argv, message, bad_inputs, tmp_path, lambda args: _run([*prefix, *args]))
 
 
 def test_cases_cover_every_subcommand() -> None:

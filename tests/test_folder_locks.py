@@ -89,15 +89,20 @@ def test_commands_refuse_a_locked_folder(tmp_path: Path, command: str) -> None:
         assert _snapshot(folder) == before
 
 
-def test_train_cli_on_a_locked_run_folder(tmp_path: Path) -> None:
-    """The CLI: one `error:` line naming the folder and the holder's PID, exit 2."""
+@pytest.mark.timeout(120)  # past this, the command started real work instead of refusing
+def test_train_cli_on_a_locked_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI (``cli.main``, what ``python cli.py`` runs): one `error:` line naming the folder and the holder's
+    PID, exit 2."""
+    import cli
+
     run_dir = tmp_path / "run"
-    argv = [sys.executable, str(REPO / "cli.py"), "train", "--agent", "gaussian-ppo", "--resume", str(run_dir),
-            "--no-progress"]
+    argv = ["train", "--agent", "gaussian-ppo", "--resume", str(run_dir), "--no-progress"]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
     with hold_lock(run_dir) as holder:
-        result = subprocess.run(argv, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
-                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
-    lines = _lines(result.stderr)
-    assert result.returncode == 2 and len(lines) == 1, (result.returncode, lines)
+        code = cli.main(argv)
+    lines = _lines(capsys.readouterr().err)
+    assert code == 2 and len(lines) == 1, (code, lines)
     assert lines[0] == (f"error: run folder '{run_dir}' is in use by another process (PID {holder.pid}); "
                         "wait for it to end or choose another folder")

@@ -4,7 +4,8 @@ Real commands on real LIBERO, as subprocesses that lead their own process group:
 workers) gets SIGTERM on its whole process group, as Slurm sends it; ``collect`` gets it
 on its main process only, as Kubernetes sends it. Each must exit 143 within 30 s with the
 one line ``terminated`` on stderr and no traceback, leave no process behind, keep what
-it finished (a checkpoint; the written episodes), and resume from it.
+it finished (a checkpoint; the written episodes), and resume from it (the resume, which
+needs no signal, runs in process through ``cli.main``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import cli
 from agents.checkpoint import read_meta
 from libero_gym.data.collect import finished_summaries
 from libero_gym.signals import EXIT_TERMINATED, Terminated, sigterm_raises
@@ -92,7 +94,9 @@ def _terminate(proc: subprocess.Popen[str], whole_group: bool) -> tuple[str, str
     return out, err
 
 
-def test_sigterm_to_the_process_group_checkpoints_train_and_resume_continues(tmp_path: Path) -> None:
+def test_sigterm_to_the_process_group_checkpoints_train_and_resume_continues(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run_dir = tmp_path / "run"
     common = ["train", *agent_flags("gaussian-ppo", SMALL_GAUSSIAN), "--env", "LIBERO-Goal-v0", "--task-id", "0",
               "--max-episode-steps", "40", "--num-envs", "2",
@@ -110,18 +114,17 @@ def test_sigterm_to_the_process_group_checkpoints_train_and_resume_continues(tmp
     assert not (run_dir / ".lock").exists()
 
     total = stopped_at + 64  # one more rollout (2 envs x n_steps 32)
-    resumed = subprocess.run(
-        [sys.executable, str(REPO / "cli.py"), *common, "--vectorization", "sync", "--total-timesteps", str(total),
-         "--resume", str(run_dir)],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # The resume needs no signal: the same command in this process (the SIGTERM above needed a real one).
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([*common, "--vectorization", "sync", "--total-timesteps", str(total), "--resume", str(run_dir)])
+    assert code == 0, capsys.readouterr().err[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["num_timesteps"] == total and summary["steps_this_run"] == total - stopped_at
 
 
-def test_sigterm_to_collect_keeps_finished_episodes_and_resume_completes(tmp_path: Path) -> None:
+def test_sigterm_to_collect_keeps_finished_episodes_and_resume_completes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "demos"
     argv = ["collect", "--policy", "scripted", "--env", "LIBERO-Goal-v0", "--task-id", "0", "--episodes", "6",
             "--keep", "all", "--max-episode-steps", "20", "--no-images", "--no-progress", "--num-workers", "1",
@@ -135,11 +138,12 @@ def test_sigterm_to_collect_keeps_finished_episodes_and_resume_completes(tmp_pat
     assert 1 <= len(kept) < 6, sorted(kept)
     files = {p: p.read_bytes() for i in kept for p in (out / "episodes").glob(f"ep_{i:06d}.*")}
 
-    resumed = subprocess.run([sys.executable, str(REPO / "cli.py"), *argv, "--resume"], cwd=tmp_path,
-                             env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "collected 6 episodes" in resumed.stdout
+    # The resume needs no signal: the same command in this process.
+    monkeypatch.chdir(tmp_path)
+    code = cli.main([*argv, "--resume"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert "collected 6 episodes" in captured.out
     assert sorted(finished_summaries(out)) == list(range(6))
     assert all(path.read_bytes() == data for path, data in files.items()), "resume rewrote finished episodes"
 

@@ -18,9 +18,9 @@ from tests.agents.conftest import SMALL_DIFFUSION, SMALL_GAUSSIAN, fake_vec
 ENV = EnvConfig("LIBERO-Goal-v0", (0,), "state")
 
 
-def _trained(agent: str, config: dict, steps: int, obs_mode: str = "state"):
+def _trained(agent: str, config: dict, steps: int, obs_mode: str = "state", image_size: int = 32):
     spec = resolve_agent(agent)
-    env = fake_vec(2, obs_mode=obs_mode, image_size=32)
+    env = fake_vec(2, obs_mode=obs_mode, image_size=image_size)
     cfg = spec.make_config(config) if spec.protocol == "config" else config
     model = build_agent(spec, env, cfg, seed=0, device="cpu")
     model.learn(steps)
@@ -51,6 +51,20 @@ def test_gaussian_round_trip(tmp_path, suffix: str) -> None:
     assert meta["agent"] == "gaussian-ppo" and meta["env"]["env_id"] == "LIBERO-Goal-v0"
     assert meta["config"]["n_steps"] == 32 and meta["observation_space"]["type"] == "Dict"
     assert {"torch", "stable-baselines3"} <= set(meta["versions"])
+    env.close()
+
+
+def test_gaussian_pixels_round_trip(tmp_path) -> None:
+    """gaussian-ppo on pixel observations (SB3's CNN on each camera): updates, saves and loads to the same
+    actions. (The same agent on real LIBERO pixels: test_train_e2e.py::test_gaussian_pixels, slow; the
+    train command on real pixels: test_diffusion_ppo[pixels].)"""
+    config = {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 16}
+    model, env = _trained("gaussian-ppo", config, 64, obs_mode="pixels", image_size=64)  # SB3's NatureCNN: >= 36 px
+    path = save_checkpoint(model, tmp_path / "ck", agent="gaussian-ppo", env=EnvConfig("LIBERO-Goal-v0", (0,), "pixels"))
+    loaded, meta = load_agent(path, env, agent="gaussian-ppo", device="cpu")
+    np.testing.assert_array_equal(_predict(model, env), _predict(loaded, env))
+    assert loaded.num_timesteps == 64 and loaded._n_updates == model._n_updates > 0
+    assert meta["observation_space"]["spaces"]["agentview_image"]["shape"] == [64, 64, 3]
     env.close()
 
 

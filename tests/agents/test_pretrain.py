@@ -60,9 +60,16 @@ def _record(path: Path, n_demos: int = 2) -> None:
     write_dataset(path, episodes, suites.get_task("libero_goal", 0))
 
 
-def test_pretrain_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "demos.hdf5"
-    _record(data)
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The recorded file, shared (read only) by the tests of this module."""
+    path = tmp_path_factory.mktemp("demos") / "demos.hdf5"
+    _record(path)
+    return path
+
+
+def test_pretrain_then_init_from(demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = demos
     result = pretrain(
         PretrainConfig(
             dataset=(data,), run_dir=tmp_path / "bc", agent=agent_config("diffusion-ppo", SMALL_DIFFUSION), epochs=60, batch_size=8, learning_rate=1e-3,
@@ -116,10 +123,9 @@ def test_pretrain_rejects_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "behaviour-cloned" in err and "diffusion-ppo" in err and "gaussian-ppo" in err
 
 
-def test_pretrain_gaussian_then_init_from(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pretrain_gaussian_then_init_from(demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The Gaussian baseline from the same demos: fitted scalings and cloned weights reach the PPO run."""
-    data = tmp_path / "demos.hdf5"
-    _record(data)
+    data = demos
     result = pretrain(
         PretrainConfig(
             dataset=(data,), run_dir=tmp_path / "bc", agent=agent_config("gaussian-ppo", {"net_arch": [32, 32]}),

@@ -102,6 +102,7 @@ def test_gaussian_state_train_resume_eval(tmp_path: Path) -> None:
 PIXELS = {"num_envs": 1, "total_timesteps": 32, "max_episode_steps": 16, "checkpoint_every": 16}
 
 
+@pytest.mark.slow  # real pixels through train: test_diffusion_ppo[pixels]; gaussian-ppo on pixels: test_checkpoint.py
 def test_gaussian_pixels(tmp_path: Path) -> None:
     overrides = {**SMALL_GAUSSIAN, "n_steps": 16, "batch_size": 16}
     result = train(_config(tmp_path / "run", "gaussian-ppo", overrides, obs_mode="pixels", **PIXELS))

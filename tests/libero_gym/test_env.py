@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -19,6 +20,14 @@ FAMILY_TASKS = {
     family: next(task for task in suites.TASKS if task.scene_family == family)
     for family in ("table", "floor", "kitchen", "living_room", "study")
 }
+
+
+@pytest.fixture(scope="module")
+def goal_task0() -> Iterator[gym.Env]:
+    """One LIBERO-Goal task 0 env (state observations) for the tests that only reset it and check a step."""
+    env = gym.make("LIBERO-Goal-Task0-v0")
+    yield env
+    env.close()
 
 
 def _actions(n: int, seed: int = 0) -> np.ndarray:
@@ -248,16 +257,13 @@ def test_multitask_observations_keep_one_shape() -> None:
         (np.array([0, 0, 0, np.inf, 0, 0, 0]), "NaN or inf"),
     ],
 )
-def test_bad_actions(action: np.ndarray, match: str) -> None:
-    env = gym.make("LIBERO-Goal-Task0-v0")
-    try:
-        env.reset(seed=0)
-        before = env.unwrapped.get_sim_state()
-        with pytest.raises(InvalidInputError, match=match):
-            env.step(action)
-        np.testing.assert_array_equal(before, env.unwrapped.get_sim_state())  # nothing was stepped
-    finally:
-        env.close()
+def test_bad_actions(goal_task0: gym.Env, action: np.ndarray, match: str) -> None:
+    env = goal_task0
+    env.reset(seed=0)
+    before = env.unwrapped.get_sim_state()
+    with pytest.raises(InvalidInputError, match=match):
+        env.step(action)
+    np.testing.assert_array_equal(before, env.unwrapped.get_sim_state())  # nothing was stepped
 
 
 def test_missing_or_incomplete_assets(tmp_path) -> None:

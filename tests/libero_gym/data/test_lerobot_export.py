@@ -18,10 +18,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -375,12 +372,18 @@ def test_stats_match_the_data(exports, sources, kind) -> None:
 
 
 # ---------------------------------------------------------------------- bad input
-def _run(argv: list[str]) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "cli.py", *argv], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("[robosuite")]
-    return proc.returncode, "\n".join(lines)
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """``cli.main(argv)`` from the repo root (tests/test_cli.py runs the same table-driven checks as processes
+    too); return (exit code, stderr without robosuite's import warnings)."""
+    import cli
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("COLUMNS", "200")
+    capsys.readouterr()
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("[robosuite")]
+    return code, "\n".join(lines)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -411,7 +414,8 @@ def bad_inputs(collected, tmp_path_factory) -> Path:
         ("mixed-image-sizes", "mixed image sizes"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(exports, bad_inputs, collected, tmp_path, case, message) -> None:
+def test_bad_input_is_one_line_and_writes_nothing(exports, bad_inputs, collected, tmp_path, case, message, capsys,
+                                                  monkeypatch) -> None:
     out = tmp_path / "out"
     if case == "out-holds-a-dataset":
         out = exports["png"]
@@ -421,7 +425,7 @@ def test_bad_input_is_one_line_and_writes_nothing(exports, bad_inputs, collected
     else:
         argv = ["export", str(bad_inputs / "mixed"), "--format", "lerobot", "--out", str(out)]
     before = _tree(out) if out.exists() else None
-    code, stderr = _run(argv)
+    code, stderr = _run(argv, capsys, monkeypatch)
     assert code == 2, stderr
     assert len(stderr.splitlines()) == 1 and message in stderr and "Traceback" not in stderr, stderr
     assert (_tree(out) if out.exists() else None) == before
