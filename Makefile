@@ -17,14 +17,13 @@ PYTEST_ARGS ?=
 install: $(VENV)/.installed
 
 # torch first, from its exact pin (the only spec that takes the local CPU wheel);
-# then the project and its run-time deps, with the rlds extra (TensorFlow Datasets: the tests read the RLDS
-# export back as OpenVLA does; the export itself needs none; docs/data.md, RLDS export); then libero
+# then the project and its run-time deps; then libero
 # without its declared deps (they would replace the CPU torch with a CUDA build; see README, Install).
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev,rlds]"
+	$(BIN)/python -m pip install -q -e ".[dev]"
 	$(BIN)/python -m pip install -q --no-deps libero==0.1.1
 	touch $@
 
@@ -43,10 +42,21 @@ experiment: install
 # worksteal: the long real-simulator tests do not all end up queued behind one worker;
 # --durations: every CI log lists the slowest tests (keep the default run under 12 min; long end-to-end tests
 # whose behaviour a faster default test also checks are marked slow and run by `make test-slow`).
-test: install
+# TensorFlow Datasets in an environment of its own: the tests read the RLDS export back with it as OpenVLA
+# does (the export itself needs no TensorFlow). Not in .venv: TensorBoard imports TensorFlow whenever it is
+# installed (~6 s in every training process), and TensorFlow and MuJoCo's EGL rendering crash in one process.
+TFDS_VENV ?= .venv-tfds
+export LIBERO_GYM_TFDS_PYTHON ?= $(abspath $(TFDS_VENV))/bin/python
+$(TFDS_VENV)/.installed:
+	$(PYTHON) -m venv $(TFDS_VENV)
+	$(TFDS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TFDS_VENV)/bin/python -m pip install -q tensorflow-cpu==2.21.0 tensorflow-datasets==4.9.10
+	touch $@
+
+test: install $(TFDS_VENV)/.installed
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations 25 --timeout 900 $(PYTEST_ARGS)
 
-test-slow: install
+test-slow: install $(TFDS_VENV)/.installed
 	LIBERO_GYM_SLOW=1 $(BIN)/python -m pytest -n 2 --dist worksteal --durations 40 --timeout 3600 $(PYTEST_ARGS)
 
 bench: install
@@ -55,4 +65,4 @@ bench: install
 	$(BIN)/python benchmarks/data.py
 
 clean:
-	rm -rf $(VENV) .cache runs
+	rm -rf $(VENV) $(TFDS_VENV) .cache runs

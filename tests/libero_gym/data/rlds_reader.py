@@ -1,6 +1,7 @@
 """Read RLDS exports with TensorFlow Datasets in a process of their own, for test_rlds_export.py.
 
-``python rlds_reader.py OUT NAME=ROOT [NAME=ROOT ...]`` reads each dataset the two ways OpenVLA-style
+``python rlds_reader.py OUT DOCS_JSON NAME=ROOT [NAME=ROOT ...]`` (DOCS_JSON: the export's feature docs,
+``libero_gym.data.rlds.FEATURE_DOCS``, so that this script needs only numpy and TensorFlow Datasets) reads each dataset the two ways OpenVLA-style
 loaders do (``tfds.builder_from_directory(ROOT/NAME/1.0.0)`` and ``tfds.builder(NAME, data_dir=ROOT)``),
 and writes into the folder OUT:
 
@@ -13,7 +14,9 @@ and writes into the folder OUT:
 
 Why a process of its own: TensorFlow's runtime and MuJoCo's EGL rendering do not share a process
 (building a rendering env after a TensorFlow op segfaults in ``mjr_makeContext``), and the test
-workers render.
+workers render; and TensorFlow stays out of the project's environment (TensorBoard imports it when
+installed, ~6 s in every training process), so the tests run this with a Python of its own
+(``LIBERO_GYM_TFDS_PYTHON``; ``make test`` builds one in ``.venv-tfds``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,15 @@ from typing import Any
 import numpy as np
 
 
+FEATURE_DOCS: dict[str, str] = {}
+"""The export's feature docs (read from the DOCS_JSON argument)."""
+
+
 def reference_features(image_shape: tuple[int, int], encoding: str) -> Any:
     """The export's FeaturesDict, built with the TFDS API (OpenVLA's LIBERO builders' spec)."""
     import tensorflow_datasets as tfds
 
-    from libero_gym.data.rlds import FEATURE_DOCS as d
+    d = FEATURE_DOCS
 
     def image(doc: str) -> Any:
         return tfds.features.Image(shape=(*image_shape, 3), dtype=np.uint8, encoding_format=encoding, doc=doc)
@@ -126,7 +133,8 @@ def read(out: Path, name: str, root: Path) -> None:
 def main(argv: list[str]) -> None:
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
-    for pair in argv[1:]:
+    FEATURE_DOCS.update(json.loads(Path(argv[1]).read_text()))
+    for pair in argv[2:]:
         name, root = pair.split("=", 1)
         read(out, name, Path(root))
     print("done")

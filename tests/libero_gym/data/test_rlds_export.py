@@ -145,12 +145,19 @@ def tfds_read(exports, tmp_path_factory) -> Path:
     runtime and MuJoCo's EGL rendering crash in one process, and test workers render)."""
     import importlib.util
 
-    if importlib.util.find_spec("tensorflow_datasets") is None:
-        pytest.skip("the rlds extra (TensorFlow Datasets) is not installed")
+    from libero_gym.data.rlds import FEATURE_DOCS
+
+    python = os.environ.get("LIBERO_GYM_TFDS_PYTHON")
+    if not python:
+        if importlib.util.find_spec("tensorflow_datasets") is None:
+            pytest.skip("no TensorFlow Datasets: set LIBERO_GYM_TFDS_PYTHON (make test builds .venv-tfds)")
+        python = sys.executable
     out = tmp_path_factory.mktemp("tfds_read")
+    docs = out / "feature_docs.json"
+    docs.write_text(json.dumps(FEATURE_DOCS))
     pairs = [f"{NAMES[kind]}={result.root}" for kind, result in exports.items()]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
-    proc = subprocess.run([sys.executable, str(Path(__file__).with_name("rlds_reader.py")), str(out), *pairs],
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([python, str(Path(__file__).with_name("rlds_reader.py")), str(out), str(docs), *pairs],
                           capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("done"), proc.stderr[-3000:]
     return out
