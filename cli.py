@@ -154,6 +154,8 @@ def _select_agent(argv: list[str]) -> list[str]:
             chosen = _agent_arguments(argv[0], arg.removeprefix("agent:"))
         else:
             rest.append(arg)
+    if not chosen and argv[0] == "generate" and any(arg.startswith("--agent.") for arg in rest):
+        chosen = [next(iter(GENERATE_AGENTS))]  # its default agent, named: tyro then reads every --agent.* flag
     return argv[:1] + chosen + rest
 
 

@@ -83,10 +83,10 @@ def agent_flags(agent: Any, base: Any) -> list[str]:
     for key, value in flat_settings(agent).items():
         if old.get(key) == value:
             continue
-        parent, _, leaf = f"agent.{key}".rpartition(".")
-        flag = f"--{parent}.{leaf.replace('_', '-')}"
+        parent, _, leaf = f"agent.{key}".replace("_", "-").rpartition(".")
+        flag = f"--{parent}.{leaf}"
         if isinstance(value, bool):
-            flags.append(flag if value else f"--{parent}.no-{leaf.replace('_', '-')}")
+            flags.append(flag if value else f"--{parent}.no-{leaf}")
         elif isinstance(value, list):
             flags += [flag, *(str(v) for v in value)]
         else:

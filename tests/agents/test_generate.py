@@ -157,26 +157,34 @@ def test_config_file_agent_settings_are_flags_over_its_defaults(tmp_path: Path) 
     assert argv[argv.index("--agent"):][:5] == ["--agent", "gaussian-ppo", "--agent.net-arch", "64", "64"]
     assert cli._parse(argv).agent == cli._parse(["generate", "--out", "a", "--agent", "gaussian-ppo",
                                                  "--agent.net-arch", "64", "64"]).agent  # fmt: skip
+    # nested and boolean settings too (the default agent, named or not)
+    nested = cli._parse(["generate", "--out", "a", "--agent.policy.no-predict-epsilon", "--agent.critic-encoder.state-dims",
+                         "64", "--agent.target-kl", "None"]).agent  # fmt: skip
+    saved.write_text(json.dumps(GenerateConfig(out=tmp_path, agent=nested).resolved()))
+    assert cli._parse(expand_config_file(["generate", "--config", str(saved)])).agent == nested
     # another --agent on the command line: the file's agent settings do not apply
-    argv = expand_config_file(["generate", "--config", str(saved), "--agent", "diffusion-ppo"])
-    assert not [a for a in argv if a.startswith("--agent.")] and cli._parse(argv).agent == GENERATE_AGENTS["diffusion-ppo"]
+    argv = expand_config_file(["generate", "--config", str(saved), "--agent", "gaussian-ppo"])
+    assert not [a for a in argv if a.startswith("--agent.")] and cli._parse(argv).agent == GENERATE_AGENTS["gaussian-ppo"]
 
 
-def test_a_stage_command_runs_through_python_m(tmp_path: Path) -> None:
+def test_a_stage_command_runs_through_python_m(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``python -m agents.stage export CONFIG_JSON``: the config rebuilt and the library command run in a child
     process (here on a collection without episodes: its one ``error:`` line, exit 2); a config it cannot rebuild
     is refused the same way."""
-    from agents.stage import write_config
+    from agents.stage import main, write_config
     from libero_gym.data.commands import ExportConfig
 
     (tmp_path / "data" / "episodes").mkdir(parents=True)
     path = write_config(tmp_path / "export.json", ExportConfig(str(tmp_path / "data"), out=str(tmp_path / "out")))
-    for expected in ("no collected episodes", "episodez"):
-        done = subprocess.run([sys.executable, "-m", "agents.stage", "export", str(path)], env=_env(),
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        err = done.stderr.strip()
-        assert done.returncode == 2 and err.startswith("error:") and expected in err and len(err.splitlines()) == 1
-        path.write_text(json.dumps({"collection": "x", "episodez": 1}))
+    done = subprocess.run([sys.executable, "-m", "agents.stage", "export", str(path)], env=_env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("error:") and "no collected episodes" in err
+    assert len(err.splitlines()) == 1
+    path.write_text(json.dumps({"collection": "x", "episodez": 1}))
+    assert main(["export", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "episodez" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow  # ~20-60 s: one simulator
