@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine (Python 3.11):
-#   make train   # install, then a short real training run on the default task
+#   make train   # install, then the method in miniature on LIBERO-Goal task 0 (`cli.py generate`)
 #   make test    # install, then the default test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -27,17 +27,25 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps libero==0.1.1
 	touch $@
 
-# The method in miniature on LIBERO-Goal task 0 (scripts/method_experiment.py): a few scripted demos, BC of the
-# diffusion policy, its stochastic success, DiffusionPPO fine-tuning, the success again. Resumable: rerun to continue.
+# The method in miniature on LIBERO-Goal task 0 (`cli.py generate`, stopped after the fine-tuned policy's
+# evaluation): 5 scripted demos, BC of the diffusion policy and its success, DiffusionPPO fine-tuning, the success
+# again; it ends with the report's table (BC column: the BC start; RL columns: the fine-tuned policy).
+# Resumable: rerun to continue.
 TRAIN_DIR ?= runs/train
 train: install
-	$(BIN)/python scripts/method_experiment.py --task goal0 --out $(TRAIN_DIR) --agents diffusion --no-data \
-		--demos 5 --bc-epochs 800 --rl-steps 40000 --eval-episodes 20 --eval-sampling stochastic
+	$(BIN)/python cli.py generate --out $(TRAIN_DIR) --env LIBERO-Goal-v0 --task-id 0 --demos 5 --bc-epochs 800 \
+		--eval-episodes 20 --rl-steps 40000 --stop-after rl_eval --no-images
 
-# The full experiment of docs/results.md for one task (TASK=goal0|spatial4|spatial6|long5|l90_23|goal3; hours on 2 cores).
-TASK ?= goal0
+# The full pipeline for one task (`make experiment ENV=LIBERO-Spatial-v0 TASK=4`; hours on 2 cores): demos, BC, RL,
+# evaluations, 50 successful rollouts, the export and the report in runs/generate/<env>_<task>. AGENT=gaussian-ppo
+# for the baseline; GENERATE_FLAGS for more (e.g. GENERATE_FLAGS="--demos 5 --agent.actor-lr 1e-5").
+ENV ?= LIBERO-Goal-v0
+TASK ?= 0
+AGENT ?= diffusion-ppo
+GENERATE_FLAGS ?=
 experiment: install
-	$(BIN)/python scripts/method_experiment.py --task $(TASK) --out runs/method
+	$(BIN)/python cli.py generate --out runs/generate/$(ENV)_$(TASK)_$(AGENT) --env $(ENV) --task-id $(TASK) \
+		--agent $(AGENT) $(GENERATE_FLAGS)
 
 # worksteal: the long real-simulator tests do not all end up queued behind one worker;
 # --durations: every CI log lists the slowest tests (keep the default run under 12 min; long end-to-end tests

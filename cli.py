@@ -37,7 +37,8 @@ from agents.configs import (
     agent_arguments,
     init_from_defaults,
 )
-from agents.generate import GenerateConfig, expand_config_file, generate
+from agents.commands import run_eval, run_pretrain, run_train
+from agents.pipeline import GENERATE_AGENTS, GenerateConfig, expand_config_file, generate
 from agents.registry import available_agents
 from agents.student import StudentConfig, student
 from libero_gym.data.commands import CollectConfig, ExportConfig, StatsConfig, collect, export, stats
@@ -70,40 +71,16 @@ def list_agents(config: AgentsConfig) -> int:
     return 0
 
 
-def train(config: TrainConfig) -> int:
-    """Run :func:`agents.train.train` and print its summary."""
-    from agents.train import print_summary, train  # torch and SB3: only when a command runs
-
-    print_summary(train(config))
-    return 0
-
-
-def pretrain(config: PretrainConfig) -> int:
-    """Run :func:`agents.pretrain.pretrain` and print its summary."""
-    from agents.pretrain import pretrain, print_summary
-
-    print_summary(pretrain(config))
-    return 0
-
-
-def evaluate(config: EvalConfig) -> int:
-    """Run :func:`agents.evaluate.evaluate` and print the table."""
-    from agents.evaluate import evaluate, print_results
-
-    print_results(evaluate(config))
-    return 0
-
-
 # name -> (config class, function taking that config). Config classes live in
 # light modules (no torch, MuJoCo or LIBERO at import), so `--help` is quick.
 COMMANDS: dict[str, tuple[type, Callable[[Any], Any]]] = {
     "envs": (EnvsConfig, list_envs),
     "doctor": (DoctorConfig, doctor),
     "agents": (AgentsConfig, list_agents),
-    "train": (TrainConfig, train),
-    "pretrain": (PretrainConfig, pretrain),
+    "train": (TrainConfig, run_train),
+    "pretrain": (PretrainConfig, run_pretrain),
     "student": (StudentConfig, student),
-    "eval": (EvalConfig, evaluate),
+    "eval": (EvalConfig, run_eval),
     "generate": (GenerateConfig, generate),
     "collect": (CollectConfig, collect),
     "export": (ExportConfig, export),
@@ -144,9 +121,9 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
-AGENT_COMMANDS = ("train", "pretrain")
-"""The commands whose ``--agent`` selects the agent and its ``--agent.*`` flags (``generate --agent`` is a plain
-choice: it names the agent of the commands it runs)."""
+AGENT_COMMANDS = ("train", "pretrain", "generate")
+"""The commands whose ``--agent`` selects the agent and its ``--agent.*`` flags (``generate``: one of
+:data:`agents.pipeline.GENERATE_AGENTS`, given to the commands it runs)."""
 
 
 def _select_agent(argv: list[str]) -> list[str]:
@@ -172,14 +149,30 @@ def _select_agent(argv: list[str]) -> list[str]:
                     f"--agent needs a value: one of {sorted(available_agents())} or a module:Class path "
                     f"(e.g. stable_baselines3:SAC), got {value!r}"
                 )
-            chosen = agent_arguments(value)
+            chosen = _agent_arguments(argv[0], value)
         elif arg == "agent:sb3":
             chosen = [SB3_SUBCOMMAND]
         elif arg.startswith("agent:"):
-            chosen = agent_arguments(arg.removeprefix("agent:"))
+            chosen = _agent_arguments(argv[0], arg.removeprefix("agent:"))
         else:
             rest.append(arg)
+    if not chosen and argv[0] == "generate" and any(arg.startswith("--agent.") for arg in rest):
+        chosen = [next(iter(GENERATE_AGENTS))]  # its default agent, named: tyro then reads every --agent.* flag
     return argv[:1] + chosen + rest
+
+
+def _agent_arguments(command: str, name: str) -> list[str]:
+    """What ``COMMAND --agent NAME`` stands for (:func:`agents.configs.agent_arguments`; ``generate`` takes only
+    the agents of :data:`agents.pipeline.GENERATE_AGENTS`).
+
+    Raises:
+        InvalidInputError: an agent the command does not take.
+    """
+    if command == "generate":
+        if name not in GENERATE_AGENTS:
+            raise InvalidInputError(f"--agent must be one of {list(GENERATE_AGENTS)} for generate, got {name!r}")
+        return [name]
+    return agent_arguments(name)
 
 
 def _defaults(argv: list[str]) -> dict[str, Any]:

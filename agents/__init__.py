@@ -14,6 +14,9 @@ Modules (SB3's layout: what every agent shares once, the agents side by side):
 - :mod:`agents.train`, :mod:`agents.pretrain`, :mod:`agents.evaluate`: the
   ``train``/``pretrain``/``eval`` commands (configs in :mod:`agents.configs`).
 - :mod:`agents.policy`: a trained agent as a ``collect`` policy.
+- :mod:`agents.pipeline`: the ``generate`` pipeline (demos -> BC -> RL -> rollouts -> export -> report),
+  each stage a library command run from its typed config by ``python -m agents.stage``
+  (:mod:`agents.stage`; the commands' run-and-print functions: :mod:`agents.commands`).
 
 Importing the package is cheap (no torch): heavy modules load when used.
 """

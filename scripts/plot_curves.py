@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project beside this script
-from agents.generate_report import learning_curve as curve  # noqa: E402  (one reader of the SB3 CSV logs)
+from agents.pipeline.report import learning_curve as curve  # noqa: E402  (one reader of the SB3 CSV logs)
 
 
 def main() -> None:

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 import cli
-from agents.generate import GenerateConfig, Manifest, check_settings, expand_config_file, resolve_tasks, stage_run
+from agents.pipeline import GENERATE_AGENTS, GenerateConfig, expand_config_file, resolve_tasks
+from agents.pipeline.manifest import Manifest, check_settings
+from agents.pipeline.stages import stage_run
+from agents.stage import config_from_json, config_to_json
 from libero_gym.errors import InvalidInputError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,8 +51,7 @@ def test_stop_after_runs_the_stages_up_to_one(tmp_path: Path) -> None:
         GenerateConfig(out=tmp_path, source="scripted", stop_after="bc").validate()
     rl_eval = stage_run(GenerateConfig(out=tmp_path, sampling="zero-init"), resolve_tasks("LIBERO-Goal-v0", ["0"])[0],
                         "rl_eval", tmp_path)  # fmt: skip
-    modes = rl_eval.argv[rl_eval.argv.index("--sampling") + 1 : rl_eval.argv.index("--sampling") + 4]
-    assert modes == ("deterministic", "stochastic", "zero-init")
+    assert rl_eval.commands[0].config.sampling == ("deterministic", "stochastic", "zero-init")
 
 
 def test_a_changed_setting_is_refused_by_name_unless_restarted(tmp_path: Path) -> None:
@@ -67,17 +69,19 @@ def test_a_changed_setting_is_refused_by_name_unless_restarted(tmp_path: Path) -
     restarted = GenerateConfig(out=tmp_path, bc_epochs=5, restart_from="bc")
     assert check_settings(restarted, manifest, tasks) == {"libero_goal_00": ["bc", "bc_eval", "rl"]}
     with pytest.raises(InvalidInputError, match="--agent changed"):  # bc is before rl: restarting rl is not enough
-        check_settings(GenerateConfig(out=tmp_path, agent="gaussian-ppo", restart_from="rl"), manifest, tasks)
+        check_settings(GenerateConfig(out=tmp_path, agent=GENERATE_AGENTS["gaussian-ppo"], restart_from="rl"), manifest, tasks)
 
 
 def test_export_converts_the_hdf5_file_to_each_other_format(tmp_path: Path) -> None:
     (task,) = resolve_tasks("LIBERO-Goal-v0", ["0"])
     folder = tmp_path / "tasks" / task.key
     plain = stage_run(GenerateConfig(out=tmp_path), task, "export", folder)
-    assert plain.argv[:2] == ("export", str(folder / "rollouts")) and plain.then == ()
+    (command,) = plain.commands
+    assert command.cli_argv() == ["export", str(folder / "rollouts"), "--out", str(folder / "export"), "--only-success"]
     both = stage_run(GenerateConfig(out=tmp_path, formats=("hdf5", "lerobot")), task, "export", folder)
-    assert both.argv == plain.argv
-    assert both.then == (("export", str(folder / "export"), "--format", "lerobot", "--out", str(folder / "export" / "lerobot")),)
+    assert both.commands[0] == command
+    assert both.commands[1].cli_argv() == ["export", str(folder / "export"), "--format", "lerobot", "--out",
+                                           str(folder / "export" / "lerobot")]  # fmt: skip
     # the formats are the export stage's setting: adding one redoes only that stage
     assert GenerateConfig(out=tmp_path, formats=("hdf5", "lerobot")).stage_settings("export") == {"formats": ["hdf5", "lerobot"]}
 
@@ -96,6 +100,108 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
         expand_config_file(["generate", "--config", str(yaml_file)])
 
 
+@pytest.mark.parametrize("agent", list(GENERATE_AGENTS))
+def test_stage_configs_round_trip_through_json(tmp_path: Path, agent: str) -> None:
+    """Every stage's typed configs -> JSON -> the same configs (what ``python -m agents.stage`` rebuilds)."""
+    (task,) = resolve_tasks("LIBERO-Goal-v0", ["0"])
+    config = GenerateConfig(out=tmp_path, agent=GENERATE_AGENTS[agent], max_episode_steps=30,
+                            formats=("hdf5", "lerobot"), backend="ray", ray_address="127.0.0.1:6379")  # fmt: skip
+    for stage in config.stages:
+        for command in stage_run(config, task, stage, tmp_path / "task").commands:
+            typed = command.config
+            again = config_from_json(type(typed), json.loads(json.dumps(config_to_json(typed))))
+            assert again == typed, (stage, command.command)
+
+
+def test_generate_agent_settings_reach_the_bc_and_rl_configs(tmp_path: Path) -> None:
+    """``generate --agent gaussian-ppo --agent.*`` as ``train`` takes it: over Gaussian PPO's fine-tuning defaults,
+    given to pretrain (bc) and train (rl), shown in their command lines and recorded as settings of both."""
+    config = cli._parse(["generate", "--out", str(tmp_path), "--agent", "gaussian-ppo", "--agent.learning-rate", "1e-4",
+                         "--agent.n-epochs", "3"])  # fmt: skip
+    (task,) = resolve_tasks(config.env, config.task_id)
+    (train,) = stage_run(config, task, "rl", tmp_path).commands
+    (pretrain,) = stage_run(config, task, "bc", tmp_path).commands
+    for command in (train, pretrain):
+        agent = command.config.agent
+        assert (agent.learning_rate, agent.n_epochs) == (1e-4, 3)
+        assert (agent.n_steps, agent.gamma) == (GENERATE_AGENTS["gaussian-ppo"].n_steps, 0.999)  # generate's defaults
+    assert train.config.init_from == tmp_path / "bc" / "checkpoint"
+    argv = train.cli_argv()
+    assert argv[:3] == ["train", "--agent", "gaussian-ppo"] and "--agent.learning-rate=0.0001" in argv
+    assert "--agent.n-epochs=3" in argv
+    assert config.stage_settings("rl")["agent.n_epochs"] == 3 == config.stage_settings("bc")["agent.n_epochs"]
+    diffusion = cli._parse(["generate", "--out", str(tmp_path), "--agent.actor-lr", "1e-5"])
+    assert stage_run(diffusion, task, "rl", tmp_path).commands[0].config.agent.actor_lr == 1e-5
+
+
+def test_a_changed_agent_setting_is_refused_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (task,) = resolve_tasks("LIBERO-Goal-v0", ["0"])
+    manifest = Manifest.load_or_create(out)
+    for stage in ("demos", "bc"):
+        manifest.record(task.key, stage, done=True, settings=GenerateConfig(out=out).stage_settings(stage))
+    before = (out / "manifest.json").read_text()
+    assert cli.main(["generate", "--out", str(out), "--agent.actor-lr", "1e-5", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--agent.actor-lr changed (3e-05 -> 1e-05) since stage 'bc'" in err and len(err.splitlines()) == 1
+    assert (out / "manifest.json").read_text() == before
+
+
+def test_config_file_agent_settings_are_flags_over_its_defaults(tmp_path: Path) -> None:
+    saved = tmp_path / "generate.json"
+    resolved = GenerateConfig(out=tmp_path, agent=cli._parse(
+        ["generate", "--out", "a", "--agent", "gaussian-ppo", "--agent.net-arch", "64", "64"]).agent).resolved()
+    saved.write_text(json.dumps(resolved))
+    argv = expand_config_file(["generate", "--config", str(saved)])
+    assert argv[argv.index("--agent"):][:5] == ["--agent", "gaussian-ppo", "--agent.net-arch", "64", "64"]
+    assert cli._parse(argv).agent == cli._parse(["generate", "--out", "a", "--agent", "gaussian-ppo",
+                                                 "--agent.net-arch", "64", "64"]).agent  # fmt: skip
+    # nested and boolean settings too (the default agent, named or not)
+    nested = cli._parse(["generate", "--out", "a", "--agent.policy.no-predict-epsilon", "--agent.critic-encoder.state-dims",
+                         "64", "--agent.target-kl", "None"]).agent  # fmt: skip
+    saved.write_text(json.dumps(GenerateConfig(out=tmp_path, agent=nested).resolved()))
+    assert cli._parse(expand_config_file(["generate", "--config", str(saved)])).agent == nested
+    # another --agent on the command line: the file's agent settings do not apply
+    argv = expand_config_file(["generate", "--config", str(saved), "--agent", "gaussian-ppo"])
+    assert not [a for a in argv if a.startswith("--agent.")] and cli._parse(argv).agent == GENERATE_AGENTS["gaussian-ppo"]
+
+
+def test_a_stage_command_runs_through_python_m(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m agents.stage export CONFIG_JSON``: the config rebuilt and the library command run in a child
+    process (here on a collection without episodes: its one ``error:`` line, exit 2); a config it cannot rebuild
+    is refused the same way."""
+    from agents.stage import main, write_config
+    from libero_gym.data.commands import ExportConfig
+
+    (tmp_path / "data" / "episodes").mkdir(parents=True)
+    path = write_config(tmp_path / "export.json", ExportConfig(str(tmp_path / "data"), out=str(tmp_path / "out")))
+    done = subprocess.run([sys.executable, "-m", "agents.stage", "export", str(path)], env=_env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    err = done.stderr.strip()
+    assert done.returncode == 2 and err.startswith("error:") and "no collected episodes" in err
+    assert len(err.splitlines()) == 1
+    path.write_text(json.dumps({"collection": "x", "episodez": 1}))
+    assert main(["export", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "episodez" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow  # ~20-60 s: one simulator
+def test_a_collect_stage_runs_through_python_m(tmp_path: Path) -> None:
+    """``python -m agents.stage collect CONFIG_JSON``: one 5-step episode of a random policy, written."""
+    from agents.stage import write_config
+    from libero_gym.data.commands import CollectConfig
+
+    config = CollectConfig(out=str(tmp_path / "data"), policy="random", episodes=1, max_episode_steps=5, keep="all",
+                           images=False, export=False, progress=False)  # fmt: skip
+    path = write_config(tmp_path / "collect.json", config)
+    done = subprocess.run([sys.executable, "-m", "agents.stage", "collect", str(path)], env=_env(),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(list((tmp_path / "data" / "episodes").glob("ep_*.json"))) == 1
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -108,6 +214,7 @@ def test_config_file_values_are_defaults_that_flags_override(tmp_path: Path) -> 
         (["--formats", "rlds", "--no-images"], "formats rlds needs camera images"),
         (["--formats", "zarr"], "zarr"),
         (["--agent", "gaussian-ppo", "--sampling", "zero-init"], "sampling 'zero-init' needs a diffusion agent; gaussian-ppo acts in"),
+        (["--agent", "stable_baselines3:SAC"], "--agent must be one of ['diffusion-ppo', 'gaussian-ppo'] for generate"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],

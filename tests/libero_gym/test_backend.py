@@ -16,7 +16,7 @@ import pytest
 
 import cli
 from agents.configs import EvalConfig, TrainConfig
-from agents.generate import GenerateConfig
+from agents.pipeline import GenerateConfig
 from libero_gym.backend import BackendConfig, probe_address
 from libero_gym.data.commands import CollectConfig
 from libero_gym.errors import InvalidInputError

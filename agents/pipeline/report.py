@@ -181,7 +181,7 @@ def _markdown(out: Path, config: Any, results: dict[str, Any], manifest: dict[st
 
     rl = config.source == "rl"
     lines = [f"# generate: {config.env}, {len(results)} task(s), source {config.source}"
-             + (f", agent {config.agent}" if rl else ""), ""]  # fmt: skip
+             + (f", agent {config.agent_name}" if rl else ""), ""]  # fmt: skip
     lines += [f"Machine: {os.cpu_count()} cores, {platform.machine()}. "
               "Command: `python cli.py generate --config OUT/generate.json --out OUT` (OUT: this report's folder) "
               "reproduces it; rerunning continues the run.", ""]  # fmt: skip
@@ -283,7 +283,7 @@ def _plot_curves(results: dict[str, Any], config: Any, path: Path) -> Path | Non
     ax.set_xlabel("env steps")
     ax.set_ylabel("training-rollout success (last 100 episodes)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{config.agent} fine-tuning, {config.env}")
+    ax.set_title(f"{config.agent_name} fine-tuning, {config.env}")
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -328,3 +328,11 @@ def _plot_success(results: dict[str, Any], config: Any, path: Path) -> Path | No
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def report_table(report: Path) -> str:
+    """The tasks' table of a written ``report.md`` (its first table), for the terminal."""
+    lines = report.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("|")), len(lines))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return "\n".join(lines[start:end])
