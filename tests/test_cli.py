@@ -351,8 +351,8 @@ CONFIG_FILE_ERRORS: list[tuple[str, str, str | None, str]] = [
     ("unknown-field", "g.yaml", "out: x\nepisodez: 3\n", "unknown settings ['episodez']; valid: ['agent',"),
     ("wrong-type", "g.yaml", "out: x\nepisodes: ten\n", "episodes must be an integer, got 'ten'"),
     ("wrong-type-bool", "g.json", '{"images": "yes"}', "images must be true or false, got 'yes'"),
-    ("wrong-choice", "g.yaml", "formats: [hdf5, rlds]\n",
-     "formats must be a list (each item one of ['hdf5', 'lerobot'])"),
+    ("wrong-choice", "g.yaml", "formats: [hdf5, parquet]\n",
+     "formats must be a list (each item one of ['hdf5', 'lerobot', 'rlds'])"),
     ("nested-value", "g.yaml", "seed: {a: 1}\n", "seed must be an integer, got {'a': 1}"),
 ]
 
