@@ -64,7 +64,7 @@ def test_a_changed_setting_is_refused_by_name_unless_restarted(tmp_path: Path) -
     assert check_settings(old, manifest, tasks) == {"libero_goal_00": []}
     assert check_settings(GenerateConfig(out=tmp_path, episodes=7), manifest, tasks) == {"libero_goal_00": []}
     changed = GenerateConfig(out=tmp_path, bc_epochs=5)
-    with pytest.raises(InvalidInputError, match=r"--bc-epochs changed \(800 -> 5\) since stage 'bc'.*--restart-from bc"):
+    with pytest.raises(InvalidInputError, match=r"--bc-epochs changed \(200 -> 5\) since stage 'bc'.*--restart-from bc"):
         check_settings(changed, manifest, tasks)
     restarted = GenerateConfig(out=tmp_path, bc_epochs=5, restart_from="bc")
     assert check_settings(restarted, manifest, tasks) == {"libero_goal_00": ["bc", "bc_eval", "rl"]}
