@@ -26,7 +26,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, Union
 
 import tyro
-from gymnasium import error as gym_error
 
 from agents.configs import (
     SB3_SUBCOMMAND,
@@ -46,7 +45,7 @@ from libero_gym.data.policies import register_policy
 from libero_gym.doctor import DoctorConfig, doctor
 from libero_gym.env_table import EnvsConfig, list_envs
 from libero_gym.errors import InvalidInputError, LiberoGymError
-from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
+from libero_gym.signals import run_command
 
 register_policy("checkpoint", "agents.policy:CheckpointPolicy")
 """``collect --policy checkpoint``: a trained agent (the library knows it only by this path)."""
@@ -233,19 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sys.stderr.write(captured.getvalue())
     function = next(fn for config_cls, fn in COMMANDS.values() if type(config) is config_cls)
-    try:
-        with sigterm_raises():
-            result = function(config)
-    except (LiberoGymError, gym_error.Error) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return int(result) if isinstance(result, int) else 0
+    return run_command(function, config)
 
 
 if __name__ == "__main__":

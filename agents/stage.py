@@ -130,11 +130,9 @@ def _typed(hint: Any, value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``COMMAND`` from ``CONFIG_JSON``; returns the exit code."""
-    from gymnasium import error as gym_error
-
     from libero_gym.data.policies import register_policy
     from libero_gym.errors import LiberoGymError
-    from libero_gym.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, sigterm_raises
+    from libero_gym.signals import run_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 2:
@@ -143,18 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     register_policy("checkpoint", "agents.policy:CheckpointPolicy")  # collect --policy checkpoint
     try:
         config = read_config(argv[0], Path(argv[1]))
-        with sigterm_raises():
-            result = COMMANDS[argv[0]][1](config)
-    except (LiberoGymError, gym_error.Error) as error:
+    except LiberoGymError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except Terminated:
-        print("terminated", file=sys.stderr)
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return int(result) if isinstance(result, int) else 0
+    return run_command(COMMANDS[argv[0]][1], config)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 EXIT_INTERRUPTED = 130
 """Exit code after Ctrl-C: 128 + SIGINT (2), the shell convention."""
@@ -75,3 +76,31 @@ def quiet_worker_signals() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_command(function: Callable[[Any], Any], config: Any) -> int:
+    """Run a command's library function the way every entry point does; returns the exit code.
+
+    SIGTERM raises (:func:`sigterm_raises`); a user error (:class:`~libero_gym.errors.LiberoGymError`,
+    gymnasium's) is one ``error:`` line and 2; SIGTERM and Ctrl-C stop through the command's own
+    cleanup, then one line and :data:`EXIT_TERMINATED` / :data:`EXIT_INTERRUPTED`.
+    """
+    import sys
+
+    from gymnasium import error as gym_error
+
+    from libero_gym.errors import LiberoGymError
+
+    try:
+        with sigterm_raises():
+            result = function(config)
+    except (LiberoGymError, gym_error.Error) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return int(result) if isinstance(result, int) else 0
