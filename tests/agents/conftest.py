@@ -82,3 +82,35 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def record_controller_demos(path: Any, task: int = 0, n_demos: int = 2, steps: int = 12) -> None:
+    """A known controller on a real LIBERO-Goal task, written in LIBERO's layout: task 0 moves +x with the
+    gripper open, any other task -x with it closed; demo i starts from init state i. Only the states and
+    actions matter (pretrain and the student regenerate observations by replay)."""
+    import numpy as np
+
+    from libero_gym import suites
+    from libero_gym.data.dataset import Episode, write_dataset
+
+    direction = [0.5, -1.0] if task == 0 else [-0.5, 1.0]
+    env = gym.make("LIBERO-Goal-v0", task_id=task, obs_mode="state")
+    episodes = []
+    try:
+        for i in range(n_demos):
+            env.reset(seed=i, options={"init_state_id": i})
+            actions = np.tile(np.array([direction[0], 0, 0, 0, 0, 0, direction[1]]), (steps, 1))
+            states = []
+            for action in actions:
+                states.append(env.unwrapped.get_sim_state())
+                env.step(action)
+            states_arr = np.stack(states)
+            dones = np.zeros(steps, np.uint8)
+            dones[-1] = 1
+            low_dim = {"gripper_states": (2,), "joint_states": (7,), "ee_states": (6,), "ee_pos": (3,), "ee_ori": (3,)}
+            obs = {key: np.zeros((steps, *shape)) for key, shape in low_dim.items()}
+            episodes.append(Episode(actions, states_arr, np.zeros((steps, 9)), np.zeros(steps, np.uint8), dones, obs,
+                                    states_arr[0], "", {"init_state_id": i, "success": True}))  # fmt: skip
+    finally:
+        env.close()
+    write_dataset(path, episodes, suites.get_task("libero_goal", task))

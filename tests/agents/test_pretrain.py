@@ -14,8 +14,7 @@ import cli
 from agents.checkpoint import load_agent, read_checkpoint
 from agents.configs import PretrainConfig
 from agents.pretrain import action_chunks, pretrain
-from libero_gym import suites
-from tests.agents.conftest import SMALL_DIFFUSION, agent_config
+from tests.agents.conftest import SMALL_DIFFUSION, agent_config, record_controller_demos
 
 STEPS = 12
 """Steps per recorded demo: enough for several chunks, cheap to replay."""
@@ -30,41 +29,11 @@ def test_action_chunks_pad_with_last_action() -> None:
     assert action_chunks(np.full((2, 7), 5.0), 2).max() == 1.0  # clamped to the action range
 
 
-def _record(path: Path, n_demos: int = 2) -> None:
-    """A known controller (move +x, gripper open) on LIBERO-Goal task 0, written in LIBERO's layout."""
-    from libero_gym.data.dataset import Episode, write_dataset
-
-    env = gym.make("LIBERO-Goal-v0", task_id=0, obs_mode="state")
-    episodes = []
-    try:
-        for i in range(n_demos):
-            env.reset(seed=i, options={"init_state_id": i})
-            actions = np.tile(np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0]), (STEPS, 1))
-            states = []
-            for action in actions:
-                states.append(env.unwrapped.get_sim_state())
-                env.step(action)
-            states_arr = np.stack(states)
-            dones = np.zeros(STEPS, np.uint8)
-            dones[-1] = 1
-            low_dim = {"gripper_states": (2,), "joint_states": (7,), "ee_states": (6,), "ee_pos": (3,), "ee_ori": (3,)}
-            obs = {key: np.zeros((STEPS, *shape)) for key, shape in low_dim.items()}  # unused: pretrain re-renders
-            episodes.append(
-                Episode(
-                    actions, states_arr, np.zeros((STEPS, 9)), np.zeros(STEPS, np.uint8), dones, obs, states_arr[0], "",
-                    {"init_state_id": i},
-                )  # fmt: skip
-            )
-    finally:
-        env.close()
-    write_dataset(path, episodes, suites.get_task("libero_goal", 0))
-
-
 @pytest.fixture(scope="module")
 def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The recorded file, shared (read only) by the tests of this module."""
     path = tmp_path_factory.mktemp("demos") / "demos.hdf5"
-    _record(path)
+    record_controller_demos(path, steps=STEPS)
     return path
 
 

@@ -21,6 +21,7 @@ from libero_gym import suites
 from libero_gym.data.dataset import Episode, write_dataset
 from libero_gym.errors import DatasetError
 from libero_gym.testing import FakeLiberoEnv
+from tests.agents.conftest import record_controller_demos
 
 STEPS = 10
 """Steps per recorded demo: a few chunks, cheap to replay."""
@@ -186,38 +187,13 @@ def test_observation_noise_scales_with_each_dimension() -> None:
     torch.testing.assert_close(again["proprio"], out["proprio"])  # same seed, same noise
 
 
-def _record(path: Path, task: int, n_demos: int) -> None:
-    """A known controller (task 0: +x, gripper open; task 1: -x, gripper closed) on a real LIBERO-Goal task."""
-    direction = [0.5, -1.0] if task == 0 else [-0.5, 1.0]
-    env = gym.make("LIBERO-Goal-v0", task_id=task, obs_mode="state")
-    episodes = []
-    try:
-        for i in range(n_demos):
-            env.reset(seed=i, options={"init_state_id": i})
-            actions = np.tile(np.array([direction[0], 0, 0, 0, 0, 0, direction[1]]), (STEPS, 1))
-            states = []
-            for action in actions:
-                states.append(env.unwrapped.get_sim_state())
-                env.step(action)
-            states_arr = np.stack(states)
-            dones = np.zeros(STEPS, np.uint8)
-            dones[-1] = 1
-            low_dim = {"gripper_states": (2,), "joint_states": (7,), "ee_states": (6,), "ee_pos": (3,), "ee_ori": (3,)}
-            obs = {key: np.zeros((STEPS, *shape)) for key, shape in low_dim.items()}  # unused: the student re-renders
-            episodes.append(Episode(actions, states_arr, np.zeros((STEPS, 9)), np.zeros(STEPS, np.uint8), dones, obs,
-                                    states_arr[0], "", {"init_state_id": i, "success": True}))  # fmt: skip
-    finally:
-        env.close()
-    write_dataset(path, episodes, suites.get_task("libero_goal", task))
-
-
 @pytest.mark.slow
 def test_student_then_eval_all_tasks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two real tasks, two sources: train the student twice with one seed (identical weights), then
     ``eval --task-id all`` prints the suite mean with its interval and writes the chart and JSON."""
     (tmp_path / "a").mkdir()
-    _record(tmp_path / "a" / "t0.hdf5", 0, 3)
-    _record(tmp_path / "t1.hdf5", 1, 2)
+    record_controller_demos(tmp_path / "a" / "t0.hdf5", 0, 3, steps=STEPS)
+    record_controller_demos(tmp_path / "t1.hdf5", 1, 2, steps=STEPS)
     argv = ["student", "--dataset", str(tmp_path / "a"), str(tmp_path / "t1.hdf5"), "--episodes-per-task", "2",
             "--epochs", "30", "--seed", "3", *TINY]  # fmt: skip
     assert cli.main([*argv, "--run-dir", str(tmp_path / "s1")]) == 0
@@ -249,7 +225,7 @@ def test_pixel_student_smoke(tmp_path: Path) -> None:
     feed the FiLM-ResNet encoder, and the checkpoint records the pixel env."""
     from agents.checkpoint import load_agent
 
-    _record(tmp_path / "t0.hdf5", 0, 1)
+    record_controller_demos(tmp_path / "t0.hdf5", 0, 1, steps=STEPS)
     argv = ["student", "--dataset", str(tmp_path / "t0.hdf5"), "--obs-mode", "pixels", "--image-size", "32",
             "--epochs", "2", "--run-dir", str(tmp_path / "px"), *TINY]  # fmt: skip
     assert cli.main(argv) == 0
