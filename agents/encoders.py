@@ -23,6 +23,7 @@ Shape legend:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,8 +48,10 @@ jerk-limited actions (step-to-step correlation 0.99) make the arm's velocity a s
 action, and a policy cloned from them follows its own momentum instead of the task (docs/agents.md)."""
 
 
+@functools.cache
 def proprio_columns(velocities: bool) -> np.ndarray:
-    """Indices of the ``proprio`` values a policy sees: all 39, or the 30 without :data:`VELOCITY_KEYS`."""
+    """Indices of the ``proprio`` values a policy sees: all 39, or the 30 without :data:`VELOCITY_KEYS`
+    (computed once per value: every forward pass selects with it)."""
     columns = np.arange(PROPRIO_DIM)
     if velocities:
         return columns
