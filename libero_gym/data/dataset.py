@@ -410,6 +410,21 @@ def _validate_open(file: Any, path: Path, require_images: bool) -> None:
         raise DatasetError(f"{path}: total={int(data.attrs['total'])} but demos hold {total} steps")
 
 
+def instruction_and_provenance(path: Any, data: Any) -> tuple[str, dict[str, Any]]:
+    """The language instruction (``problem_info``) and the ``libero_gym`` provenance attribute ({} for
+    LIBERO's own files) of a file's open ``data`` group.
+
+    Raises:
+        DatasetError: ``problem_info`` has no language instruction.
+    """
+    problem = json.loads(_attr(data.attrs["problem_info"]))
+    language = str(problem.get("language_instruction", "")).strip()
+    if not language:
+        raise DatasetError(f"{path}: problem_info has no language_instruction")
+    provenance = json.loads(_attr(data.attrs[PROVENANCE_ATTR])) if PROVENANCE_ATTR in data.attrs else {}
+    return language, provenance
+
+
 def _attr(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8")

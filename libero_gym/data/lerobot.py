@@ -232,13 +232,7 @@ def scan_sources(paths: Sequence[Path]) -> list[SourceEpisode]:
         ds.validate_dataset(path, require_images=False)
         with h5py.File(path, "r") as file:
             data = file["data"]
-            problem = json.loads(ds._attr(data.attrs["problem_info"]))
-            task = str(problem.get("language_instruction", "")).strip()
-            if not task:
-                raise DatasetError(f"{path}: problem_info has no language_instruction (the LeRobot task)")
-            provenance = {}
-            if ds.PROVENANCE_ATTR in data.attrs:
-                provenance = json.loads(ds._attr(data.attrs[ds.PROVENANCE_ATTR]))
+            task, provenance = ds.instruction_and_provenance(path, data)
             for demo in ds.demo_keys(data):
                 obs = data[demo]["obs"]
                 missing = [key for key in ds.IMAGE_KEYS if key not in obs]

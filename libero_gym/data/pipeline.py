@@ -122,8 +122,6 @@ def scan_files(paths: Sequence[Path], *, image_size: int | None) -> list[SourceF
         DatasetError: a file is not LIBERO's layout, has no instruction, lacks images
             (without ``image_size``), or its images differ in size from the others.
     """
-    import json
-
     import h5py
 
     files: list[SourceFile] = []
@@ -134,11 +132,7 @@ def scan_files(paths: Sequence[Path], *, image_size: int | None) -> list[SourceF
         ds.validate_dataset(path, require_images=False)
         with h5py.File(path, "r") as file:
             data = file["data"]
-            problem = json.loads(ds._attr(data.attrs["problem_info"]))
-            language = str(problem.get("language_instruction", "")).strip()
-            if not language:
-                raise DatasetError(f"{path}: problem_info has no language_instruction")
-            provenance = json.loads(ds._attr(data.attrs[ds.PROVENANCE_ATTR])) if ds.PROVENANCE_ATTR in data.attrs else {}
+            language, provenance = ds.instruction_and_provenance(path, data)
             task = ds.resolve_task(provenance, str(ds._attr(data.attrs.get("bddl_file_name", ""))))
             demos = tuple(ds.demo_keys(data))
             shapes = set()
